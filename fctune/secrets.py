@@ -1,0 +1,109 @@
+"""Keep secrets from .env out of logs, metadata and reports.
+
+Values of secret-named environment variables (``*KEY*``, ``*TOKEN*``, ``*SECRET*``, ``*PASSWORD*``) and
+token-looking strings (``sk-...``, ``hf_...``, bearer headers) are replaced by ``***``. Endpoints are
+recorded by host only (:func:`endpoint_host`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL)", re.I)
+_PATTERNS = [
+    re.compile(r"\bsk-[A-Za-z0-9_\-]{8,}"),
+    re.compile(r"\bhf_[A-Za-z0-9]{8,}"),
+    re.compile(r"\b(pk|sk)-lf-[A-Za-z0-9\-]{8,}"),
+    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._\-]{8,}"),
+    re.compile(r"(?i)(api[-_]?key[\"'=:\s]+)[A-Za-z0-9._\-]{8,}"),
+]
+MASK = "***"
+
+
+def secret_values() -> list[str]:
+    """Current values of secret-named environment variables (long enough to be worth masking)."""
+    return sorted({v for k, v in os.environ.items() if SECRET_NAME.search(k) and v and len(v) >= 6},
+                  key=len, reverse=True)
+
+
+def redact_text(text: str) -> str:
+    if not isinstance(text, str) or not text:
+        return text
+    for v in secret_values():
+        text = text.replace(v, MASK)
+    for pat in _PATTERNS:
+        text = pat.sub(lambda m: (m.group(1) if m.lastindex else "") + MASK, text)
+    return text
+
+
+def redact_config(obj: Any, key: str = "") -> Any:
+    """Mask secret-named fields and secret values anywhere in a config / metadata structure."""
+    if isinstance(obj, dict):
+        return {k: redact_config(v, str(k)) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [redact_config(v, key) for v in obj]
+    if isinstance(obj, str):
+        if key and SECRET_NAME.search(key) and obj and not key.lower().endswith(("_env", "_var")):
+            return MASK
+        return redact_text(obj)
+    return obj
+
+
+def endpoint_host(url: str | None) -> str | None:
+    """Scheme, host and port of an endpoint URL; credentials, path and query are dropped."""
+    if not url:
+        return None
+    parts = urlsplit(url if "://" in url else "http://" + url)
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    return f"{parts.scheme}://{host}"
+
+
+class RedactingFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact_text(str(record.msg))
+        if record.args:
+            record.args = tuple(redact_text(str(a)) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
+def install_log_redaction() -> None:
+    """Attach the redacting filter to every handler of the root logger (idempotent)."""
+    root = logging.getLogger()
+    for h in root.handlers:
+        if not any(isinstance(f, RedactingFilter) for f in h.filters):
+            h.addFilter(RedactingFilter())
+
+
+def load_dotenv(path=".env", override: bool = False) -> list[str]:
+    """Read KEY=VALUE lines from .env into the environment; returns the names set (never the values)."""
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.exists():
+        return []
+    names = []
+    for lineno, raw in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[7:]
+        if "=" not in line:
+            logging.getLogger(__name__).warning("%s:%d: ignored (no '=')", p, lineno)
+            continue
+        k, v = line.split("=", 1)
+        k, v = k.strip(), v.strip()
+        if len(v) >= 2 and v[0] == v[-1] and v[0] in "\"'":
+            v = v[1:-1]
+        elif " #" in v:
+            v = v.split(" #", 1)[0].rstrip()
+        if override or k not in os.environ:
+            os.environ[k] = v
+            names.append(k)
+    return names
