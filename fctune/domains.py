@@ -49,10 +49,13 @@ def _words(text: str) -> str:
     return " " + " ".join(w for w in _SPLIT.split(text.lower()) if w) + " "
 
 
+_KW = {d: [_words(k).strip() for k in kws] for d, kws in KEYWORDS.items()}
+
+
 def _votes(text: str) -> Counter:
     words = _words(text)
     votes: Counter = Counter()
-    for domain, kws in KEYWORDS.items():
+    for domain, kws in _KW.items():
         for kw in kws:
             if f" {kw} " in words or f" {kw}" in words and len(kw) >= 5:
                 votes[domain] += 1
@@ -66,8 +69,10 @@ def normalize_domain(name: str | None) -> str | None:
     key = name.strip().lower().replace("_", "-")
     if key in DOMAINS:
         return key
-    if key.replace("-", "") == "ecommerce":
-        return "e-commerce"
+    compact = re.sub(r"[^a-z]", "", key)
+    for d in DOMAINS:
+        if compact.startswith(re.sub(r"[^a-z]", "", d)):
+            return d
     votes = _votes(name)
     if votes:
         top = votes.most_common()

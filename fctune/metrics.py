@@ -1,0 +1,107 @@
+"""Aggregation of per-example verdicts: rates with counts and bootstrap 95% intervals, breakdowns per
+complexity / turn type / domain / category, and the spread of field F1 across domains.
+
+Which rows each rate covers:
+* ``valid_json_rate``: rows that expect a call or a JSON object;
+* ``name_match_rate``, ``args_exact_match_rate`` (+ ``_lenient``), ``args_field_*``: rows that expect calls;
+* ``exact_match_rate``: every row (calls, abstention or JSON object all right);
+* ``abstention_accuracy``: rows that expect no call;
+* ``schema_valid_rate``, ``json_exact_match_rate``: structured-output rows;
+* ``field_f1`` (all kinds): call rows and structured rows.
+Rows with a backend error are counted in ``n_errors`` and left out of every rate.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter, defaultdict
+
+import numpy as np
+
+# metric name -> (verdict field, which expected kinds count)
+METRICS = {
+    "valid_json_rate": ("valid_json", ("tool_calls", "json")),
+    "name_match_rate": ("name_match", ("tool_calls",)),
+    "args_exact_match_rate": ("args_exact_match", ("tool_calls",)),
+    "args_exact_match_rate_lenient": ("args_exact_match_lenient", ("tool_calls",)),
+    "args_field_precision": ("field_precision", ("tool_calls",)),
+    "args_field_recall": ("field_recall", ("tool_calls",)),
+    "args_field_f1": ("field_f1", ("tool_calls",)),
+    "args_field_f1_lenient": ("field_f1_lenient", ("tool_calls",)),
+    "exact_match_rate": ("exact_match", ("tool_calls", "json", "no_call")),
+    "abstention_accuracy": ("abstention_correct", ("no_call",)),
+    "schema_valid_rate": ("schema_valid", ("json",)),
+    "json_exact_match_rate": ("exact_match", ("json",)),
+    "field_f1": ("field_f1", ("tool_calls", "json")),
+}
+HEADLINE = list(METRICS)
+BREAKDOWNS = ("complexity", "turn_type", "domain", "category", "multi_turn_kind")
+
+
+def bootstrap_ci(values: list[float], n_boot: int = 1000, seed: int = 0, alpha: float = 0.05):
+    """Percentile bootstrap interval of the mean (seeded, so reruns give the same interval)."""
+    if not values:
+        return None
+    if len(values) == 1:
+        return [values[0], values[0]]
+    arr = np.asarray(values, dtype=float)
+    idx = np.random.default_rng(seed).integers(0, len(arr), size=(n_boot, len(arr)))
+    means = arr[idx].mean(axis=1)
+    lo, hi = np.quantile(means, [alpha / 2, 1 - alpha / 2])
+    return [round(float(lo), 4), round(float(hi), 4)]
+
+
+def _values(verdicts: list[dict], field: str, kinds) -> list[float]:
+    return [float(v[field]) for v in verdicts
+            if v.get("error") is None and v["expected_kind"] in kinds and v.get(field) is not None]
+
+
+def rates(verdicts: list[dict], n_boot: int = 1000) -> dict:
+    """``{metric: {"value", "n", "ci"}}`` for every metric that has rows."""
+    out = {}
+    for name, (field, kinds) in METRICS.items():
+        vals = _values(verdicts, field, kinds)
+        if vals:
+            out[name] = {"value": round(sum(vals) / len(vals), 4), "n": len(vals),
+                         "ci": bootstrap_ci(vals, n_boot)}
+    return out
+
+
+def summarize(verdicts: list[dict], examples_by_id: dict, n_boot: int = 1000) -> dict:
+    """The summary written to ``summary.json``: headline rates as top-level keys, then the detail."""
+    scored = [v for v in verdicts if v.get("error") is None]
+    overall = rates(verdicts, n_boot)
+    summary: dict = {k: overall[k]["value"] if k in overall else None for k in HEADLINE}
+    summary.update({
+        "n_examples": len(verdicts),
+        "n_scored": len(scored),
+        "n_errors": len(verdicts) - len(scored),
+        "error_rate": round((len(verdicts) - len(scored)) / len(verdicts), 4) if verdicts else None,
+        "metrics": overall,
+        "failure_reasons": dict(Counter(v["failure_reason"] for v in scored if v.get("failure_reason")).most_common()),
+        "parse_shapes": dict(Counter(v.get("parse_shape") for v in scored if v.get("parse_shape")).most_common()),
+    })
+    breakdown = {}
+    for key in BREAKDOWNS:
+        groups = defaultdict(list)
+        for v in verdicts:
+            md = examples_by_id[v["id"]].metadata if v["id"] in examples_by_id else {}
+            value = md.get(key)
+            if value is not None:
+                groups[str(value)].append(v)
+        if groups:
+            breakdown[key] = {g: {"n": len(vs), **{m: r for m, r in rates(vs, n_boot).items()}}
+                              for g, vs in sorted(groups.items())}
+    summary["breakdown"] = breakdown
+    summary["domain_f1_std"] = domain_f1_std(breakdown.get("domain", {}))
+    errors = [v for v in verdicts if v.get("error")]
+    summary["errors"] = [{"id": v["id"], "error": v["error"]} for v in errors[:50]]
+    return summary
+
+
+def domain_f1_std(per_domain: dict) -> float | None:
+    """Population standard deviation of the mean field F1 across domains (the gate's "domain F1 std")."""
+    f1s = [d["field_f1"]["value"] for d in per_domain.values() if "field_f1" in d]
+    if len(f1s) < 2:
+        return None
+    return round(statistics.pstdev(f1s), 4)
