@@ -32,7 +32,7 @@ def setup_logging(level: str | None = None) -> None:
     level = level or os.environ.get("FCTUNE_LOG_LEVEL", "INFO")
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
-    for noisy in ("httpx", "httpcore", "urllib3", "filelock", "datasets", "openai._base_client"):
+    for noisy in ("httpx", "httpx2", "httpcore", "urllib3", "filelock", "datasets", "openai._base_client"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     install_log_redaction()
 

@@ -22,3 +22,244 @@ def result_paths(results_dir, label: str, suite: str) -> tuple[Path, Path]:
 
 def predictions_path(results_dir, label: str, suite: str) -> Path:
     return Path(results_dir) / f"{safe_label(label)}_{suite}_predictions.jsonl"
+
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+
+from fctune.cli import UserError
+from fctune.io import JsonlAppender, read_json, read_jsonl_tolerant, sha256_file, write_json_atomic, write_jsonl_atomic
+
+log = logging.getLogger(__name__)
+
+SUITE_NAMES = ("single_turn", "multi_turn", "domain_diverse", "structured_json")
+
+
+@dataclass
+class EvalConfig:
+    """Evaluate one model (local, with an optional adapter, or an OpenAI-compatible endpoint) on suites."""
+
+    backend: str = field(default="local", metadata={
+        "help": "local (a model on this machine), openai (OPENAI_BASE_URL / OPENAI_API_KEY or --base-url), "
+                "azure (AZURE_OPENAI_ENDPOINT, AZURE_OPENAI_API_VERSION, AZURE_OPENAI_DEPLOYMENT, "
+                "AZURE_OPENAI_API_KEY), or llamacpp (starts llama.cpp's OpenAI-compatible server on 127.0.0.1 for "
+                "the GGUF --model and talks to it like any endpoint)", "choices": ["local", "openai", "azure",
+                                                                                    "llamacpp"]})
+    model: str = field(default="smollm2", metadata={
+        "help": "local: hub id, folder, .gguf or 'smollm2'; openai: model name; azure: deployment (default from .env)"})
+    adapter: str | None = field(default=None, metadata={"help": "LoRA adapter folder (local backend)"})
+    label: str | None = field(default=None, metadata={
+        "help": "result label: files are <label>_<suite>.json (default from the model and adapter)"})
+    approach: str | None = field(default=None, metadata={"help": "recorded for the comparison: paper, fledgling, "
+                                                                  "llm, ..."})
+    role: str | None = field(default=None, metadata={"help": "recorded for the comparison: base, finetuned or llm",
+                                                     "choices": [None, "base", "finetuned", "llm"]})
+    family: str | None = field(default=None, metadata={"help": "recorded for the comparison, e.g. phi or llama"})
+    suites: list[str] = field(default_factory=lambda: list(SUITE_NAMES), metadata={
+        "help": "suites to run (their splits must exist in --splits-dir)"})
+    splits_dir: str = field(default="comparison_framework/test_splits", metadata={"help": "where suite splits are"})
+    split_file: str | None = field(default=None, metadata={
+        "help": "evaluate this split file instead of the suites (suite name = file stem)"})
+    results_dir: str = field(default="paper_approach/eval_results", metadata={"help": "where results go"})
+    limit: int | None = field(default=None, metadata={"help": "only the first N rows of each split"})
+    max_new_tokens: int = field(default=256, metadata={"help": "generation budget per answer"})
+    batch_size: int = field(default=8, metadata={"help": "local backend: prompts per generate() call"})
+    prompt_format: str | None = field(default=None, metadata={
+        "help": "local backend: auto, native or hermes (default: the adapter's training format)"})
+    device: str = field(default="auto", metadata={"help": "local backend: auto, cpu or cuda"})
+    base_url: str | None = field(default=None, metadata={"help": "openai backend: endpoint (default OPENAI_BASE_URL)"})
+    api_key_env: str = field(default="OPENAI_API_KEY", metadata={"help": "environment variable holding the API key"})
+    max_concurrency: int = field(default=4, metadata={"help": "API backends: requests in flight"})
+    request_timeout_s: float = field(default=60.0, metadata={"help": "API backends: per-request timeout"})
+    max_retries: int = field(default=4, metadata={"help": "API backends: retries on 429/5xx/timeouts"})
+    backoff_base_s: float = field(default=1.0, metadata={"help": "API backends: first retry delay (doubles)"})
+    structured_mode: str = field(default="auto", metadata={
+        "help": "API backends: response_format json_schema, prompt instructions, or auto (try, then fall back)",
+        "choices": ["auto", "response_format", "prompt"]})
+    resume: bool = field(default=True, metadata={"help": "skip rows already answered by the same model and split"})
+
+
+def default_label(cfg: EvalConfig) -> str:
+    if cfg.label:
+        return safe_label(cfg.label)
+    if cfg.backend != "local":
+        from fctune.models import resolve_model
+
+        name = resolve_model(cfg.model).short_name if cfg.backend == "llamacpp" else cfg.model
+        return safe_label(f"llm-{name}")
+    from fctune.models import resolve_model
+
+    base = resolve_model(cfg.model).short_name
+    return safe_label(f"{base}-{Path(cfg.adapter).name}-ft" if cfg.adapter else f"{base}-base")
+
+
+def make_backend(cfg: EvalConfig):
+    if cfg.backend == "local":
+        from fctune.backends.local import LocalBackend
+
+        return LocalBackend(cfg.model, cfg.adapter, cfg.max_new_tokens, cfg.batch_size, cfg.prompt_format, cfg.device)
+    from fctune.backends.openai_backend import OpenAIBackend
+
+    common = dict(max_concurrency=cfg.max_concurrency, timeout_s=cfg.request_timeout_s, max_retries=cfg.max_retries,
+                  backoff_base_s=cfg.backoff_base_s, max_tokens=cfg.max_new_tokens,
+                  structured_mode=cfg.structured_mode)
+    if cfg.backend == "llamacpp":
+        from fctune.llama_server import LlamaServer
+
+        log_path = Path(cfg.results_dir) / "llama_server.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        srv = LlamaServer(cfg.model, log_path=str(log_path)).start()
+        return OpenAIBackend(Path(srv.gguf).name, base_url=srv.base_url, api_key="not-needed", on_close=srv.stop,
+                             extra_identity={"served_by": "llama.cpp server (llama-cpp-python, "
+                                                          "chatml-function-calling)",
+                                             "model_description": srv.description}, **common)
+    if cfg.backend == "azure":
+        endpoint = os.environ.get("AZURE_OPENAI_ENDPOINT")
+        key = os.environ.get("AZURE_OPENAI_API_KEY")
+        version = os.environ.get("AZURE_OPENAI_API_VERSION", "2024-10-21")
+        deployment = cfg.model if cfg.model and cfg.model != "smollm2" else os.environ.get("AZURE_OPENAI_DEPLOYMENT")
+        missing = [n for n, v in (("AZURE_OPENAI_ENDPOINT", endpoint), ("AZURE_OPENAI_API_KEY", key),
+                                  ("AZURE_OPENAI_DEPLOYMENT", deployment)) if not v]
+        if missing:
+            raise UserError(f"--backend azure needs {', '.join(missing)} (set them in .env; see .env.example)")
+        return OpenAIBackend(deployment, azure_endpoint=endpoint, api_key=key, api_version=version, **common)
+    base_url = cfg.base_url or os.environ.get("OPENAI_BASE_URL")
+    key = os.environ.get(cfg.api_key_env)
+    if not base_url and not key:
+        raise UserError(f"--backend openai needs --base-url (or OPENAI_BASE_URL) for a local server, or "
+                        f"{cfg.api_key_env} for api.openai.com")
+    return OpenAIBackend(cfg.model, base_url=base_url, api_key=key, **common)
+
+
+def split_files(cfg: EvalConfig) -> dict[str, Path]:
+    if cfg.split_file:
+        p = Path(cfg.split_file)
+        return {p.stem.replace("_test", ""): p}
+    out = {}
+    from fctune.suites import SUITES
+
+    for s in cfg.suites:
+        if s not in SUITES:
+            raise UserError(f"unknown suite {s!r}; known: {', '.join(SUITES)}")
+        out[s] = Path(cfg.splits_dir) / SUITES[s].file
+    missing = [str(p) for p in out.values() if not p.exists()]
+    if missing:
+        raise UserError(f"suite splits not found: {missing}; build them with comparison_framework/test_*.py")
+    return out
+
+
+def generate_resumable(backend, examples, pred_path: Path, run_identity: dict, resume: bool = True,
+                       desc: str = "") -> tuple[list[dict], dict]:
+    """Generate for every example not already answered; one JSONL line per example as it finishes.
+
+    A rerun with the same identity (model, adapter version, split hash) skips finished rows; rows that
+    ended in an error are tried again. Returns the final predictions (last line per id wins) and counts.
+    """
+    from tqdm import tqdm
+
+    meta_path = pred_path.with_name(pred_path.name.replace(".jsonl", ".run.json"))
+    previous, torn = read_jsonl_tolerant(pred_path) if resume else ([], 0)
+    if previous and meta_path.exists() and read_json(meta_path).get("identity") != run_identity:
+        stale = pred_path.with_name(pred_path.name + f".stale-{int(time.time())}")
+        log.warning("%s was made by a different model/adapter/split: moved to %s, starting over", pred_path, stale)
+        pred_path.rename(stale)
+        previous = []
+    elif not resume and pred_path.exists():
+        pred_path.unlink()
+    done = {p["id"]: p for p in previous if not p.get("error")}
+    todo = [e for e in examples if e.id not in done]
+    write_json_atomic(meta_path, {"identity": run_identity})
+    counts = {"resumed": len(done), "torn_lines": torn, "generated": 0}
+    if done:
+        log.info("%s: resuming, %d of %d rows already answered", desc or pred_path.name, len(done), len(examples))
+    with JsonlAppender(pred_path) as out, tqdm(total=len(todo), desc=desc or pred_path.stem, unit="ex",
+                                               disable=not todo) as bar:
+        for g in backend.generate(todo):
+            out.write(g.to_dict())
+            counts["generated"] += 1
+            bar.update(1)
+    final, _ = read_jsonl_tolerant(pred_path)
+    latest = {p["id"]: p for p in final}
+    wanted = [latest[e.id] for e in examples if e.id in latest]
+    write_jsonl_atomic(pred_path, wanted)  # compacted: one line per id
+    return wanted, counts
+
+
+def evaluate(cfg: EvalConfig) -> dict:
+    """Run the configured backend over each split, then score each into the comparison's layout."""
+    from fctune import tracking
+    from fctune.config import run_metadata
+    from fctune.schema import read_examples
+    from fctune.score import score_predictions, write_scores
+
+    files = split_files(cfg)
+    label = default_label(cfg)
+    results: dict = {"label": label, "suites": {}}
+    with tracking.stage("evaluation", input={"label": label, "suites": list(files)}) as record:
+        backend = make_backend(cfg)
+        ident = backend.identity()
+        try:
+            for suite, path in files.items():
+                examples = read_examples(path)[: cfg.limit] if cfg.limit else read_examples(path)
+                run_identity = {"model": ident.get("model"), "adapter_version_id": ident.get("adapter_version_id"),
+                                "endpoint_host": ident.get("endpoint_host"), "split_sha256": sha256_file(path),
+                                "max_new_tokens": cfg.max_new_tokens}
+                pred_path = predictions_path(cfg.results_dir, label, suite)
+                t0 = time.time()
+                preds, counts = generate_resumable(backend, examples, pred_path, run_identity, cfg.resume,
+                                                   desc=f"{label} {suite}")
+                wall = time.time() - t0
+                details, issues = score_predictions(examples, preds, where=str(pred_path))
+                summary_path, details_path = result_paths(cfg.results_dir, label, suite)
+                split_report = path.with_suffix(".report.json")
+                extra = {
+                    "model": {"label": label, "approach": cfg.approach, "role": cfg.role, "family": cfg.family,
+                              **ident},
+                    "suite": suite, "split_file": str(path),
+                    "split_source": read_json(split_report).get("source") if split_report.exists() else None,
+                    "throughput": {**backend.stats(), "wall_s": round(wall, 2), **counts},
+                    "token_usage": {"prompt_tokens": sum(p.get("prompt_tokens") or 0 for p in preds),
+                                    "completion_tokens": sum(p.get("completion_tokens") or 0 for p in preds)},
+                    "latency_s": _latency(preds),
+                    "structured_modes": _count(preds, "structured_mode"),
+                    "run": run_metadata(cfg, data_files=[path]),
+                }
+                summary = write_scores(examples, details, issues, summary_path, details_path, extra)
+                _warn_zero_valid(label, suite, summary, details)
+                results["suites"][suite] = {"summary": str(summary_path), "exact_match_rate": summary["exact_match_rate"],
+                                            "field_f1": summary["field_f1"], "n_errors": summary["n_errors"]}
+                log.info("%s %s: exact %s, field F1 %s, valid JSON %s, errors %d -> %s", label, suite,
+                         summary["exact_match_rate"], summary["field_f1"], summary["valid_json_rate"],
+                         summary["n_errors"], summary_path)
+        finally:
+            backend.close()
+        record(results=results)
+    return results
+
+
+def _latency(preds: list[dict]) -> dict | None:
+    lat = sorted(p["latency_s"] for p in preds if p.get("latency_s") is not None)
+    if not lat:
+        return None
+    return {"mean": round(sum(lat) / len(lat), 4), "p50": lat[len(lat) // 2], "p95": lat[int(0.95 * (len(lat) - 1))]}
+
+
+def _count(preds, key) -> dict:
+    out: dict = {}
+    for p in preds:
+        if p.get(key):
+            out[p[key]] = out.get(p[key], 0) + 1
+    return out
+
+
+def _warn_zero_valid(label: str, suite: str, summary: dict, details: list[dict]) -> None:
+    """A 0% valid-call rate with non-empty outputs points at a format mismatch, not at the model: say so."""
+    rate = summary.get("valid_json_rate")
+    nonempty = [d for d in details if (d.get("output") or d.get("raw_tool_calls")) and d["expected_kind"] != "no_call"]
+    if rate == 0 and nonempty:
+        samples = "; ".join(repr((d.get("output") or "")[:120]) for d in nonempty[:3])
+        log.warning("%s on %s: 0%% valid calls/JSON although %d outputs are non-empty: check the prompt format "
+                    "and the output shape. Examples: %s", label, suite, len(nonempty), samples)
+        summary.setdefault("warnings", []).append(f"valid_json_rate is 0 with {len(nonempty)} non-empty outputs")

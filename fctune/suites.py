@@ -120,6 +120,7 @@ def build_suite(spec: SuiteSpec, cfg: SuiteConfig) -> tuple[list[Example], dict]
         chosen.extend(rows[:quota])
         if len(rows) < quota:
             shortfall[stratum] = {"wanted": quota, "found": len(rows)}
+    rng.shuffle(chosen)  # mixed order: any prefix (--limit) is a rough stratified sample
     unused = {k: len(v) for k, v in by.items() if k not in spec.quotas}
     report = {
         "suite": spec.name, "source": source, "size": len(chosen), "target_size": sum(spec.quotas.values()),

@@ -1,0 +1,40 @@
+"""The one interface every model backend has: ``generate(examples)`` yields a :class:`Generation` per
+example as it finishes (raw output text or OpenAI ``tool_calls``, token counts, latency, or an error).
+Nothing above a backend knows whether a model is local or behind an API."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Iterator, Protocol
+
+from fctune.schema import Example
+
+
+@dataclass
+class Generation:
+    id: str
+    output: str | None = None
+    tool_calls: list | None = None       # OpenAI shape, when the backend returned native tool calls
+    error: str | None = None             # set when the request finally failed: not a wrong answer
+    latency_s: float | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    attempts: int = 1
+    structured_mode: str | None = None   # "response_format" or "prompt" for structured rows (API backends)
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+class Backend(Protocol):
+    def identity(self) -> dict:
+        """Model id, adapter version, endpoint host (never secrets)."""
+
+    def generate(self, examples: list[Example]) -> Iterator[Generation]:
+        """One Generation per example, yielded as each finishes (order not guaranteed)."""
+
+    def stats(self) -> dict:
+        """Throughput of the calls so far (examples/s, generated tokens/s)."""
+
+    def close(self) -> None:
+        ...

@@ -1,0 +1,219 @@
+"""OpenAI-compatible endpoints through the official ``openai`` package: Azure OpenAI (endpoint,
+api-version, deployment) and any ``base_url`` (OpenAI, vLLM, llama.cpp server, Ollama).
+
+Tools go natively (``tools=``, ``tool_choice="auto"``) and ``tool_calls`` are read back. Structured rows
+ask for ``response_format`` ``json_schema``; an endpoint that rejects it gets the schema as instructions
+in the prompt instead, and each row records which (``structured_mode``). Requests run with bounded
+concurrency and a per-request timeout; 429, 5xx, timeouts and connection errors are retried with
+exponential backoff and jitter; a request that still fails is returned as an error (never as an answer).
+An authentication failure stops the run at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from typing import Iterator
+
+from fctune.backends.base import Generation
+from fctune.formats.hermes import SYSTEM_SCHEMA_TEMPLATE
+from fctune.formats.openai import message_to_openai
+from fctune.schema import Example
+from fctune.secrets import endpoint_host, redact_text
+
+log = logging.getLogger(__name__)
+_NAME_OK = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+
+
+class EndpointError(RuntimeError):
+    """The endpoint cannot be used at all (bad key, wrong deployment); raised, not recorded per row."""
+
+
+def api_name(name: str) -> str:
+    """A tool name the API accepts (``^[a-zA-Z0-9_-]{1,64}$``); BFCL names like ``math.factorial`` need it."""
+    if _NAME_OK.match(name):
+        return name
+    return re.sub(r"[^a-zA-Z0-9_-]", "_", name)[:64]
+
+
+class OpenAIBackend:
+    def __init__(self, model: str, base_url: str | None = None, api_key: str | None = None,
+                 azure_endpoint: str | None = None, api_version: str | None = None,
+                 max_concurrency: int = 4, timeout_s: float = 60.0, max_retries: int = 4, backoff_base_s: float = 1.0,
+                 backoff_max_s: float = 30.0, max_tokens: int = 512, temperature: float = 0.0,
+                 structured_mode: str = "auto", extra_identity: dict | None = None, on_close=None):
+        import openai
+
+        self.extra_identity, self.on_close = extra_identity or {}, on_close
+        self.openai = openai
+        self.model, self.azure = model, bool(azure_endpoint)
+        self.base_url = azure_endpoint or base_url
+        self.api_version = api_version
+        self.max_concurrency, self.timeout_s = max_concurrency, timeout_s
+        self.max_retries, self.backoff_base_s, self.backoff_max_s = max_retries, backoff_base_s, backoff_max_s
+        self.max_tokens, self.temperature = max_tokens, temperature
+        if self.azure:
+            self.client = openai.AzureOpenAI(azure_endpoint=azure_endpoint, api_version=api_version, api_key=api_key,
+                                             azure_deployment=model, timeout=timeout_s, max_retries=0)
+        else:
+            self.client = openai.OpenAI(base_url=base_url, api_key=api_key or "not-needed", timeout=timeout_s,
+                                        max_retries=0)
+        # "auto": try response_format json_schema, fall back to the prompt on the first rejection
+        self.structured_mode = structured_mode
+        self._lock = threading.Lock()
+        self._n, self._completion_tokens, self._t0, self._t1 = 0, 0, None, None
+        self._retries, self._failed = 0, 0
+
+    def identity(self) -> dict:
+        return {"backend": "openai", "kind": "azure" if self.azure else "openai-compatible", "model": self.model,
+                "endpoint_host": endpoint_host(self.base_url) or "https://api.openai.com",
+                "api_version": self.api_version, "temperature": self.temperature, "max_tokens": self.max_tokens,
+                "max_concurrency": self.max_concurrency, "timeout_s": self.timeout_s, "max_retries": self.max_retries,
+                "structured_mode": self.structured_mode, **self.extra_identity}
+
+    # -- request building ------------------------------------------------------------------------------
+    def _request(self, e: Example, structured: str | None) -> tuple[dict, dict]:
+        names = {t.name: api_name(t.name) for t in e.tools}
+        back = {v: k for k, v in names.items()}
+        msgs, pending, n_calls = [], [], 0
+        for m in e.messages:
+            d = message_to_openai(m)
+            for c in d.get("tool_calls") or []:
+                c["function"]["name"] = names.get(c["function"]["name"], api_name(c["function"]["name"]))
+                if not m.tool_calls[0].id:  # ids must pair calls with results; make them unique
+                    c["id"] = f"call_{n_calls}"
+                n_calls += 1
+                pending.append(c["id"])
+            if d["role"] == "tool":
+                d.pop("name", None)  # not part of the tool message schema
+                if not d.get("tool_call_id") and pending:
+                    d["tool_call_id"] = pending[0]
+                if d.get("tool_call_id") in pending:
+                    pending.remove(d["tool_call_id"])
+            msgs.append(d)
+        kwargs: dict = {"model": self.model, "messages": msgs, "temperature": self.temperature,
+                        "max_tokens": self.max_tokens}
+        if e.tools:
+            tools = []
+            for t in e.tools:
+                spec = t.to_openai()
+                spec["function"]["name"] = names[t.name]
+                tools.append(spec)
+            kwargs["tools"] = tools
+            kwargs["tool_choice"] = "auto"
+        if e.expected.kind == "json" and e.expected.json_schema is not None:
+            if structured == "response_format":
+                kwargs["response_format"] = {"type": "json_schema", "json_schema": {
+                    "name": "response", "schema": e.expected.json_schema, "strict": False}}
+            else:
+                instr = SYSTEM_SCHEMA_TEMPLATE.format(schema=json.dumps(e.expected.json_schema)).strip()
+                if msgs and msgs[0]["role"] == "system":
+                    msgs[0] = dict(msgs[0], content=msgs[0]["content"] + "\n\n" + instr)
+                else:
+                    msgs.insert(0, {"role": "system", "content": instr})
+        return kwargs, back
+
+    # -- one request with retries ----------------------------------------------------------------------
+    def _retryable(self, err: Exception) -> bool:
+        o = self.openai
+        if isinstance(err, (o.RateLimitError, o.APITimeoutError, o.APIConnectionError, o.InternalServerError)):
+            return True
+        return isinstance(err, o.APIStatusError) and (err.status_code == 429 or err.status_code >= 500)
+
+    def _rejects_response_format(self, err: Exception) -> bool:
+        o = self.openai
+        text = str(err).lower()
+        # 400/422 from most servers; llama-cpp-python answers 500 with a validation message
+        return isinstance(err, o.APIStatusError) and err.status_code in (400, 422, 500) and (
+            "response_format" in text or "json_schema" in text)
+
+    def _one(self, e: Example) -> Generation:
+        structured = None
+        if e.expected.kind == "json":
+            structured = "prompt" if self.structured_mode == "prompt" else "response_format"
+        attempts, t0 = 0, time.time()
+        while True:
+            attempts += 1
+            kwargs, back = self._request(e, structured)
+            try:
+                resp = self.client.chat.completions.create(**kwargs)
+            except self.openai.AuthenticationError as err:
+                raise EndpointError(f"the endpoint refused the credentials ({redact_text(str(err))[:200]}); "
+                                    "check the API key in .env") from None
+            except self.openai.NotFoundError as err:
+                raise EndpointError(f"model or deployment {self.model!r} not found at "
+                                    f"{endpoint_host(self.base_url)} ({redact_text(str(err))[:200]})") from None
+            except Exception as err:  # noqa: BLE001 - classified below
+                if structured == "response_format" and self.structured_mode == "auto" and \
+                        self._rejects_response_format(err):
+                    log.warning("the endpoint rejects response_format json_schema: structured rows now carry the "
+                                "schema in the prompt (recorded per row as structured_mode=prompt)")
+                    self.structured_mode = structured = "prompt"
+                    attempts -= 1
+                    continue
+                if self._retryable(err) and attempts <= self.max_retries:
+                    delay = min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempts - 1))
+                    delay *= 0.5 + random.random()  # jitter
+                    with self._lock:
+                        self._retries += 1
+                    log.info("%s: %s, retry %d/%d in %.1fs", e.id, type(err).__name__, attempts, self.max_retries,
+                             delay)
+                    time.sleep(delay)
+                    continue
+                with self._lock:
+                    self._failed += 1
+                return Generation(id=e.id, error=f"{type(err).__name__}: {redact_text(str(err))[:300]}",
+                                  latency_s=round(time.time() - t0, 3), attempts=attempts, structured_mode=structured)
+            return self._to_generation(e, resp, back, attempts, time.time() - t0, structured)
+
+    def _to_generation(self, e, resp, back, attempts, latency, structured) -> Generation:
+        choice = resp.choices[0] if resp.choices else None
+        msg = choice.message if choice else None
+        calls = None
+        if msg is not None and msg.tool_calls:
+            calls = [{"id": c.id, "type": "function",
+                      "function": {"name": back.get(c.function.name, c.function.name),
+                                   "arguments": c.function.arguments}} for c in msg.tool_calls]
+        usage = getattr(resp, "usage", None)
+        g = Generation(id=e.id, output=(msg.content if msg else None) or "", tool_calls=calls,
+                       latency_s=round(latency, 3), attempts=attempts, structured_mode=structured,
+                       prompt_tokens=getattr(usage, "prompt_tokens", None),
+                       completion_tokens=getattr(usage, "completion_tokens", None))
+        with self._lock:
+            self._completion_tokens += g.completion_tokens or 0
+        return g
+
+    def generate(self, examples: list[Example]) -> Iterator[Generation]:
+        if not examples:
+            return
+        with self._lock:
+            self._t0 = self._t0 or time.time()
+        with ThreadPoolExecutor(max_workers=self.max_concurrency) as pool:
+            futures = [pool.submit(self._one, e) for e in examples]
+            try:
+                for f in as_completed(futures):
+                    g = f.result()
+                    with self._lock:
+                        self._n += 1
+                        self._t1 = time.time()
+                    yield g
+            finally:
+                for f in futures:
+                    f.cancel()
+
+    def stats(self) -> dict:
+        dt = (self._t1 - self._t0) if self._t0 and self._t1 else None
+        return {"examples": self._n, "generated_tokens": self._completion_tokens, "generation_s": round(dt, 2) if dt else None,
+                "examples_per_s": round(self._n / dt, 3) if dt else None,
+                "generated_tokens_per_s": round(self._completion_tokens / dt, 1) if dt else None,
+                "retries": self._retries, "failed_requests": self._failed}
+
+    def close(self) -> None:
+        self.client.close()
+        if self.on_close is not None:
+            self.on_close()

