@@ -78,6 +78,10 @@ class EvalConfig:
     structured_mode: str = field(default="auto", metadata={
         "help": "API backends: response_format json_schema, prompt instructions, or auto (try, then fall back)",
         "choices": ["auto", "response_format", "prompt"]})
+    tools_mode: str = field(default="auto", metadata={
+        "help": "API backends: native (tools=, tool_calls) or prompt (Hermes tools block in the system message, "
+                "calls parsed from text); auto = native, except prompt for --backend llamacpp, whose grammar-"
+                "constrained tool calls take 40-120 s per call on CPU", "choices": ["auto", "native", "prompt"]})
     resume: bool = field(default=True, metadata={"help": "skip rows already answered by the same model and split"})
 
 
@@ -104,7 +108,9 @@ def make_backend(cfg: EvalConfig):
 
     common = dict(max_concurrency=cfg.max_concurrency, timeout_s=cfg.request_timeout_s, max_retries=cfg.max_retries,
                   backoff_base_s=cfg.backoff_base_s, max_tokens=cfg.max_new_tokens,
-                  structured_mode=cfg.structured_mode)
+                  structured_mode=cfg.structured_mode,
+                  tools_mode=cfg.tools_mode if cfg.tools_mode != "auto" else
+                  ("prompt" if cfg.backend == "llamacpp" else "native"))
     if cfg.backend == "llamacpp":
         from fctune.llama_server import LlamaServer
 
@@ -205,7 +211,7 @@ def evaluate(cfg: EvalConfig) -> dict:
                 examples = read_examples(path)[: cfg.limit] if cfg.limit else read_examples(path)
                 run_identity = {"model": ident.get("model"), "adapter_version_id": ident.get("adapter_version_id"),
                                 "endpoint_host": ident.get("endpoint_host"), "split_sha256": sha256_file(path),
-                                "max_new_tokens": cfg.max_new_tokens}
+                                "max_new_tokens": cfg.max_new_tokens, "tools_mode": ident.get("tools_mode")}
                 pred_path = predictions_path(cfg.results_dir, label, suite)
                 t0 = time.time()
                 preds, counts = generate_resumable(backend, examples, pred_path, run_identity, cfg.resume,

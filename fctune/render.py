@@ -43,6 +43,16 @@ _PROBE_TOOL = {"type": "function", "function": {"name": "fctune_probe_tool", "de
                                                  "parameters": {"type": "object", "properties": {}}}}
 
 
+def hermes_tools_prompt(tools) -> str:
+    """The Hermes-style system prompt that lists the tools (used when a template or endpoint ignores tools)."""
+    return HERMES_TOOLS_PROMPT.format(tools=json.dumps([t.to_openai() for t in tools], ensure_ascii=False))
+
+
+def hermes_tool_response(m: Message) -> str:
+    body = json.dumps({"name": m.name, "content": _tool_payload(m.content)}, ensure_ascii=False)
+    return f"<tool_response>\n{body}\n</tool_response>"
+
+
 class RenderError(ValueError):
     pass
 
@@ -112,8 +122,7 @@ class PromptRenderer:
     def _system_text(self, example: Example) -> str | None:
         parts = []
         if self.mode == "hermes" and example.tools:
-            tools = json.dumps([t.to_openai() for t in example.tools], ensure_ascii=False)
-            parts.append(HERMES_TOOLS_PROMPT.format(tools=tools))
+            parts.append(hermes_tools_prompt(example.tools))
         if example.expected.kind == "json" and example.expected.json_schema is not None:
             parts.append(SYSTEM_SCHEMA_TEMPLATE.format(
                 schema=json.dumps(example.expected.json_schema, ensure_ascii=False)).strip())
@@ -139,9 +148,7 @@ class PromptRenderer:
                 text = (text + "\n" if text else "") + format_hermes_calls(m.tool_calls)
             return {"role": "assistant", "content": text}
         if m.role == "tool":
-            body = json.dumps({"name": m.name, "content": _tool_payload(m.content)}, ensure_ascii=False)
-            return {"role": "tool" if self.tool_role_ok else "user",
-                    "content": f"<tool_response>\n{body}\n</tool_response>"}
+            return {"role": "tool" if self.tool_role_ok else "user", "content": hermes_tool_response(m)}
         return {"role": m.role, "content": m.content or ""}
 
     def template_messages(self, example: Example, include_target: bool = False) -> list[dict]:

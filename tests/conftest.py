@@ -30,7 +30,7 @@ def tiny_model_dir(tmp_path_factory, smollm2_tokenizer_dir):
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
                       bos_token_id=tok.bos_token_id, eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"),
-                      tie_word_embeddings=True)
+                      tie_word_embeddings=True, initializer_range=0.2)  # logits big enough to learn from
     out = tmp_path_factory.mktemp("tiny-llama")
     LlamaForCausalLM(cfg).save_pretrained(out)
     tok.save_pretrained(out)

@@ -92,10 +92,14 @@ class LocalBackend:
                 "prompt": self.renderer.describe(), "max_new_tokens": self.max_new_tokens,
                 "batch_size": self.batch_size, "decoding": "greedy"}
 
+    def prompt_for(self, example: Example) -> str:
+        """The exact text generation starts from (the training renderer's prompt)."""
+        return self.renderer.prompt(example)
+
     def generate(self, examples: list[Example]) -> Iterator[Generation]:
         import torch
 
-        prompts = [(e, self.renderer.prompt(e)) for e in examples]
+        prompts = [(e, self.prompt_for(e)) for e in examples]
         lengths = {e.id: len(self.tokenizer(p, add_special_tokens=False)["input_ids"]) for e, p in prompts}
         order = sorted(prompts, key=lambda ep: lengths[ep[0].id])
         for start in range(0, len(order), self.batch_size):

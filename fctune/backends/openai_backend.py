@@ -1,7 +1,11 @@
 """OpenAI-compatible endpoints through the official ``openai`` package: Azure OpenAI (endpoint,
 api-version, deployment) and any ``base_url`` (OpenAI, vLLM, llama.cpp server, Ollama).
 
-Tools go natively (``tools=``, ``tool_choice="auto"``) and ``tool_calls`` are read back. Structured rows
+Tools go natively (``tools=``, ``tool_choice="auto"``) and ``tool_calls`` are read back
+(``tools_mode="native"``, the default). ``tools_mode="prompt"`` instead lists the tools in a Hermes-style
+system message and parses calls from the text, for servers whose native tool calling is unusable
+(llama-cpp-python's grammar-constrained tool calls took 40-120 s per call on 2 CPU cores for schemas with
+enums, measured here); the mode is part of the backend identity in every result. Structured rows
 ask for ``response_format`` ``json_schema``; an endpoint that rejects it gets the schema as instructions
 in the prompt instead, and each row records which (``structured_mode``). Requests run with bounded
 concurrency and a per-request timeout; 429, 5xx, timeouts and connection errors are retried with
@@ -46,10 +50,14 @@ class OpenAIBackend:
                  azure_endpoint: str | None = None, api_version: str | None = None,
                  max_concurrency: int = 4, timeout_s: float = 60.0, max_retries: int = 4, backoff_base_s: float = 1.0,
                  backoff_max_s: float = 30.0, max_tokens: int = 512, temperature: float = 0.0,
-                 structured_mode: str = "auto", extra_identity: dict | None = None, on_close=None):
+                 structured_mode: str = "auto", tools_mode: str = "native", extra_identity: dict | None = None,
+                 on_close=None):
         import openai
 
         self.extra_identity, self.on_close = extra_identity or {}, on_close
+        if tools_mode not in ("native", "prompt"):
+            raise ValueError(f"tools_mode {tools_mode!r}: native or prompt")
+        self.tools_mode = tools_mode
         self.openai = openai
         self.model, self.azure = model, bool(azure_endpoint)
         self.base_url = azure_endpoint or base_url
@@ -74,35 +82,21 @@ class OpenAIBackend:
                 "endpoint_host": endpoint_host(self.base_url) or "https://api.openai.com",
                 "api_version": self.api_version, "temperature": self.temperature, "max_tokens": self.max_tokens,
                 "max_concurrency": self.max_concurrency, "timeout_s": self.timeout_s, "max_retries": self.max_retries,
-                "structured_mode": self.structured_mode, **self.extra_identity}
+                "structured_mode": self.structured_mode, "tools_mode": self.tools_mode, **self.extra_identity}
 
     # -- request building ------------------------------------------------------------------------------
     def _request(self, e: Example, structured: str | None) -> tuple[dict, dict]:
-        names = {t.name: api_name(t.name) for t in e.tools}
-        back = {v: k for k, v in names.items()}
-        msgs, pending, n_calls = [], [], 0
-        for m in e.messages:
-            d = message_to_openai(m)
-            for c in d.get("tool_calls") or []:
-                c["function"]["name"] = names.get(c["function"]["name"], api_name(c["function"]["name"]))
-                if not m.tool_calls[0].id:  # ids must pair calls with results; make them unique
-                    c["id"] = f"call_{n_calls}"
-                n_calls += 1
-                pending.append(c["id"])
-            if d["role"] == "tool":
-                d.pop("name", None)  # not part of the tool message schema
-                if not d.get("tool_call_id") and pending:
-                    d["tool_call_id"] = pending[0]
-                if d.get("tool_call_id") in pending:
-                    pending.remove(d["tool_call_id"])
-            msgs.append(d)
+        if self.tools_mode == "prompt":
+            msgs, back = self._prompt_mode_messages(e), {}
+        else:
+            msgs, back = self._native_messages(e)
         kwargs: dict = {"model": self.model, "messages": msgs, "temperature": self.temperature,
                         "max_tokens": self.max_tokens}
-        if e.tools:
+        if e.tools and self.tools_mode == "native":
             tools = []
             for t in e.tools:
                 spec = t.to_openai()
-                spec["function"]["name"] = names[t.name]
+                spec["function"]["name"] = api_name(t.name)
                 tools.append(spec)
             kwargs["tools"] = tools
             kwargs["tool_choice"] = "auto"
@@ -117,6 +111,54 @@ class OpenAIBackend:
                 else:
                     msgs.insert(0, {"role": "system", "content": instr})
         return kwargs, back
+
+    def _native_messages(self, e: Example) -> tuple[list[dict], dict]:
+        names = {t.name: api_name(t.name) for t in e.tools}
+        back = {v: k for k, v in names.items()}
+        msgs, pending, n_calls = [], [], 0
+        for m in e.messages:
+            d = message_to_openai(m)
+            if d.get("tool_calls"):
+                d["content"] = d["content"] or ""  # some servers reject null content
+            for c in d.get("tool_calls") or []:
+                c["function"]["name"] = names.get(c["function"]["name"], api_name(c["function"]["name"]))
+                if not m.tool_calls[0].id:  # ids must pair calls with results; make them unique
+                    c["id"] = f"call_{n_calls}"
+                n_calls += 1
+                pending.append(c["id"])
+            if d["role"] == "tool":
+                d.pop("name", None)  # not part of the tool message schema
+                if not d.get("tool_call_id") and pending:
+                    d["tool_call_id"] = pending[0]
+                if d.get("tool_call_id") in pending:
+                    pending.remove(d["tool_call_id"])
+            msgs.append(d)
+        return msgs, back
+
+    @staticmethod
+    def _prompt_mode_messages(e: Example) -> list[dict]:
+        from fctune.render import format_hermes_calls, hermes_tool_response, hermes_tools_prompt
+
+        system = [hermes_tools_prompt(e.tools)] if e.tools else []
+        system += [m.content for m in e.messages if m.role == "system" and m.content]
+        msgs = [{"role": "system", "content": "\n\n".join(system)}] if system else []
+        for m in e.messages:
+            if m.role == "system":
+                continue
+            if m.role == "assistant":
+                text = m.content or ""
+                if m.tool_calls:
+                    text = (text + "\n" if text else "") + format_hermes_calls(m.tool_calls)
+                msgs.append({"role": "assistant", "content": text})
+            elif m.role == "tool":
+                content = hermes_tool_response(m)
+                if msgs and msgs[-1]["role"] == "user" and msgs[-1]["content"].startswith("<tool_response>"):
+                    msgs[-1]["content"] += "\n" + content
+                else:
+                    msgs.append({"role": "user", "content": content})
+            else:
+                msgs.append({"role": m.role, "content": m.content or ""})
+        return msgs
 
     # -- one request with retries ----------------------------------------------------------------------
     def _retryable(self, err: Exception) -> bool:

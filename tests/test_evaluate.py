@@ -1,0 +1,269 @@
+"""Evaluation: the local backend with an adapter and the OpenAI backend against a real llama.cpp server give
+the same file layout; killed runs resume; retries and error accounting; secrets stay out of outputs."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from fctune.evaluate import EvalConfig, evaluate
+from fctune.schema import read_examples, write_examples
+
+REPO = Path(__file__).resolve().parents[1]
+SECRET = "sk-test-SECRET-9f8e7d6c5b4a3210"
+
+
+@pytest.fixture(scope="module")
+def llama_server():
+    from fctune.llama_server import LlamaServer, installed
+
+    assert installed(), "llama-cpp-python[server] must be installed (scripts/bootstrap.sh --test does)"
+    with LlamaServer("smollm2", n_ctx=4096) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def mini_split(tmp_path_factory):
+    from fctune.offline import generate_examples
+
+    exs = generate_examples(120, seed=21)
+    pick = [e for e in exs if e.expected.kind == "tool_calls" and e.metadata["turn_type"] == "single"][:5]
+    pick += [e for e in exs if e.metadata.get("multi_turn_kind") == "sequential"][:2]
+    pick += [e for e in exs if e.expected.kind == "json"][:2] + [e for e in exs if e.expected.kind == "no_call"][:1]
+    d = tmp_path_factory.mktemp("split")
+    write_examples(d / "mini_test.jsonl", pick)
+    return d / "mini_test.jsonl"
+
+
+@pytest.fixture(scope="module")
+def native_split(tmp_path_factory):
+    """Rows whose tools llama-cpp-python's grammar-constrained tool calling answers in about a second (greedy,
+    so stable); rows with enum parameters can take minutes there (see fctune.backends.openai_backend)."""
+    from fctune.offline import generate_examples
+
+    keep = {"offline-21-000001", "offline-21-000008", "offline-21-000014", "offline-21-000019"}
+    d = tmp_path_factory.mktemp("native")
+    write_examples(d / "native_test.jsonl", [e for e in generate_examples(120, seed=21) if e.id in keep])
+    return d / "native_test.jsonl"
+
+
+@pytest.fixture(scope="module")
+def tiny_adapter(tmp_path_factory, tiny_model_dir, mini_split):
+    from fctune.train import TrainConfig, train
+
+    d = tmp_path_factory.mktemp("adapters")
+    train(TrainConfig(model=tiny_model_dir, name="tiny", train_file=str(mini_split), val_file="", output_dir=str(d),
+                      max_steps=2, per_device_train_batch_size=2, gradient_accumulation_steps=1, save_steps=100,
+                      max_seq_length=512))
+    return d / "tiny"
+
+
+def _files(results: Path, label: str, suite: str):
+    return [results / f"{label}_{suite}{s}" for s in (".json", "_details.jsonl", "_predictions.jsonl")]
+
+
+@pytest.mark.server
+def test_local_adapter_and_llamacpp_endpoint_give_the_same_layout(tmp_path, tiny_model_dir, tiny_adapter, mini_split,
+                                                                  native_split, llama_server):
+    local = evaluate(EvalConfig(model=tiny_model_dir, adapter=str(tiny_adapter), label="tiny-ft", role="finetuned",
+                                split_file=str(mini_split), results_dir=str(tmp_path), max_new_tokens=16,
+                                batch_size=4))
+    remote = evaluate(EvalConfig(backend="openai", base_url=llama_server.base_url, model="smollm2", label="llm-smol",
+                                 role="llm", split_file=str(mini_split), results_dir=str(tmp_path),
+                                 max_new_tokens=96, max_concurrency=2, tools_mode="prompt"))
+    assert local["suites"].keys() == remote["suites"].keys() == {"mini"}
+    summaries = []
+    for label in ("tiny-ft", "llm-smol"):
+        for f in _files(tmp_path, label, "mini"):
+            assert f.exists(), f
+        s = json.loads((tmp_path / f"{label}_mini.json").read_text())
+        details = [json.loads(x) for x in (tmp_path / f"{label}_mini_details.jsonl").read_text().splitlines()]
+        assert s["n_examples"] == len(details) == 10 and s["n_errors"] == 0
+        assert all("latency_s" in d for d in details)
+        summaries.append(s)
+    assert set(summaries[0]) == set(summaries[1])
+    local_id, remote_id = summaries[0]["model"], summaries[1]["model"]
+    assert local_id["backend"] == "local" and local_id["adapter_version_id"]
+    assert remote_id["backend"] == "openai" and remote_id["endpoint_host"].startswith("http://127.0.0.1:")
+    assert summaries[1]["token_usage"]["completion_tokens"] > 0
+    assert summaries[0]["throughput"]["examples_per_s"] > 0 and summaries[0]["throughput"]["generated_tokens_per_s"] > 0
+    # llama-cpp-python rejects response_format json_schema: structured rows fell back to the prompt, recorded
+    assert summaries[1]["structured_modes"] == {"prompt": 2}
+    assert remote_id["tools_mode"] == "prompt"
+    # the native path: tools=, tool_calls read back from the server, arguments as JSON strings
+    native = evaluate(EvalConfig(backend="openai", base_url=llama_server.base_url, model="smollm2", label="llm-native",
+                                 role="llm", split_file=str(native_split), results_dir=str(tmp_path),
+                                 max_new_tokens=64, max_concurrency=1, tools_mode="native"))
+    s = json.loads(Path(native["suites"]["native"]["summary"]).read_text())
+    details = [json.loads(x) for x in (tmp_path / "llm-native_native_details.jsonl").read_text().splitlines()]
+    assert s["n_errors"] == 0 and s["model"]["tools_mode"] == "native"
+    assert s["parse_shapes"].get("openai_tool_calls", 0) >= 2
+    assert any(d.get("raw_tool_calls") for d in details)
+
+
+@pytest.mark.server
+def test_killed_run_resumes_without_redoing_finished_rows(tmp_path, llama_server):
+    from fctune.offline import generate_examples
+
+    split = tmp_path / "resume_test.jsonl"
+    write_examples(split, [e for e in generate_examples(80, seed=4) if e.expected.kind == "tool_calls"][:14])
+    cmd = [sys.executable, "docker/unsloth-paper/scripts/eval_function_call.py", "--backend", "openai",
+           "--base-url", llama_server.base_url, "--model", "smollm2", "--label", "r", "--split-file", str(split),
+           "--results-dir", str(tmp_path / "res"), "--max-concurrency", "1", "--max-new-tokens", "64",
+           "--tools-mode", "prompt"]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    preds = tmp_path / "res" / "r_resume_predictions.jsonl"
+    deadline = time.time() + 180
+    while time.time() < deadline and (not preds.exists() or preds.read_text().count("\n") < 4):
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = [json.loads(x)["id"] for x in preds.read_text().splitlines() if x.strip()]
+    assert 4 <= len(before) < 14
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    s = json.loads((tmp_path / "res" / "r_resume.json").read_text())
+    assert s["throughput"]["resumed"] == len(before)
+    assert s["throughput"]["generated"] == 14 - len(before)
+    final = [json.loads(x)["id"] for x in preds.read_text().splitlines()]
+    assert sorted(final) == sorted(e.id for e in read_examples(split)) and len(set(final)) == 14
+
+
+@pytest.mark.server
+def test_server_stopped_mid_run_is_recorded_as_errors_not_wrong_answers(tmp_path, mini_split):
+    from fctune.backends.openai_backend import OpenAIBackend
+    from fctune.llama_server import LlamaServer
+    from fctune.score import score_predictions
+    from fctune.metrics import summarize
+
+    examples = read_examples(mini_split)
+    srv = LlamaServer("smollm2").start()
+    backend = OpenAIBackend("smollm2", base_url=srv.base_url, max_concurrency=1, max_retries=2, backoff_base_s=0.05,
+                            timeout_s=30, max_tokens=32, tools_mode="prompt")
+    gens = []
+    try:
+        for g in backend.generate(examples):
+            gens.append(g)
+            if len(gens) == 3:
+                srv.stop()
+    finally:
+        srv.stop()
+    errors = [g for g in gens if g.error]
+    assert len(gens) == 10 and len(errors) >= 6
+    assert all(g.attempts == 3 for g in errors) and all("Connection" in g.error for g in errors)
+    assert backend.stats()["retries"] >= 2 * len(errors) and backend.stats()["failed_requests"] == len(errors)
+    details, _ = score_predictions(examples, [g.to_dict() for g in gens])
+    s = summarize(details, {e.id: e for e in examples})
+    assert s["n_errors"] == len(errors) and s["n_scored"] == 10 - len(errors)
+    assert all(d["failure_reason"] is None for d in details if d["error"])
+
+
+class _Flaky(BaseHTTPRequestHandler):
+    """Answers each POST from a script of status codes, then a real chat-completion body with a tool call."""
+
+    script: list = []
+    calls: list = []
+
+    def do_POST(self):  # noqa: N802
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.calls.append(self.path)
+        code = self.script.pop(0) if self.script else 200
+        if code != 200:
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(json.dumps({"error": {"message": f"status {code}", "type": "test"}}).encode())
+            return
+        body = {"id": "c1", "object": "chat.completion", "created": 0, "model": "m",
+                "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+                    "role": "assistant", "content": None, "tool_calls": [{
+                        "id": "t1", "type": "function",
+                        "function": {"name": "get_current_weather", "arguments": "{\"location\": \"Paris\"}"}}]}}],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *a):
+        pass
+
+
+@pytest.fixture
+def flaky_server():
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    _Flaky.calls = []
+    yield f"http://127.0.0.1:{srv.server_address[1]}/v1"
+    srv.shutdown()
+
+
+def _weather_example():
+    from fctune.offline.catalog import TOOL_BY_NAME
+    from fctune.schema import Example, Expected, Message, ToolCall
+
+    return Example("w1", [Message("user", "Weather in Paris?")], [TOOL_BY_NAME["get_current_weather"]],
+                   Expected("tool_calls", [ToolCall("get_current_weather", {"location": "Paris"})]))
+
+
+@pytest.mark.parametrize("script,attempts,ok", [
+    ([429, 429, 500], 4, True),      # retried with backoff, then answered
+    ([503], 2, True),
+    ([500, 500, 500, 500, 500], 4, False),  # still failing after 3 retries: an error, not an answer
+    ([400], 1, False),               # not retryable
+])
+def test_retries_on_429_and_5xx(flaky_server, script, attempts, ok):
+    from fctune.backends.openai_backend import OpenAIBackend
+    from fctune.score import score_example
+
+    _Flaky.script = list(script)
+    b = OpenAIBackend("m", base_url=flaky_server, api_key="x", max_retries=3, backoff_base_s=0.01)
+    (g,) = list(b.generate([_weather_example()]))
+    assert g.attempts == attempts and len(_Flaky.calls) == attempts
+    if ok:
+        assert g.error is None and score_example(_weather_example(), g.output, g.tool_calls).exact_match
+    else:
+        assert g.error and score_example(_weather_example(), g.output, g.tool_calls, g.error).failure_reason is None
+
+
+@pytest.mark.server
+def test_secrets_never_reach_logs_metadata_or_results(tmp_path, llama_server, native_split):
+    env = dict(os.environ, OPENAI_API_KEY=SECRET, AZURE_OPENAI_API_KEY=SECRET + "-az", HF_TOKEN="hf_" + "x" * 20)
+    out = subprocess.run([sys.executable, "docker/unsloth-paper/scripts/eval_function_call.py", "--backend", "openai",
+                          "--base-url", llama_server.base_url.replace("http://", f"http://user:{SECRET}@"),
+                          "--model", "smollm2", "--split-file", str(native_split), "--results-dir", str(tmp_path),
+                          "--max-new-tokens", "32", "--label", "llm"], cwd=REPO, capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    blobs = [out.stdout, out.stderr] + [p.read_text() for p in tmp_path.rglob("*") if p.is_file()]
+    for secret in (SECRET, "hf_" + "x" * 20):
+        assert not any(secret in b for b in blobs)
+    s = json.loads((tmp_path / "llm_native.json").read_text())
+    assert s["model"]["endpoint_host"] == llama_server.base_url.rsplit("/v1", 1)[0]
+
+
+def test_azure_without_settings_is_a_clear_error(tmp_path, mini_split):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AZURE_")}
+    env["FCTUNE_ENV_FILE"] = str(tmp_path / "none.env")
+    out = subprocess.run([sys.executable, "docker/unsloth-paper/scripts/eval_function_call.py", "--backend", "azure",
+                          "--split-file", str(mini_split), "--results-dir", str(tmp_path)], cwd=REPO,
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 2
+    assert "AZURE_OPENAI_ENDPOINT" in out.stderr and "AZURE_OPENAI_API_KEY" in out.stderr
+
+
+def test_endpoint_host_keeps_no_credentials():
+    from fctune.secrets import endpoint_host, redact_config
+
+    assert endpoint_host("https://user:pw@my.openai.azure.com:8443/openai?key=1") == "https://my.openai.azure.com:8443"
+    assert redact_config({"api_key": "abc123456", "nested": {"token": "t0k3n-value"}, "api_key_env": "OPENAI_API_KEY"}) \
+        == {"api_key": "***", "nested": {"token": "***"}, "api_key_env": "OPENAI_API_KEY"}

@@ -1,0 +1,203 @@
+"""Training on CPU with tiny random-weight models: loss falls, masking, renderer identity, resume, merge."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fctune.offline import generate_examples
+from fctune.render import PromptRenderer
+from fctune.schema import write_examples
+from fctune.train import PRESETS, TrainConfig, choose_backend, train
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _multi_turn_example():
+    return next(e for e in generate_examples(200, seed=11) if e.metadata.get("multi_turn_kind") == "sequential")
+
+
+def test_loss_only_on_assistant_turns(smollm2_tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(smollm2_tokenizer_dir)
+    r = PromptRenderer(tok)
+    e = _multi_turn_example()  # user, assistant call, tool result, then the scored call
+    f = r.training_features(e)
+    learned = tok.decode([t for t, m in zip(f["input_ids"], f["assistant_masks"]) if m])
+    first_call = e.messages[1].tool_calls[0]
+    target = e.expected.tool_calls[0]
+    # built independently of the renderer: Hermes calls, each closed by ChatML's end-of-turn
+    expected = "".join(
+        "<tool_call>\n" + json.dumps({"name": c.name, "arguments": c.arguments}) + "\n</tool_call><|im_end|>\n"
+        for c in (first_call, target))
+    assert learned == expected
+    masked = tok.decode([t for t, m in zip(f["input_ids"], f["assistant_masks"]) if not m])
+    assert e.messages[0].content in masked and "<tool_response>" in masked and "<tools>" in masked
+
+
+def test_training_prompt_is_byte_identical_to_evaluation_prompt(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    from fctune.backends.local import LocalBackend
+
+    r = PromptRenderer(AutoTokenizer.from_pretrained(tiny_model_dir))  # what training renders with
+    backend = LocalBackend(tiny_model_dir, max_new_tokens=4)             # what evaluation generates from
+    for e in generate_examples(40, seed=12):
+        text, spans = r.conversation(e)
+        assert text[: spans[-1][0]] == backend.prompt_for(e), e.id
+
+
+def test_native_template_mode_with_a_tools_aware_template(smollm2_tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(smollm2_tokenizer_dir)
+    tok.chat_template = (
+        "{% if tools %}<|im_start|>system\nTOOLS {{ tools | tojson }}<|im_end|>\n{% endif %}"
+        "{% for m in messages %}<|im_start|>{{ m.role }}\n{% if m.tool_calls %}{% for c in m.tool_calls %}"
+        "CALL {{ c.function.name }} {{ c.function.arguments | tojson }}{% endfor %}{% else %}{{ m.content }}"
+        "{% endif %}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    r = PromptRenderer(tok)
+    assert r.mode == "native"
+    e = _multi_turn_example()
+    text, spans = r.conversation(e)
+    assert "TOOLS" in text and f"CALL {e.expected.tool_calls[0].name}" in text[spans[-1][0]:spans[-1][1]]
+
+
+def test_backend_choice_on_cpu():
+    assert choose_backend(TrainConfig())[0] == "transformers"
+    from fctune.cli import UserError
+
+    with pytest.raises(UserError, match="CUDA"):
+        choose_backend(TrainConfig(backend="unsloth"))
+
+
+def test_gated_model_without_token_is_a_clear_error(monkeypatch):
+    from fctune.models import explain_hub_error
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+
+    class GatedRepoError(OSError):
+        pass
+
+    err = explain_hub_error("meta-llama/Llama-3.1-8B-Instruct", GatedRepoError("401 Client Error: gated repo"))
+    assert "HF_TOKEN" in str(err) and "--model smollm2" in str(err)
+
+
+def _tiny_split(tmp_path, n=8, seed=3):
+    exs = [e for e in generate_examples(60, seed=seed) if e.expected.kind == "tool_calls"][:n]
+    write_examples(tmp_path / "train.jsonl", exs)
+    write_examples(tmp_path / "val.jsonl", exs[:2])
+    return tmp_path / "train.jsonl", tmp_path / "val.jsonl"
+
+
+@pytest.mark.slow
+def test_tiny_model_trains_and_loss_falls(tmp_path, tiny_model_dir):
+    train_file, val_file = _tiny_split(tmp_path)
+    meta = train(TrainConfig(model=tiny_model_dir, name="tiny", train_file=str(train_file), val_file=str(val_file),
+                             output_dir=str(tmp_path / "adapters"), max_steps=16, per_device_train_batch_size=4,
+                             gradient_accumulation_steps=1, learning_rate=1e-2, warmup_ratio=0.0, logging_steps=1,
+                             eval_steps=16, save_steps=100, max_seq_length=1024))
+    losses = [p["loss"] for p in meta["train_loss_curve"]]
+    assert len(losses) >= 10
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 1.0  # nats: a random model starts near ln(vocab)
+    out = tmp_path / "adapters" / "tiny"
+    for f in ("adapter_model.safetensors", "adapter_config.json", "tokenizer.json", "metadata.json",
+              "train_config.json"):
+        assert (out / f).exists(), f
+    saved = json.loads((out / "metadata.json").read_text())
+    assert saved["backend"] == "transformers" and "no CUDA" in saved["backend_reason"]
+    assert saved["tokens_seen"] > 0 and saved["non_padding_tokens_per_s"] > 0 and saved["val_loss_curve"]
+    assert saved["version_id"] and saved["settings"]["precision"] == "fp32"
+    assert saved["prompt"]["prompt_format"] == "hermes"
+
+
+def test_smoke_preset_and_paper_defaults():
+    from fctune.config import config_from_sources
+
+    c = config_from_sources(TrainConfig, overrides={"preset": "smoke"}, presets=PRESETS)
+    assert (c.max_steps, c.max_seq_length) == (8, 1024)
+    d = TrainConfig()
+    assert (d.lora_r, d.lora_alpha, d.lora_dropout, d.per_device_train_batch_size, d.gradient_accumulation_steps,
+            d.learning_rate, d.lr_scheduler_type, d.warmup_ratio, d.num_train_epochs, d.max_seq_length) == \
+        (16, 32, 0.05, 4, 4, 2e-4, "cosine", 0.05, 3.0, 2048)
+
+
+@pytest.mark.slow
+def test_killed_training_resumes_from_checkpoint(tmp_path, tiny_model_dir):
+    train_file, val_file = _tiny_split(tmp_path)
+    out = tmp_path / "adapters"
+    cmd = [sys.executable, "docker/unsloth-paper/scripts/train_function_call.py", "--model", tiny_model_dir,
+           "--name", "r", "--train-file", str(train_file), "--val-file", "", "--output-dir", str(out),
+           "--max-steps", "40", "--per-device-train-batch-size", "2", "--gradient-accumulation-steps", "1",
+           "--save-steps", "2", "--logging-steps", "1", "--max-seq-length", "512"]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    ckpts = out / "r" / "checkpoints"
+    deadline = time.time() + 240
+    while time.time() < deadline and not list(ckpts.glob("checkpoint-4/trainer_state.json")):
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert list(ckpts.glob("checkpoint-*")), "no checkpoint before the kill"
+    assert not (out / "r" / "metadata.json").exists()
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    meta = json.loads((out / "r" / "metadata.json").read_text())
+    assert meta["resumed_from"] and "checkpoint-" in meta["resumed_from"]
+    assert meta["global_step"] == 40
+    steps = [p["step"] for p in meta["train_loss_curve"]]
+    assert steps == list(range(1, 41))  # history carried over from the checkpoint, no step done twice
+
+
+@pytest.mark.slow
+def test_merge_gives_the_same_model(tmp_path, tiny_model_dir):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from fctune.merge import MergeConfig, merge
+
+    train_file, _ = _tiny_split(tmp_path)
+    train(TrainConfig(model=tiny_model_dir, name="m", train_file=str(train_file), val_file="",
+                      output_dir=str(tmp_path / "a"), max_steps=3, per_device_train_batch_size=2,
+                      gradient_accumulation_steps=1, learning_rate=1e-2, warmup_ratio=0.0, save_steps=100,
+                      max_seq_length=512))
+    merge(MergeConfig(adapter=str(tmp_path / "a" / "m"), output=str(tmp_path / "merged")))
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged").eval()
+    ref = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), str(tmp_path / "a" / "m"))
+    x = torch.randint(10, 1000, (1, 12))
+    with torch.no_grad():
+        assert torch.allclose(merged(x).logits, ref.eval()(x).logits, atol=1e-4)
+    assert (tmp_path / "merged" / "model.safetensors").exists() and (tmp_path / "merged" / "tokenizer.json").exists()
+
+
+def test_tracking_is_a_no_op_without_keys(monkeypatch, caplog):
+    from fctune import tracking
+
+    for k in ("LANGFUSE_PUBLIC_KEY", "LANGFUSE_SECRET_KEY", "LANGFUSE_HOST"):
+        monkeypatch.delenv(k, raising=False)
+    with tracking.stage("x", input={"a": 1}) as record:
+        record(done=True)
+    assert not caplog.records
+
+
+def test_tracking_warns_once_when_keys_set_but_package_missing(monkeypatch, caplog):
+    import importlib.util
+
+    from fctune import tracking
+
+    if importlib.util.find_spec("langfuse") is not None:
+        pytest.skip("langfuse is installed here")
+    monkeypatch.setattr(tracking, "_state", {"warned": False, "client": None, "disabled": False})
+    for k in ("LANGFUSE_PUBLIC_KEY", "LANGFUSE_SECRET_KEY", "LANGFUSE_HOST"):
+        monkeypatch.setenv(k, "pk-lf-1234567890" if "KEY" in k else "http://127.0.0.1:1")
+    for _ in range(3):
+        with tracking.stage("x"):
+            pass
+    assert sum("langfuse" in r.getMessage() for r in caplog.records) == 1
