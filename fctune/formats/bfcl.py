@@ -72,17 +72,37 @@ def function_to_spec(fn: dict) -> ToolSpec:
     return ToolSpec(fn["name"], fn.get("description", ""), params)
 
 
-def expected_from_answer(ground_truth: list) -> Expected:
-    """One concrete expected call list: per parameter the first possible value ("" = omitted)."""
-    calls = []
-    for entry in ground_truth:
-        (name, params), = entry.items()
-        args = {}
-        for k, options in params.items():
-            first = next((o for o in options if o != ""), None) if isinstance(options, list) else options
-            if first is not None:
-                args[k] = first
-        calls.append(ToolCall(name, args))
+_OMIT = object()
+
+
+def _pick(options, required: bool):
+    """One value from a list of possible answers: omit when "" allows it (unless required), else the first."""
+    if not isinstance(options, list):
+        return options
+    if "" in options and not required:
+        return _OMIT
+    return next((o for o in options if o != ""), "" if "" in options else _OMIT)
+
+
+def _concrete(value, required=()):
+    """A possible answer made concrete; nested dict options hold lists of choices too."""
+    if isinstance(value, dict):
+        out = {}
+        for k, options in value.items():
+            v = _pick(options, k in required)
+            if v is not _OMIT:
+                out[k] = _concrete(v)
+        return out
+    if isinstance(value, list):
+        return [_concrete(v) for v in value]
+    return value
+
+
+def expected_from_answer(ground_truth: list, functions: list[dict] | None = None) -> Expected:
+    """One concrete expected call list that satisfies the possible answers (optional "" -> omitted)."""
+    req = {f["name"]: set((f.get("parameters") or {}).get("required") or []) for f in functions or []}
+    calls = [ToolCall(name, _concrete(params, req.get(name, ())))
+             for entry in ground_truth for name, params in entry.items()]
     return Expected("tool_calls", tool_calls=calls)
 
 
@@ -120,7 +140,7 @@ def load_category(category: str, limit: int | None = None, sample: int | None = 
         else:
             if row["id"] not in answers:
                 raise DataFileError(f"{afile}: no possible answer for {row['id']}")
-            expected = expected_from_answer(answers[row["id"]])
+            expected = expected_from_answer(answers[row["id"]], functions)
         md = {"source": "bfcl", "source_id": row["id"], "category": category, "bfcl_version": package_version(),
               "bfcl": {"category": category, "functions": copy.deepcopy(functions),
                        "possible_answer": answers.get(row["id"])}}

@@ -1,0 +1,146 @@
+"""BFCL evaluation: run any backend over BFCL categories and score with the leaderboard-style checker.
+
+Summaries (``<label>_bfcl.json``): per-category accuracy with counts and bootstrap 95% intervals;
+``non_live_ast`` = unweighted mean of simple_python, multiple, parallel, parallel_multiple (as the
+leaderboard's non-live AST column, Python only); ``live_ast`` = mean over all live_simple / live_multiple /
+live_parallel / live_parallel_multiple rows (weighted by count, as the leaderboard); ``hallucination`` =
+irrelevance and live_irrelevance accuracy (no call made).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fctune.bfcl.checker import calls_from_output, check_bfcl
+from fctune.evaluate import EvalConfig, default_label, generate_resumable, make_backend, safe_label
+from fctune.formats.bfcl import CATEGORIES, LIVE, NON_LIVE, load_category, package_version
+from fctune.io import read_jsonl, sha256_json, write_json_atomic, write_jsonl_atomic
+from fctune.metrics import bootstrap_ci
+
+log = logging.getLogger(__name__)
+NON_LIVE_AST = ("simple_python", "multiple", "parallel", "parallel_multiple")
+LIVE_AST = ("live_simple", "live_multiple", "live_parallel", "live_parallel_multiple")
+
+
+def score_rows(examples, predictions: list[dict]) -> tuple[list[dict], dict]:
+    """Verdict per row (pure scoring over saved outputs); errors are excluded from accuracy."""
+    by_id = {p["id"]: p for p in predictions}
+    details = []
+    for e in examples:
+        p = by_id.get(e.id)
+        if p is None:
+            continue
+        b = e.metadata["bfcl"]
+        row = {"id": e.id, "category": b["category"], "output": p.get("output")}
+        if p.get("tool_calls"):
+            row["raw_tool_calls"] = p["tool_calls"]
+        if p.get("error"):
+            row.update(valid=None, error=p["error"])
+        else:
+            calls = calls_from_output(p.get("output"), p.get("tool_calls"), e.tool_names)
+            err = check_bfcl(b["category"], b["functions"], b["possible_answer"], calls)
+            row.update(valid=err is None, error_type=err[0] if err else None, reason=err[1] if err else None,
+                       calls=[{"name": n, "arguments": a} for n, a in calls])
+        details.append(row)
+    missing = [e.id for e in examples if e.id not in by_id]
+    return details, {"missing_predictions": missing, "unknown_ids": [i for i in by_id if i not in
+                                                                      {e.id for e in examples}]}
+
+
+def category_summary(category: str, details: list[dict]) -> dict:
+    scored = [d for d in details if d.get("valid") is not None]
+    vals = [1.0 if d["valid"] else 0.0 for d in scored]
+    return {"category": category, "accuracy": round(sum(vals) / len(vals), 4) if vals else None,
+            "correct": int(sum(vals)), "total": len(scored), "n_errors": len(details) - len(scored),
+            "ci": bootstrap_ci(vals) if vals else None,
+            "error_types": dict(Counter(d["error_type"] for d in scored if d.get("error_type")).most_common())}
+
+
+def overall_summary(per_category: dict) -> dict:
+    non_live = [c for c in NON_LIVE_AST if per_category.get(c, {}).get("accuracy") is not None]
+    live = [c for c in LIVE_AST if per_category.get(c, {}).get("total")]
+    total = sum(per_category[c]["total"] for c in live)
+    return {
+        "non_live_ast": round(sum(per_category[c]["accuracy"] for c in non_live) / len(non_live), 4) if non_live
+        else None,
+        "non_live_ast_categories": non_live,
+        "live_ast": round(sum(per_category[c]["correct"] for c in live) / total, 4) if total else None,
+        "live_ast_categories": live,
+        "hallucination": {c: per_category[c]["accuracy"] for c in ("irrelevance", "live_irrelevance")
+                          if c in per_category},
+    }
+
+
+@dataclass
+class BfclConfig(EvalConfig):
+    """Evaluate a model on BFCL categories (data from the bfcl-eval package; scoring is fctune's)."""
+
+    categories: list[str] = field(default_factory=lambda: list(NON_LIVE), metadata={
+        "help": f"BFCL categories ({', '.join(CATEGORIES)}); 'non_live', 'live' and 'all' are shorthands"})
+    sample: int | None = field(default=None, metadata={"help": "a seeded random subset of N rows per category"})
+    seed: int = field(default=0, metadata={"help": "seed for --sample"})
+
+
+def expand_categories(cats: list[str]) -> list[str]:
+    out = []
+    for c in cats:
+        out += list(NON_LIVE) if c == "non_live" else list(LIVE) if c == "live" else list(CATEGORIES) if c == "all" \
+            else [c]
+    bad = [c for c in out if c not in CATEGORIES]
+    if bad:
+        from fctune.cli import UserError
+
+        raise UserError(f"unknown BFCL categories {bad}; known: {', '.join(CATEGORIES)}")
+    return list(dict.fromkeys(out))
+
+
+def run_bfcl(cfg: BfclConfig) -> dict:
+    from fctune.config import run_metadata
+
+    cats = expand_categories(cfg.categories)
+    label = default_label(cfg)
+    results = Path(cfg.results_dir)
+    backend = make_backend(cfg)
+    ident = backend.identity()
+    per_category, all_details = {}, []
+    t_start = time.time()
+    try:
+        for cat in cats:
+            examples = load_category(cat, limit=cfg.limit, sample=cfg.sample, seed=cfg.seed)
+            pred_path = results / f"{safe_label(label)}_bfcl_{cat}_predictions.jsonl"
+            run_identity = {"model": ident.get("model"), "adapter_version_id": ident.get("adapter_version_id"),
+                            "endpoint_host": ident.get("endpoint_host"), "tools_mode": ident.get("tools_mode"),
+                            "rows": sha256_json([e.id for e in examples]), "max_new_tokens": cfg.max_new_tokens}
+            t0 = time.time()
+            preds, counts = generate_resumable(backend, examples, pred_path, run_identity, cfg.resume,
+                                               desc=f"{label} bfcl {cat}")
+            details, issues = score_rows(examples, preds)
+            per_category[cat] = {**category_summary(cat, details), "wall_s": round(time.time() - t0, 1), **counts}
+            all_details.extend(details)
+            log.info("%s BFCL %s: %s/%s = %s", label, cat, per_category[cat]["correct"], per_category[cat]["total"],
+                     per_category[cat]["accuracy"])
+        stats = backend.stats()
+    finally:
+        backend.close()
+    summary = {"model": {"label": label, "approach": cfg.approach, "role": cfg.role, "family": cfg.family, **ident},
+               "suite": "bfcl", "bfcl_eval_version": package_version(), "categories": per_category,
+               **overall_summary(per_category), "sample": cfg.sample, "limit": cfg.limit,
+               "wall_s": round(time.time() - t_start, 1), "throughput": stats,
+               "run": run_metadata(cfg)}
+    write_jsonl_atomic(results / f"{safe_label(label)}_bfcl_details.jsonl", all_details)
+    write_json_atomic(results / f"{safe_label(label)}_bfcl.json", summary)
+    return summary
+
+
+def score_command(category: str, predictions: str, out: str) -> dict:
+    examples = load_category(category)
+    details, issues = score_rows(examples, read_jsonl(predictions))
+    summary = {**category_summary(category, details), **issues, "predictions_file": predictions,
+               "bfcl_eval_version": package_version()}
+    write_jsonl_atomic(Path(out) / "details.jsonl", details)
+    write_json_atomic(Path(out) / "summary.json", summary)
+    return summary

@@ -1,0 +1,41 @@
+"""``python -m fctune.bfcl run ...`` (evaluate a model) or ``python -m fctune.bfcl score ...`` (score saved outputs)."""
+
+import argparse
+import sys
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in ("run", "score"):
+        print("usage: python -m fctune.bfcl {run,score} ...\n  run    evaluate a model on BFCL categories "
+              "(--help for options)\n  score  --category NAME --predictions PRED.jsonl --out DIR", file=sys.stderr)
+        return 2
+    if argv[0] == "run":
+        from fctune.bfcl import BfclConfig, run_bfcl
+        from fctune.cli import run_script
+
+        return run_script(BfclConfig, run_bfcl, argv[1:], summary=lambda s: (
+            f"{s['model']['label']} BFCL: non-live AST {s['non_live_ast']}, live AST {s['live_ast']}, "
+            f"hallucination {s['hallucination']}; " + ", ".join(
+                f"{c} {v['correct']}/{v['total']}" for c, v in s["categories"].items())))
+    ap = argparse.ArgumentParser(prog="python -m fctune.bfcl score", description="Score saved outputs on a BFCL category.")
+    ap.add_argument("--category", required=True)
+    ap.add_argument("--predictions", required=True, help='JSONL of {"id", "output"} or {"id", "tool_calls"}')
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args(argv[1:])
+    from fctune.bfcl import score_command
+    from fctune.io import DataFileError
+
+    try:
+        s = score_command(a.category, a.predictions, a.out)
+    except (DataFileError, ValueError, KeyError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"{a.category}: {s['correct']}/{s['total']} = {s['accuracy']} -> {a.out}")
+    if s["missing_predictions"]:
+        print(f"warning: {len(s['missing_predictions'])} rows have no prediction", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
