@@ -133,7 +133,9 @@ def build_parser(cls, description: str | None = None, presets: dict | None = Non
         else:
             is_list = typing.get_origin(base) in (list, tuple)
             kwargs.update(type=_converter(tp),
-                          metavar=f.metadata.get("metavar", "A,B,..." if is_list else getattr(base, "__name__", "X").upper()))
+                          metavar=f.metadata.get("metavar", "A" if is_list else getattr(base, "__name__", "X").upper()))
+            if is_list:  # "--x a b", "--x a,b" and "--x ''" (empty) all work
+                kwargs["nargs"] = "*"
         names = ["--" + f.name.replace("_", "-")]
         if "_" in f.name:
             names.append("--" + f.name)
@@ -146,6 +148,9 @@ def parse_config(cls, argv=None, description: str | None = None, presets: dict |
     parser = build_parser(cls, description, presets)
     ns = vars(parser.parse_args(argv))
     yaml_path = ns.pop("config", None)
+    for k, v in ns.items():  # list flags arrive as lists of comma-split lists
+        if isinstance(v, list) and all(isinstance(x, list) for x in v):
+            ns[k] = [y for x in v for y in x]
     try:
         return config_from_sources(cls, yaml_path=yaml_path, overrides=ns, presets=presets)
     except ConfigError as e:

@@ -1,0 +1,198 @@
+"""Comparison: verdicts at both sides of every boundary, gates, and the full report opened in Chromium."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fctune.compare import ModelResults, gate_table, phase1_decision, phase2_decision, relative_scores
+
+REPO = Path(__file__).resolve().parents[1]
+CFG = yaml.safe_load((REPO / "comparison_framework" / "gates.yaml").read_text())
+
+
+def model(label, role, approach=None, family=None, ci_half=0.02, **metrics):
+    """A model whose summaries carry the given single_turn metric values (with symmetric intervals)."""
+    m = ModelResults(label, {"label": label, "role": role, "approach": approach, "family": family})
+    m.suites["single_turn"] = {"metrics": {k: {"value": v, "ci": [v - ci_half, v + ci_half], "n": 50}
+                                           for k, v in metrics.items()}}
+    return m
+
+
+REL = ["single_turn.args_exact_match_rate", "single_turn.args_field_f1"]
+CFG1 = {**CFG, "relative": {"metrics": REL, "aggregate": "mean"}}
+
+
+def decide1(models):
+    llm = next(m for m in models if m.role == "llm")
+    rel = {m.label: relative_scores(m, llm, REL, "mean") for m in models if m is not llm}
+    return phase1_decision({m.label: m for m in models}, llm, rel, CFG1)
+
+
+LLM = dict(args_exact_match_rate=0.8, args_field_f1=0.9)
+
+
+@pytest.mark.parametrize("phi,verdict", [
+    (dict(args_exact_match_rate=0.72, args_field_f1=0.81), "PROCEED TO PHASE 2"),    # exactly 90%
+    (dict(args_exact_match_rate=0.71, args_field_f1=0.81), "ITERATE"),               # just below
+])
+def test_phase1_proceed_boundary(phi, verdict):
+    d = decide1([model("llm", "llm", **LLM), model("phi-ft", "finetuned", "paper", "phi", **phi)])
+    assert d["verdict"] == verdict
+    assert d["numbers"]["phi-ft"]["relative_score"] == pytest.approx(
+        (phi["args_exact_match_rate"] / 0.8 + phi["args_field_f1"] / 0.9) / 2, abs=1e-4)
+
+
+def test_phase1_proceed_says_when_inside_the_interval():
+    d = decide1([model("llm", "llm", **LLM), model("phi-ft", "finetuned", "paper", "phi", ci_half=0.1,
+                                                   args_exact_match_rate=0.76, args_field_f1=0.85)])
+    assert d["verdict"] == "PROCEED TO PHASE 2" and any("inside the confidence interval" in n for n in d["notes"])
+
+
+@pytest.mark.parametrize("llama_f1,ci_half,verdict", [
+    (0.60, 0.02, "FOCUS ON WINNER"),   # phi leads by > 5 points, intervals apart
+    (0.66, 0.02, "ITERATE"),           # lead below the 5-point margin
+    (0.60, 0.10, "ITERATE"),           # lead big enough, but intervals overlap: not a clear winner
+])
+def test_phase1_winner_boundaries(llama_f1, ci_half, verdict):
+    d = decide1([model("llm", "llm", **LLM),
+                 model("phi-ft", "finetuned", "paper", "phi", ci_half, args_exact_match_rate=0.5, args_field_f1=0.7),
+                 model("llama-ft", "finetuned", "paper", "llama", ci_half, args_exact_match_rate=0.5,
+                       args_field_f1=llama_f1)])
+    assert d["verdict"] == verdict
+    if verdict == "FOCUS ON WINNER":
+        assert d["winner"] == "phi" and d["numbers"]["winner_check"]["ci_overlap"] is False
+    if ci_half == 0.10:
+        assert any("inside the confidence interval" in n for n in d["notes"])
+
+
+@pytest.mark.parametrize("slm,verdict", [
+    (dict(args_exact_match_rate=0.72, args_field_f1=0.81), "DEPLOY TO PRODUCTION"),   # delta exactly 10%
+    (dict(args_exact_match_rate=0.70, args_field_f1=0.81), "ANALYZE FAILURE MODES"),
+])
+def test_phase2_boundary(slm, verdict):
+    llm, m = model("llm", "llm", **LLM), model("phi-ft", "finetuned", "paper", "phi", **slm)
+    rel = {"phi-ft": relative_scores(m, llm, REL, "mean")}
+    d = phase2_decision({"llm": llm, "phi-ft": m}, llm, rel, CFG)
+    assert d["verdict"] == verdict and "phi-ft" in d["numbers"]
+
+
+def test_llm_at_zero_gives_no_ratio():
+    llm = model("llm", "llm", args_exact_match_rate=0.0, args_field_f1=0.5)
+    r = relative_scores(model("s", "finetuned", args_exact_match_rate=0.2, args_field_f1=0.5), llm, REL, "mean")
+    assert r["per_metric"]["single_turn.args_exact_match_rate"]["ratio"] is None and r["score"] == 1.0
+
+
+@pytest.mark.parametrize("gate,value,status", [
+    ("single_turn_exact_match", 0.70, "pass"), ("single_turn_exact_match", 0.69, "fail"),
+    ("single_turn_field_f1", 0.80, "pass"), ("single_turn_field_f1", 0.79, "fail"),
+])
+def test_gates_at_their_thresholds(gate, value, status):
+    g = next(x for x in CFG["gates"] if x["name"] == gate)
+    name = g["metric"].split(".", 1)[1]
+    rows = gate_table({"m": model("m", "finetuned", **{name: value})}, [g])
+    assert rows[0]["status"] == status
+
+
+def test_domain_std_gate_is_lower_is_better():
+    g = next(x for x in CFG["gates"] if x["name"] == "domain_f1_std")
+    for v, status in ((0.149, "pass"), (0.15, "fail")):
+        m = ModelResults("m", {"role": "finetuned"})
+        m.suites["domain_diverse"] = {"domain_f1_std": v, "metrics": {}}
+        assert gate_table({"m": m}, [g])[0]["status"] == status
+
+
+# -- end to end: real scoring of constructed predictions, then the report in a browser --------------------------
+def _write_results(results: Path, splits: Path, label: str, info: dict, skill: float):
+    """Score predictions that are right on the first `skill` share of each suite's rows."""
+    from fctune.evaluate import result_paths
+    from fctune.schema import read_examples
+    from fctune.score import score_predictions, write_scores
+
+    for suite in ("single_turn", "multi_turn", "domain_diverse", "structured_json"):
+        exs = read_examples(splits / f"{suite}_test.jsonl")
+        preds = []
+        for i, e in enumerate(exs):
+            good = i < skill * len(exs)
+            if e.expected.kind == "json":
+                out = json.dumps(e.expected.json) if good else "{'broken': "
+            else:
+                out = "".join("<tool_call>" + json.dumps(c.to_dict()) + "</tool_call>" for c in e.expected.tool_calls) \
+                    if good else "Sorry, I am not sure."
+            preds.append({"id": e.id, "output": out, "prompt_tokens": 400, "completion_tokens": 40})
+        details, issues = score_predictions(exs, preds)
+        s, d = result_paths(results, label, suite)
+        write_scores(exs, details, issues, s, d, {"model": {"label": label, **info}, "suite": suite,
+                                                   "token_usage": {"prompt_tokens": 400 * len(exs),
+                                                                   "completion_tokens": 40 * len(exs)}})
+
+
+@pytest.fixture(scope="module")
+def three_models(tmp_path_factory):
+    from fctune.suites import SUITES, SuiteConfig, build_suite
+    from fctune.schema import write_examples
+
+    root = tmp_path_factory.mktemp("cmp")
+    splits = root / "splits"
+    for name, spec in SUITES.items():
+        rows, _ = build_suite(spec, SuiteConfig(exclude=[]))
+        write_examples(splits / spec.file, rows)
+    res = root / "paper_approach" / "eval_results"
+    _write_results(res, splits, "llm-azure", {"role": "llm", "approach": "llm", "backend": "openai", "kind": "azure"},
+                   0.9)
+    _write_results(res, splits, "phi-ft", {"role": "finetuned", "approach": "paper", "family": "phi",
+                                           "backend": "local", "device": "cuda"}, 0.85)
+    _write_results(res, splits, "phi-base", {"role": "base", "approach": "paper", "family": "phi", "backend": "local"},
+                   0.3)
+    return root
+
+
+def test_report_files_and_chromium_render(three_models, tmp_path):
+    out = subprocess.run([sys.executable, "comparison_framework/compare_approaches.py", "--results-dirs",
+                          str(three_models / "paper_approach" / "eval_results"), str(three_models / "missing_dir"),
+                          "--output-dir", str(tmp_path / "reports")], cwd=REPO, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    reports = tmp_path / "reports"
+    for f in ("phase1_comparison.json", "phase1_report.html", "csv/single_turn.csv", "csv/json_quality.csv",
+              "csv/llm_comparison.csv", "csv/multi_turn.csv", "csv/domain_diverse.csv", "csv/structured_json.csv",
+              "csv/gates.csv"):
+        assert (reports / f).exists(), f
+    r = json.loads((reports / "phase1_comparison.json").read_text())
+    assert r["llm_baseline"] == "llm-azure" and set(r["models"]) == {"llm-azure", "phi-ft", "phi-base"}
+    assert r["decision"]["verdict"] == "PROCEED TO PHASE 2"  # 0.85 / 0.9 of the rows right -> ~94% of the LLM
+    assert {(m.get("family"), m["role"]) for m in r["missing_models"]} >= {("llama", "finetuned"), ("llama", "base")}
+    assert any("missing_dir" in p for p in r["problems"])
+    assert r["capabilities"]["single_turn"]["phi-ft"]["args_exact_match_rate"]["ratio_to_llm"] > 0.9
+    assert r["failure_analysis"]["phi-base"]["single_turn"]["reasons"][0]["reason"] == "no_call"
+    assert r["cost"]["llm-azure"]["cost_per_1m_tokens_usd"] > r["cost"]["phi-ft"]["cost_per_1m_tokens_usd"]
+    assert r["roi"] and "phi-ft" in r["roi"]
+    html = (reports / "phase1_report.html").read_text()
+    import re
+
+    urls = set(re.findall(r"https?://[^\s\"'<>)]+", html))
+    assert {u for u in urls if not u.startswith(("http://www.w3.org/", "http://purl.org/dc/", "http://creativecommons.org/",
+                                                  "https://matplotlib.org"))} == set()
+    assert "<link" not in html and "src=" not in html  # self-contained: nothing to fetch
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "Debian's chromium is needed (scripts/bootstrap.sh --test installs it)"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'chrome'}", "--virtual-time-budget=5000"]
+    dom = subprocess.run([chromium, *flags, "--dump-dom", (reports / "phase1_report.html").as_uri()],
+                         capture_output=True, text=True, timeout=120)
+    assert 'data-charts-rendered="' in dom.stdout, dom.stderr[-2000:]
+    rendered = int(dom.stdout.split('data-charts-rendered="')[1].split('"')[0])
+    assert rendered >= 7  # ratio bars, 5 capability charts, the domain heat map
+    shot = reports / "phase1_report.png"
+    subprocess.run([chromium, *flags, "--window-size=1280,2400", f"--screenshot={shot}",
+                    (reports / "phase1_report.html").as_uri()], capture_output=True, timeout=120)
+    assert shot.exists() and shot.stat().st_size > 20_000
+    if os.environ.get("FCTUNE_KEEP_SCREENSHOT"):
+        shutil.copy(shot, os.environ["FCTUNE_KEEP_SCREENSHOT"])
