@@ -315,7 +315,7 @@ def compare(cfg: CompareConfig) -> dict:
         if llm is None:
             raise DataFileError(f"--llm-label {cfg.llm_label!r}: no such model among {sorted(models)}")
     else:
-        llms = [m for m in models.values() if m.role == "llm"]
+        llms = sorted((m for m in models.values() if m.role == "llm"), key=lambda m: -len(m.suites))
         llm = llms[0] if llms else None
         if len(llms) > 1:
             problems.append(f"several LLM baselines ({[m.label for m in llms]}); using {llm.label} "

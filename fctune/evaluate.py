@@ -60,8 +60,8 @@ class EvalConfig:
     suites: list[str] = field(default_factory=lambda: list(SUITE_NAMES), metadata={
         "help": "suites to run (their splits must exist in --splits-dir)"})
     splits_dir: str = field(default="comparison_framework/test_splits", metadata={"help": "where suite splits are"})
-    split_file: str | None = field(default=None, metadata={
-        "help": "evaluate this split file instead of the suites (suite name = file stem)"})
+    split_files: list[str] = field(default_factory=list, metadata={
+        "help": "evaluate these split files instead of the suites (suite name = file stem without '_test')"})
     results_dir: str = field(default="paper_approach/eval_results", metadata={"help": "where results go"})
     limit: int | None = field(default=None, metadata={"help": "only the first N rows of each split"})
     max_new_tokens: int = field(default=256, metadata={"help": "generation budget per answer"})
@@ -140,9 +140,12 @@ def make_backend(cfg: EvalConfig):
 
 
 def split_files(cfg: EvalConfig) -> dict[str, Path]:
-    if cfg.split_file:
-        p = Path(cfg.split_file)
-        return {p.stem.replace("_test", ""): p}
+    if cfg.split_files:
+        out = {Path(f).stem.removesuffix("_test"): Path(f) for f in cfg.split_files}
+        missing = [str(p) for p in out.values() if not p.exists()]
+        if missing:
+            raise UserError(f"split files not found: {missing}")
+        return out
     out = {}
     from fctune.suites import SUITES
 

@@ -73,10 +73,10 @@ def _files(results: Path, label: str, suite: str):
 def test_local_adapter_and_llamacpp_endpoint_give_the_same_layout(tmp_path, tiny_model_dir, tiny_adapter, mini_split,
                                                                   native_split, llama_server):
     local = evaluate(EvalConfig(model=tiny_model_dir, adapter=str(tiny_adapter), label="tiny-ft", role="finetuned",
-                                split_file=str(mini_split), results_dir=str(tmp_path), max_new_tokens=16,
+                                split_files=[str(mini_split)], results_dir=str(tmp_path), max_new_tokens=16,
                                 batch_size=4))
     remote = evaluate(EvalConfig(backend="openai", base_url=llama_server.base_url, model="smollm2", label="llm-smol",
-                                 role="llm", split_file=str(mini_split), results_dir=str(tmp_path),
+                                 role="llm", split_files=[str(mini_split)], results_dir=str(tmp_path),
                                  max_new_tokens=96, max_concurrency=2, tools_mode="prompt"))
     assert local["suites"].keys() == remote["suites"].keys() == {"mini"}
     summaries = []
@@ -99,7 +99,7 @@ def test_local_adapter_and_llamacpp_endpoint_give_the_same_layout(tmp_path, tiny
     assert remote_id["tools_mode"] == "prompt"
     # the native path: tools=, tool_calls read back from the server, arguments as JSON strings
     native = evaluate(EvalConfig(backend="openai", base_url=llama_server.base_url, model="smollm2", label="llm-native",
-                                 role="llm", split_file=str(native_split), results_dir=str(tmp_path),
+                                 role="llm", split_files=[str(native_split)], results_dir=str(tmp_path),
                                  max_new_tokens=64, max_concurrency=1, tools_mode="native"))
     s = json.loads(Path(native["suites"]["native"]["summary"]).read_text())
     details = [json.loads(x) for x in (tmp_path / "llm-native_native_details.jsonl").read_text().splitlines()]

@@ -1,0 +1,242 @@
+"""The Fledgling approach: LLM first, then a decision gate that fine-tunes only when it is needed.
+
+Stages (each traced in Langfuse when its keys are set):
+1. **dataset**: xLAM-60k-shaped rows (hub, local file, or the offline source emitted in xLAM shape) for the
+   toolcall track, and structured-output rows (one JSON object against a JSON Schema) for the structured
+   track, split like the paper approach;
+2. **LLM evaluation** on both tracks (Azure OpenAI or any OpenAI-compatible endpoint; without one, the
+   llama.cpp server on 127.0.0.1, recorded);
+3. **base SLM evaluation** on both tracks;
+4. **gate**: when the base SLM is already within ``gate_threshold`` of the LLM (relative score over the
+   track metrics), fine-tuning is skipped and the decision says so; otherwise
+5. **training** (the paper approach's trainer) and 6. **re-evaluation**;
+7. the final model also runs the shared suites, so the comparison shows Fledgling beside the paper approach.
+
+Results: ``fledgling/eval_results/<label>_fledgling_{toolcall,structured}.json`` (and the suites), the gate
+decision in ``fledgling/eval_results/fledgling_gate.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fctune import tracking
+from fctune.config import run_metadata
+from fctune.io import write_json_atomic
+
+log = logging.getLogger(__name__)
+TRACKS = {"fledgling_toolcall": ["args_field_f1", "args_exact_match_rate", "valid_json_rate"],
+          "fledgling_structured": ["field_f1", "valid_json_rate", "schema_valid_rate"]}
+
+
+@dataclass
+class FledglingConfig:
+    """Run the Fledgling pipeline: LLM baseline, base SLM, gate, fine-tune if needed, re-evaluate."""
+
+    model: str = field(default="microsoft/Phi-4-mini-instruct", metadata={
+        "help": "base SLM (hub id, folder, .gguf or 'smollm2')"})
+    source: str = field(default="Salesforce/xlam-function-calling-60k", metadata={
+        "help": "toolcall data: hub id (gated: HF_TOKEN), a local file, or 'offline'"})
+    structured_source: str = field(default="offline", metadata={
+        "help": "structured-track data: 'offline' (generator's extraction tasks) or a file of json-mode rows"})
+    fallback: str = field(default="offline", metadata={
+        "help": "when the hub cannot be reached: 'offline' uses the offline data and SmolLM2 (warned, recorded); "
+                "'none' stops", "choices": ["offline", "none"]})
+    phase: int = field(default=1, metadata={"help": "data sizes: 1 = 100/50/50, 2 = 1000/200/200", "choices": [1, 2]})
+    train_size: int | None = field(default=None, metadata={"help": "override the phase's train size"})
+    test_size: int | None = field(default=None, metadata={"help": "override the phase's val/test sizes"})
+    seed: int = field(default=42, metadata={"help": "seed"})
+    llm_backend: str = field(default="auto", metadata={
+        "help": "auto = azure if AZURE_OPENAI_ENDPOINT is set, openai if OPENAI_BASE_URL or OPENAI_API_KEY is, "
+                "else llamacpp (local GGUF)", "choices": ["auto", "azure", "openai", "llamacpp"]})
+    llm_model: str | None = field(default=None, metadata={
+        "help": "deployment / model name / GGUF for the LLM (default from .env, or smollm2 for llamacpp)"})
+    llm_label: str | None = field(default=None, metadata={"help": "label of the LLM results (default derived)"})
+    gate_threshold: float = field(default=0.10, metadata={
+        "help": "skip fine-tuning when the base SLM is within this share of the LLM"})
+    train_preset: str | None = field(default=None, metadata={"help": "training preset (smoke on CPU)"})
+    max_steps: int | None = field(default=None, metadata={"help": "override the training steps"})
+    max_new_tokens: int = field(default=256, metadata={"help": "generation budget"})
+    eval_limit: int | None = field(default=None, metadata={"help": "only the first N rows of each split"})
+    shared_suites: bool = field(default=True, metadata={
+        "help": "also run the final model on comparison_framework/test_splits (when they exist)"})
+    splits_dir: str = field(default="comparison_framework/test_splits", metadata={"help": "shared suite splits"})
+    workdir: str = field(default="fledgling", metadata={"help": "datasets/, adapters/, eval_results/ go here"})
+
+
+def _sizes(cfg: FledglingConfig):
+    from fctune.data import PHASE_SIZES
+
+    tr, va, te = PHASE_SIZES[cfg.phase]
+    return cfg.train_size or tr, cfg.test_size or va, cfg.test_size or te
+
+
+def resolve_llm(cfg: FledglingConfig) -> tuple[str, str, str]:
+    """(backend, model, why) for the LLM baseline."""
+    if cfg.llm_backend != "auto":
+        b = cfg.llm_backend
+        why = f"--llm-backend {b}"
+    elif os.environ.get("AZURE_OPENAI_ENDPOINT"):
+        b, why = "azure", "AZURE_OPENAI_ENDPOINT is set"
+    elif os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_KEY"):
+        b, why = "openai", "OPENAI_BASE_URL / OPENAI_API_KEY is set"
+    else:
+        b, why = "llamacpp", "no Azure/OpenAI endpoint in .env: llama.cpp server on 127.0.0.1 with a local GGUF"
+    model = cfg.llm_model or {"azure": os.environ.get("AZURE_OPENAI_DEPLOYMENT", ""),
+                              "openai": os.environ.get("OPENAI_MODEL", "gpt-4o-mini"), "llamacpp": "smollm2"}[b]
+    return b, model, why
+
+
+def resolve_model(cfg: FledglingConfig) -> tuple[str, dict | None]:
+    """The SLM to use; with fallback=offline an unreachable hub model becomes SmolLM2 (warned, recorded)."""
+    from fctune.models import OFFLINE_MODEL, ModelUnavailable, load_tokenizer
+
+    try:
+        load_tokenizer(cfg.model)
+        return cfg.model, None
+    except (ModelUnavailable, OSError) as e:
+        if cfg.fallback != "offline":
+            raise
+        log.warning("FALLBACK: %s -> using %s (the offline model) instead", e, OFFLINE_MODEL)
+        return OFFLINE_MODEL, {"requested": cfg.model, "used": OFFLINE_MODEL, "reason": str(e)}
+
+
+def build_data(cfg: FledglingConfig) -> dict:
+    """Toolcall (xLAM-shaped) and structured splits; test splits named after the tracks."""
+    from fctune.data import PrepareConfig, load_offline, prepare, stratified_split
+    from fctune.schema import read_examples, write_examples
+
+    tr, va, te = _sizes(cfg)
+    data = Path(cfg.workdir) / "datasets"
+    stats = prepare(PrepareConfig(source=cfg.source, dataset_config=None, shape="xlam", fallback=cfg.fallback,
+                                  train_size=tr, val_size=va, test_size=te, seed=cfg.seed, output_dir=str(data),
+                                  prefix="xlam", tokenizer="none"))
+    if cfg.structured_source == "offline":
+        pool = load_offline(3 * (tr + va + te), cfg.seed + 1, "hermes", mix={"structured": 1.0}).examples
+        s_source = {"kind": "offline", "generator": "fctune-offline-v1 structured tasks"}
+    else:
+        pool = [e for e in read_examples(cfg.structured_source) if e.expected.kind == "json"]
+        s_source = {"kind": "local", "path": cfg.structured_source}
+    (s_tr, s_va, s_te), _ = stratified_split(pool, (tr // 2, va, te), cfg.seed)
+    for name, rows in (("train", s_tr), ("val", s_va), ("test", s_te)):
+        write_examples(data / f"structured_{name}.jsonl", rows)
+    splits = Path(cfg.workdir) / "test_splits"
+    write_examples(splits / "fledgling_toolcall_test.jsonl", read_examples(data / "xlam_test.jsonl"))
+    write_examples(splits / "fledgling_structured_test.jsonl", s_te)
+    train = read_examples(data / "xlam_train.jsonl") + s_tr
+    val = read_examples(data / "xlam_val.jsonl") + s_va
+    write_examples(data / "fledgling_train.jsonl", train)
+    write_examples(data / "fledgling_val.jsonl", val)
+    return {"toolcall": stats["source"], "fallback": stats["fallback"], "structured": s_source,
+            "train_rows": len(train), "val_rows": len(val), "test_rows": {"toolcall": stats["splits"]["test"]["count"],
+                                                                         "structured": len(s_te)},
+            "train_file": str(data / "fledgling_train.jsonl"), "val_file": str(data / "fledgling_val.jsonl"),
+            "test_files": [str(splits / "fledgling_toolcall_test.jsonl"),
+                           str(splits / "fledgling_structured_test.jsonl")]}
+
+
+def _model_results(label: str, results_dir: Path):
+    from fctune.compare import ModelResults
+    from fctune.io import read_json
+
+    m = ModelResults(label, {"label": label})
+    for track in TRACKS:
+        f = results_dir / f"{label}_{track}.json"
+        if f.exists():
+            m.suites[track] = read_json(f)
+    return m
+
+
+def gate_decision(base, llm, threshold: float) -> dict:
+    """Skip fine-tuning when the base SLM's relative score (mean ratio to the LLM over the track metrics)
+    is at least ``1 - threshold``. Pure: takes ModelResults-like objects with the track summaries."""
+    from fctune.compare import relative_scores
+
+    metrics = [f"{t}.{m}" for t, ms in TRACKS.items() for m in ms]
+    rel = relative_scores(base, llm, metrics, "mean")
+    score = rel["score"]
+    numbers = {"relative_score": score, "score_range": rel["score_range"], "threshold": threshold,
+               "per_metric": {k: {x: v.get(x) for x in ("slm", "llm", "ratio", "why")} for k, v in rel["per_metric"].items()}}
+    if score is None:
+        return {"decision": "FINE-TUNE", "fine_tune": True, "numbers": numbers,
+                "reason": "no comparable metric (the LLM scores 0 or results are missing): fine-tuning is not skipped"}
+    if score >= 1 - threshold:
+        return {"decision": "SKIP FINE-TUNING", "fine_tune": False, "numbers": numbers,
+                "reason": f"the base SLM is at {score:.1%} of the LLM, within {threshold:.0%}: fine-tuning is unnecessary"}
+    return {"decision": "FINE-TUNE", "fine_tune": True, "numbers": numbers,
+            "reason": f"the base SLM is at {score:.1%} of the LLM, more than {threshold:.0%} below"}
+
+
+def run_pipeline(cfg: FledglingConfig) -> dict:
+    from fctune.evaluate import EvalConfig, evaluate, safe_label
+    from fctune.models import resolve_model as resolve_ref
+    from fctune.train import PRESETS, TrainConfig, train
+
+    results = Path(cfg.workdir) / "eval_results"
+    summary: dict = {"config": run_metadata(cfg)}
+    with tracking.stage("fledgling.dataset", input={"source": cfg.source}) as rec:
+        data = build_data(cfg)
+        rec(**data)
+    summary["data"] = data
+    model, model_fallback = resolve_model(cfg)
+    summary["model"] = {"requested": cfg.model, "used": model, "fallback": model_fallback}
+    short = resolve_ref(model).short_name
+    llm_backend, llm_model, llm_why = resolve_llm(cfg)
+    log.info("LLM baseline: %s %s (%s)", llm_backend, llm_model, llm_why)
+    common = dict(results_dir=str(results), split_files=data["test_files"], max_new_tokens=cfg.max_new_tokens,
+                  limit=cfg.eval_limit, approach="fledgling")
+    with tracking.stage("fledgling.llm_eval", input={"backend": llm_backend, "model": llm_model}) as rec:
+        llm_cfg = EvalConfig(backend=llm_backend, model=llm_model, role="llm", label=cfg.llm_label, **common)
+        llm_res = evaluate(llm_cfg)
+        rec(**llm_res)
+    llm_label = llm_res["label"]
+    with tracking.stage("fledgling.slm_eval", input={"model": model}) as rec:
+        base_label = safe_label(f"fledgling-{short}-base")
+        base_res = evaluate(EvalConfig(model=model, role="base", label=base_label, **common))
+        rec(**base_res)
+    with tracking.stage("fledgling.gate", input={"threshold": cfg.gate_threshold}) as rec:
+        gate = gate_decision(_model_results(base_label, results), _model_results(llm_label, results),
+                             cfg.gate_threshold)
+        gate.update({"llm": {"label": llm_label, "backend": llm_backend, "model": llm_model, "why": llm_why},
+                     "base_model": {"label": base_label, "model": model, "fallback": model_fallback},
+                     "data_fallback": data["fallback"]})
+        write_json_atomic(results / "fledgling_gate.json", gate)
+        rec(decision=gate["decision"], **gate["numbers"])
+    log.info("Fledgling gate: %s: %s", gate["decision"], gate["reason"])
+    final_label, final_adapter = base_label, None
+    if gate["fine_tune"]:
+        with tracking.stage("fledgling.training", input={"model": model}) as rec:
+            tc_over = {"model": model, "name": f"fledgling-{short}", "train_file": data["train_file"],
+                       "val_file": data["val_file"], "output_dir": str(Path(cfg.workdir) / "adapters"),
+                       "seed": cfg.seed, "preset": cfg.train_preset}
+            if cfg.max_steps:
+                tc_over["max_steps"] = cfg.max_steps
+            from fctune.config import config_from_sources
+
+            meta = train(config_from_sources(TrainConfig, overrides=tc_over, presets=PRESETS))
+            final_adapter = str(Path(cfg.workdir) / "adapters" / meta["adapter"])
+            rec(adapter=final_adapter, final_train_loss=meta["final_train_loss"])
+        with tracking.stage("fledgling.re_eval", input={"adapter": final_adapter}) as rec:
+            final_label = safe_label(f"fledgling-{short}-ft")
+            ft_res = evaluate(EvalConfig(model=model, adapter=final_adapter, role="finetuned", label=final_label,
+                                         **common))
+            rec(**ft_res)
+        summary["finetuned"] = ft_res
+    gate["final_model"] = {"label": final_label, "adapter": final_adapter}
+    write_json_atomic(results / "fledgling_gate.json", gate)
+    shared = [s for s in ("single_turn", "multi_turn", "domain_diverse", "structured_json")
+              if (Path(cfg.splits_dir) / f"{s}_test.jsonl").exists()]
+    if cfg.shared_suites and shared:
+        with tracking.stage("fledgling.shared_suites", input={"suites": shared}) as rec:
+            res = evaluate(EvalConfig(model=model, adapter=final_adapter, role="finetuned" if final_adapter else "base",
+                                      label=final_label, approach="fledgling", results_dir=str(results),
+                                      suites=shared, splits_dir=cfg.splits_dir, max_new_tokens=cfg.max_new_tokens,
+                                      limit=cfg.eval_limit))
+            rec(**res)
+        summary["shared_suites"] = res
+    summary.update({"gate": gate, "llm": llm_res, "base": base_res})
+    write_json_atomic(results / "fledgling_run.json", summary)
+    return summary

@@ -1,0 +1,108 @@
+"""Fledgling: the toolcall track scores every output shape, the gate on both sides, the pipeline end to end."""
+
+import json
+import logging
+
+import pytest
+
+from fctune.compare import ModelResults
+from fctune.evaluate import _warn_zero_valid
+from fctune.fledgling import FledglingConfig, gate_decision, run_pipeline
+from fctune.offline import emit_rows, generate_examples
+from fctune.formats import XlamConverter
+from fctune.score import score_example
+
+
+def _xlam_example():
+    ex = next(e for e in generate_examples(50, seed=9, mix={"single": 1.0}) if len(e.expected.tool_calls) == 1)
+    return XlamConverter().convert(emit_rows([ex], "xlam")[0])
+
+
+def _shapes(name, args):
+    j = json.dumps(args)
+    return {
+        "hermes_json": f'<tool_call>\n{{"name": "{name}", "arguments": {j}}}\n</tool_call>',
+        "hermes_single_quoted": "<tool_call>\n" + repr({"arguments": args, "name": name}) + "\n</tool_call>",
+        "xlam_json_list": json.dumps([{"name": name, "arguments": args}]),
+        "bare_object": json.dumps({"name": name, "arguments": args}),
+        "parameters_key": json.dumps({"name": name, "parameters": args}),
+        "function_wrapper": json.dumps({"function": {"name": name, "arguments": json.dumps(args)}}),
+        "fenced": "Calling it now:\n```json\n" + json.dumps({"name": name, "arguments": args}) + "\n```",
+        "phi4_tags": f"<|tool_call|>[{json.dumps({'name': name, 'arguments': args})}]<|/tool_call|>",
+        "llama_python_tag": "<|python_tag|>" + json.dumps({"name": name, "parameters": args}),
+        "python_call": f"{name}(" + ", ".join(f"{k}={v!r}" for k, v in args.items()) + ")",
+    }
+
+
+@pytest.mark.parametrize("shape", list(_shapes("f", {"a": 1})))
+def test_a_correct_call_scores_one_in_every_shape(shape):
+    e = _xlam_example()
+    c = e.expected.tool_calls[0]
+    v = score_example(e, _shapes(c.name, c.arguments)[shape])
+    assert v.exact_match and v.field_f1 == 1.0 and v.valid_json, (shape, v.failure_reason, v.failure_detail)
+
+
+def test_openai_tool_calls_score_one():
+    e = _xlam_example()
+    c = e.expected.tool_calls[0]
+    v = score_example(e, None, [{"id": "x", "type": "function",
+                                 "function": {"name": c.name, "arguments": json.dumps(c.arguments)}}])
+    assert v.exact_match
+
+
+def test_zero_valid_rate_with_nonempty_outputs_warns_with_examples(caplog):
+    details = [{"output": "The weather is nice.", "expected_kind": "tool_calls"}] * 3
+    summary = {"valid_json_rate": 0.0}
+    with caplog.at_level(logging.WARNING):
+        _warn_zero_valid("m", "fledgling_toolcall", summary, details)
+    assert "0% valid calls" in caplog.text and "The weather is nice." in caplog.text and summary["warnings"]
+
+
+def _track_results(label, f1, exact, valid, sf1, svalid, sschema):
+    m = ModelResults(label, {"label": label})
+    mk = lambda v: {"value": v, "ci": [max(0, v - 0.05), min(1, v + 0.05)], "n": 50}  # noqa: E731
+    m.suites["fledgling_toolcall"] = {"metrics": {"args_field_f1": mk(f1), "args_exact_match_rate": mk(exact),
+                                                  "valid_json_rate": mk(valid)}}
+    m.suites["fledgling_structured"] = {"metrics": {"field_f1": mk(sf1), "valid_json_rate": mk(svalid),
+                                                    "schema_valid_rate": mk(sschema)}}
+    return m
+
+
+@pytest.mark.parametrize("scale,fine_tune", [(0.90, False), (0.89, True)])
+def test_gate_both_sides(scale, fine_tune):
+    llm = _track_results("llm", 0.8, 0.6, 1.0, 0.7, 1.0, 0.9)
+    base = _track_results("base", 0.8 * scale, 0.6 * scale, 1.0 * scale, 0.7 * scale, 1.0 * scale, 0.9 * scale)
+    g = gate_decision(base, llm, 0.10)
+    assert g["fine_tune"] is fine_tune
+    assert g["decision"] == ("FINE-TUNE" if fine_tune else "SKIP FINE-TUNING")
+    assert g["numbers"]["relative_score"] == pytest.approx(scale, abs=1e-4)
+
+
+def test_gate_without_comparable_metrics_fine_tunes():
+    llm = _track_results("llm", 0, 0, 0, 0, 0, 0)
+    g = gate_decision(_track_results("b", 0.1, 0, 0.2, 0.1, 0.2, 0.1), llm, 0.10)
+    assert g["fine_tune"] and "not skipped" in g["reason"]
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_pipeline_end_to_end_offline(tmp_path, tiny_model_dir, monkeypatch):
+    for k in ("AZURE_OPENAI_ENDPOINT", "OPENAI_BASE_URL", "OPENAI_API_KEY"):
+        monkeypatch.delenv(k, raising=False)
+    s = run_pipeline(FledglingConfig(model=tiny_model_dir, source="offline", train_size=8, test_size=4,
+                                     train_preset="smoke", max_steps=2, max_new_tokens=24,
+                                     workdir=str(tmp_path / "fledgling"), splits_dir=str(tmp_path / "none"),
+                                     llm_backend="auto"))
+    res = tmp_path / "fledgling" / "eval_results"
+    gate = json.loads((res / "fledgling_gate.json").read_text())
+    assert gate["decision"] in ("FINE-TUNE", "SKIP FINE-TUNING") and "relative_score" in gate["numbers"]
+    assert gate["llm"]["backend"] == "llamacpp" and "no Azure/OpenAI endpoint" in gate["llm"]["why"]
+    llm_label = gate["llm"]["label"]
+    for track in ("fledgling_toolcall", "fledgling_structured"):
+        assert (res / f"{llm_label}_{track}.json").exists()
+        base = json.loads((res / f"{gate['base_model']['label']}_{track}.json").read_text())
+        assert base["model"]["approach"] == "fledgling" and base["model"]["role"] == "base"
+    if gate["fine_tune"]:
+        assert (tmp_path / "fledgling" / "adapters").is_dir()
+        assert (res / f"{gate['final_model']['label']}_fledgling_toolcall.json").exists()
+    assert s["data"]["toolcall"]["kind"] == "offline" and s["data"]["toolcall"]["shape"] == "xlam"
