@@ -70,6 +70,11 @@ class ModelResults:
         return self.info.get("family")
 
 
+def _matches(have, want) -> bool:
+    """Equal, or one of a "+"-joined list (a base model shared by several families: "phi+llama")."""
+    return have == want or (isinstance(have, str) and isinstance(want, str) and want in have.split("+"))
+
+
 def discover(dirs: list[str], suites: list[str]) -> tuple[dict[str, ModelResults], list[str], dict | None]:
     """Every result present; unreadable files are reported, not fatal."""
     models: dict[str, ModelResults] = {}
@@ -322,7 +327,7 @@ def compare(cfg: CompareConfig) -> dict:
                             "(choose with --llm-label)")
     missing_models = []
     for want in gcfg.get("expected_models", []):
-        if not any(all(m.info.get(k) == v for k, v in want.items()) for m in models.values()):
+        if not any(all(_matches(m.info.get(k), v) for k, v in want.items()) for m in models.values()):
             skipped = (want.get("approach") == "fledgling" and want.get("role") == "finetuned" and fledgling_gate
                        and fledgling_gate.get("fine_tune") is False)
             missing_models.append({**want, "note": "skipped by the Fledgling gate" if skipped else "no result"})

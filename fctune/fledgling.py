@@ -51,7 +51,9 @@ class FledglingConfig:
     seed: int = field(default=42, metadata={"help": "seed"})
     llm_backend: str = field(default="auto", metadata={
         "help": "auto = azure if AZURE_OPENAI_ENDPOINT is set, openai if OPENAI_BASE_URL or OPENAI_API_KEY is, "
-                "else llamacpp (local GGUF)", "choices": ["auto", "azure", "openai", "llamacpp"]})
+                "else llamacpp (local GGUF); existing = reuse LLM track results already in eval_results/ (made "
+                "elsewhere on the same splits, checked by hash)",
+        "choices": ["auto", "azure", "openai", "llamacpp", "existing"]})
     llm_model: str | None = field(default=None, metadata={
         "help": "deployment / model name / GGUF for the LLM (default from .env, or smollm2 for llamacpp)"})
     llm_label: str | None = field(default=None, metadata={"help": "label of the LLM results (default derived)"})
@@ -74,8 +76,37 @@ def _sizes(cfg: FledglingConfig):
     return cfg.train_size or tr, cfg.test_size or va, cfg.test_size or te
 
 
+def existing_llm_results(results: Path, test_files: list[str], label: str | None) -> dict:
+    """LLM track results made elsewhere; each must have been scored on byte-identical splits."""
+    from fctune.cli import UserError
+    from fctune.io import read_json, sha256_file
+
+    found: dict = {}
+    for f in sorted(results.glob("*_fledgling_toolcall.json")):
+        s = read_json(f)
+        if (s.get("model") or {}).get("role") == "llm" and (label is None or s["model"]["label"] == label):
+            found = {"label": s["model"]["label"], "suites": {}}
+            break
+    if not found:
+        raise UserError(f"--llm-backend existing: no LLM results (role llm) for the tracks in {results}")
+    for tf in test_files:
+        track = Path(tf).stem.removesuffix("_test")
+        path = results / f"{found['label']}_{track}.json"
+        if not path.exists():
+            raise UserError(f"--llm-backend existing: {path} is missing")
+        s = read_json(path)
+        made_on = ((s.get("run") or {}).get("data_sha256") or {})
+        if sha256_file(tf) not in made_on.values():
+            raise UserError(f"--llm-backend existing: {path} was scored on a different {track} split than {tf}")
+        found["suites"][track] = {"summary": str(path), "reused": True}
+    log.info("reusing the LLM results of %s (same splits, checked by hash)", found["label"])
+    return found
+
+
 def resolve_llm(cfg: FledglingConfig) -> tuple[str, str, str]:
     """(backend, model, why) for the LLM baseline."""
+    if cfg.llm_backend == "existing":
+        return "existing", cfg.llm_model or "", "reusing LLM results already in eval_results/"
     if cfg.llm_backend != "auto":
         b = cfg.llm_backend
         why = f"--llm-backend {b}"
@@ -189,8 +220,11 @@ def run_pipeline(cfg: FledglingConfig) -> dict:
     common = dict(results_dir=str(results), split_files=data["test_files"], max_new_tokens=cfg.max_new_tokens,
                   limit=cfg.eval_limit, approach="fledgling")
     with tracking.stage("fledgling.llm_eval", input={"backend": llm_backend, "model": llm_model}) as rec:
-        llm_cfg = EvalConfig(backend=llm_backend, model=llm_model, role="llm", label=cfg.llm_label, **common)
-        llm_res = evaluate(llm_cfg)
+        if llm_backend == "existing":
+            llm_res = existing_llm_results(results, data["test_files"], cfg.llm_label)
+        else:
+            llm_cfg = EvalConfig(backend=llm_backend, model=llm_model, role="llm", label=cfg.llm_label, **common)
+            llm_res = evaluate(llm_cfg)
         rec(**llm_res)
     llm_label = llm_res["label"]
     with tracking.stage("fledgling.slm_eval", input={"model": model}) as rec:

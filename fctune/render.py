@@ -78,7 +78,9 @@ class PromptRenderer:
         self.fallback_template = None
         if not getattr(tokenizer, "chat_template", None):
             log.warning("the tokenizer has no chat template: using ChatML (recorded as a fallback)")
-            tokenizer.chat_template = CHATML_TEMPLATE
+            # GGUF-converted tokenizers may not add BOS themselves (Gemma degenerates without it): the template does.
+            bos = "{{ bos_token }}" if getattr(tokenizer, "bos_token", None) else ""
+            tokenizer.chat_template = bos + CHATML_TEMPLATE
             self.fallback_template = "chatml"
         self.native_ok = self._template_handles_tools()
         self.tool_role_ok = self._renders({"role": "tool", "content": "fctune_probe_response",

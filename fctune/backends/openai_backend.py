@@ -176,11 +176,11 @@ class OpenAIBackend:
 
     def _one(self, e: Example) -> Generation:
         structured = None
-        if e.expected.kind == "json":
-            structured = "prompt" if self.structured_mode == "prompt" else "response_format"
         attempts, t0 = 0, time.time()
         while True:
             attempts += 1
+            if e.expected.kind == "json":  # decided per attempt: another request may have found the fallback
+                structured = "prompt" if self.structured_mode == "prompt" else "response_format"
             kwargs, back = self._request(e, structured)
             try:
                 resp = self.client.chat.completions.create(**kwargs)
@@ -191,11 +191,13 @@ class OpenAIBackend:
                 raise EndpointError(f"model or deployment {self.model!r} not found at "
                                     f"{endpoint_host(self.base_url)} ({redact_text(str(err))[:200]})") from None
             except Exception as err:  # noqa: BLE001 - classified below
-                if structured == "response_format" and self.structured_mode == "auto" and \
+                if structured == "response_format" and self.structured_mode != "response_format" and \
                         self._rejects_response_format(err):
-                    log.warning("the endpoint rejects response_format json_schema: structured rows now carry the "
-                                "schema in the prompt (recorded per row as structured_mode=prompt)")
-                    self.structured_mode = structured = "prompt"
+                    with self._lock:
+                        if self.structured_mode == "auto":
+                            log.warning("the endpoint rejects response_format json_schema: structured rows now "
+                                        "carry the schema in the prompt (recorded per row as structured_mode=prompt)")
+                        self.structured_mode = "prompt"
                     attempts -= 1
                     continue
                 if self._retryable(err) and attempts <= self.max_retries:

@@ -1,0 +1,424 @@
+"""The phase-1/phase-2 experiment as steps (what ``./run_phase1_experiment.sh`` runs).
+
+1 prerequisites (python, GPUs, Docker when asked, .env) · 2 dataset · 3 test splits · 4 Docker builds (only
+with ``--docker``) · 5 training of both paper models (in parallel on disjoint GPU sets when there are enough
+GPUs, each data-parallel over its set; one after the other otherwise) · 6 evaluation of every model on every
+suite (+ BFCL with ``--bfcl``, + the Fledgling pipeline) · 7 comparison.
+
+Every step runs the documented scripts as subprocesses, logs to ``paper_approach/logs/<step>.log`` and is
+skipped when its outputs exist and neither its inputs (by content) nor its command changed since it last
+succeeded. A failed step stops the run with its exit code and the tail of its log; Ctrl-C stops the child
+processes. Step timings go to ``paper_approach/logs/timings.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fctune.cli import UserError
+from fctune.models import DEFAULT_PAPER_MODELS, OFFLINE_MODEL
+from fctune.suites import SUITES
+
+log = logging.getLogger(__name__)
+PY = sys.executable
+STEPS = {1: "prerequisites", 2: "dataset", 3: "test_splits", 4: "docker", 5: "train", 6: "evaluate", 7: "compare"}
+PROFILES = {
+    # CPU-sized: offline data, SmolLM2 for both paper models, smoke training, a few rows of each suite.
+    "smoke": {"source": "offline", "train_preset": "smoke", "eval_limit": 8, "max_new_tokens": 128,
+              "bfcl_limit": 5, "eval_batch_size": 8},
+    # The paper's run: hub data (offline fallback recorded), Phi-4-mini and Llama-3.1-8B, full hyperparameters.
+    "full": {"source": "NousResearch/hermes-function-calling-v1", "train_preset": None, "eval_limit": None,
+             "max_new_tokens": 256, "bfcl_limit": None, "eval_batch_size": 32},
+}
+
+
+@dataclass
+class PipelineConfig:
+    """Run the experiment end to end: data, splits, training, evaluation, comparison."""
+
+    phase: int = field(default=1, metadata={"help": "1: 100/50/50 rows, 2: 1000/200/200", "choices": [1, 2]})
+    profile: str = field(default="smoke", metadata={
+        "help": "smoke: offline data, SmolLM2 for both models, smoke training, a few rows per suite (CPU minutes); "
+                "full: hub data, Phi-4-mini + Llama-3.1-8B, paper hyperparameters (GPU)", "choices": list(PROFILES)})
+    models: list[str] = field(default_factory=list, metadata={
+        "help": "family=model pairs, e.g. phi=microsoft/Phi-4-mini-instruct llama=/models/llama (default: by profile)"})
+    gpus: str = field(default="auto", metadata={"help": "GPU ids to use (e.g. 0,1,2,3), 'auto' or 'none'"})
+    llm: str = field(default="auto", metadata={
+        "help": "LLM baseline: auto = azure / openai when .env names one, else llamacpp (local GGUF); 'none' skips "
+                "it (its results come from elsewhere, e.g. an endpoint evaluated on another machine on the same "
+                "splits)", "choices": ["auto", "azure", "openai", "llamacpp", "none"]})
+    llm_model: str | None = field(default=None, metadata={"help": "LLM model / deployment / GGUF (default by backend)"})
+    bfcl: bool = field(default=False, metadata={"help": "also run BFCL non-live for every model"})
+    bfcl_sample: int | None = field(default=None, metadata={
+        "help": "BFCL: a seeded sample of N rows per category (the same rows for every model)"})
+    fledgling: bool = field(default=True, metadata={"help": "also run the Fledgling pipeline"})
+    docker: bool = field(default=False, metadata={"help": "build the Docker images (step 4)"})
+    from_step: int = field(default=1, metadata={"help": "start at this step (1-7)"})
+    only_step: int | None = field(default=None, metadata={"help": "run only this step (1-7)"})
+    dry_run: bool = field(default=False, metadata={"help": "print the commands without running them"})
+    force: bool = field(default=False, metadata={"help": "rerun steps even when their outputs are up to date"})
+    eval_limit: int | None = field(default=None, metadata={"help": "rows per suite (default: by profile)"})
+    logs_dir: str = field(default="paper_approach/logs", metadata={"help": "step logs, stamps and timings"})
+
+
+@dataclass
+class Step:
+    number: int
+    name: str
+    groups: list[list[tuple[str, list[str], dict]]]   # sequential groups of parallel (tag, argv, env) commands
+    inputs: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+
+
+# -- planning ------------------------------------------------------------------------------------------------
+def paper_models(cfg: PipelineConfig) -> dict[str, str]:
+    if cfg.models:
+        out = {}
+        for pair in cfg.models:
+            if "=" not in pair:
+                raise UserError(f"--models {pair!r}: expected family=model (e.g. phi=microsoft/Phi-4-mini-instruct)")
+            fam, model = pair.split("=", 1)
+            out[fam.strip()] = model.strip()
+        return out
+    if cfg.profile == "smoke":
+        return {"phi": OFFLINE_MODEL, "llama": OFFLINE_MODEL}
+    return dict(DEFAULT_PAPER_MODELS)
+
+
+def detect_gpus(spec: str) -> list[str]:
+    if spec == "none":
+        return []
+    if spec != "auto":
+        return [g.strip() for g in spec.split(",") if g.strip()]
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=20)
+        return [x.strip() for x in out.stdout.splitlines() if x.strip()] if out.returncode == 0 else []
+    except (OSError, subprocess.SubprocessError):
+        return []
+
+
+def assign_gpu_sets(gpus: list[str], n_models: int) -> list[list[str]] | None:
+    """Disjoint, equal GPU sets, one per model, when every model gets at least one; else None (sequential)."""
+    if n_models == 0 or len(gpus) < n_models or len(gpus) < 2:
+        return None
+    per = len(gpus) // n_models
+    return [gpus[i * per:(i + 1) * per] for i in range(n_models)]
+
+
+def resolve_llm(choice: str) -> str:
+    if choice != "auto":
+        return choice
+    if os.environ.get("AZURE_OPENAI_ENDPOINT"):
+        return "azure"
+    if os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_KEY"):
+        return "openai"
+    return "llamacpp"
+
+
+def _train_cmd(family: str, model: str, preset, n_procs: int) -> list[str]:
+    script = "docker/unsloth-paper/scripts/train_function_call.py"
+    args = ["--model", model, "--name", family] + (["--preset", preset] if preset else [])
+    if n_procs > 1:  # data-parallel over the model's GPU set
+        return [PY, "-m", "accelerate.commands.launch", "--num_processes", str(n_procs), "--multi_gpu", script, *args]
+    return [PY, script, *args]
+
+
+def plan(cfg: PipelineConfig) -> list[Step]:
+    prof = PROFILES[cfg.profile]
+    limit = cfg.eval_limit if cfg.eval_limit is not None else prof["eval_limit"]
+    lim = ["--limit", str(limit)] if limit else []
+    tokens = ["--max-new-tokens", str(prof["max_new_tokens"])]
+    models = paper_models(cfg)
+    data = "paper_approach/datasets"
+    splits = "comparison_framework/test_splits"
+    results = "paper_approach/eval_results"
+    train_files = [f"{data}/hermes_train.jsonl", f"{data}/hermes_val.jsonl"]
+    split_files = [f"{splits}/{s.file}" for s in SUITES.values()]
+    steps = [Step(1, "prerequisites", [[("prerequisites", [PY, "-m", "fctune.pipeline", "--check-prerequisites",
+                                                          "--gpus", cfg.gpus] + (["--docker"] if cfg.docker else []),
+                                        {})]], outputs=[f"{cfg.logs_dir}/prerequisites.json"])]
+    prep = [PY, "paper_approach/prepare_hermes_dataset.py", "--phase", str(cfg.phase), "--source", prof["source"],
+            "--fallback", "offline"]
+    steps.append(Step(2, "dataset", [[("dataset", prep, {})]], outputs=train_files + [f"{data}/hermes_test.jsonl"]))
+    suite_scripts = {"single_turn": "test_single_turn.py", "multi_turn": "test_multi_turn.py",
+                     "domain_diverse": "test_domain_diversity.py", "structured_json": "test_structured_json.py"}
+    steps.append(Step(3, "test_splits", [[(s, [PY, f"comparison_framework/{f}"], {}) for s, f in suite_scripts.items()]],
+                      inputs=train_files, outputs=split_files))
+    if cfg.docker:
+        steps.append(Step(4, "docker", [[
+            ("unsloth-paper", ["docker", "build", "-t", "fctune/unsloth-paper", "-f", "docker/unsloth-paper/Dockerfile",
+                               "."], {}),
+            ("fledgling", ["docker", "build", "-t", "fctune/fledgling", "-f", "docker/fledgling/Dockerfile", "."], {})]],
+            inputs=["pyproject.toml", "docker/unsloth-paper/Dockerfile", "docker/fledgling/Dockerfile"]))
+    gpus = detect_gpus(cfg.gpus)
+    sets = assign_gpu_sets(gpus, len(models))
+    if sets:  # parallel, disjoint GPU sets
+        group = [(fam, _train_cmd(fam, m, prof["train_preset"], len(s)), {"CUDA_VISIBLE_DEVICES": ",".join(s)})
+                 for (fam, m), s in zip(models.items(), sets)]
+        train_groups = [group]
+    else:
+        env = {"CUDA_VISIBLE_DEVICES": gpus[0]} if gpus else {}
+        train_groups = [[(fam, _train_cmd(fam, m, prof["train_preset"], 1), env)] for fam, m in models.items()]
+    steps.append(Step(5, "train", train_groups, inputs=train_files,
+                      outputs=[f"paper_approach/adapters/{f}/adapter_model.safetensors" for f in models]))
+    batch = ["--batch-size", str(prof["eval_batch_size"])]
+    ev = [PY, "docker/unsloth-paper/scripts/eval_function_call.py", *lim, *tokens, *batch]
+    bf = [PY, "-m", "fctune.bfcl", "run", "--categories", "non_live", *tokens, *batch] + (
+        ["--limit", str(prof["bfcl_limit"])] if prof["bfcl_limit"] else []) + (
+        ["--sample", str(cfg.bfcl_sample)] if cfg.bfcl_sample else [])
+    eval_cmds = []
+    by_model: dict[str, list[str]] = {}
+    for fam, m in models.items():
+        by_model.setdefault(m, []).append(fam)
+    for m, fams in by_model.items():
+        label = f"paper-{'-'.join(fams)}-base"
+        who = ["--model", m, "--label", label, "--role", "base", "--approach", "paper", "--family", "+".join(fams)]
+        eval_cmds.append((label, ev + who, {}))
+        if cfg.bfcl:
+            eval_cmds.append((label + "-bfcl", bf + who, {}))
+    for fam, m in models.items():
+        who = ["--model", m, "--adapter", f"paper_approach/adapters/{fam}", "--label", f"paper-{fam}-ft",
+               "--role", "finetuned", "--approach", "paper", "--family", fam]
+        eval_cmds.append((f"paper-{fam}-ft", ev + who, {}))
+        if cfg.bfcl:
+            eval_cmds.append((f"paper-{fam}-ft-bfcl", bf + who, {}))
+    llm = resolve_llm(cfg.llm)
+    llm_model = cfg.llm_model or ("smollm2" if llm == "llamacpp" else None)
+    llm_who = ["--backend", llm, "--role", "llm", "--approach", "llm"] + (["--model", llm_model] if llm_model else [])
+    if llm != "none":
+        eval_cmds.append(("llm", ev + llm_who, {}))
+        if cfg.bfcl:
+            eval_cmds.append(("llm-bfcl", bf + llm_who, {}))
+    if cfg.fledgling:
+        fl = [PY, "fledgling/run_pipeline.py", "--phase", str(cfg.phase),
+              "--llm-backend", "existing" if llm == "none" else llm, "--max-new-tokens", str(prof["max_new_tokens"])]
+        if llm_model and llm != "none":
+            fl += ["--llm-model", llm_model]
+        if cfg.profile == "smoke":
+            fl += ["--model", models.get("phi", OFFLINE_MODEL), "--source", "offline", "--train-preset", "smoke"]
+        else:
+            fl += ["--model", models.get("phi", DEFAULT_PAPER_MODELS["phi"])]
+        if limit:
+            fl += ["--eval-limit", str(limit)]
+        eval_cmds.append(("fledgling", fl, {}))
+    steps.append(Step(6, "evaluate", [[c] for c in eval_cmds],
+                      inputs=split_files + [f"paper_approach/adapters/{f}/adapter_model.safetensors" for f in models],
+                      outputs=[f"{results}/paper-{f}-ft_single_turn.json" for f in models]))
+    steps.append(Step(7, "compare", [[("compare", [PY, "comparison_framework/compare_approaches.py", "--phase",
+                                                   str(cfg.phase)], {})]],
+                      inputs=[results, "fledgling/eval_results", "comparison_framework/gates.yaml"],
+                      outputs=[f"comparison_framework/reports/phase{cfg.phase}_comparison.json"]))
+    return steps
+
+
+# -- freshness -----------------------------------------------------------------------------------------------
+def _digest_inputs(paths: list[str]) -> str:
+    h = hashlib.sha256()
+    for p in sorted(paths):
+        path = Path(p)
+        files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
+        for f in files:
+            if f.exists() and ".stale-" not in f.name:
+                h.update(str(f).encode())
+                h.update(hashlib.sha256(f.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def _command_digest(step: Step) -> str:
+    return hashlib.sha256(json.dumps([[(t, a, e) for t, a, e in g] for g in step.groups]).encode()).hexdigest()
+
+
+def up_to_date(step: Step, stamps: Path) -> bool:
+    f = stamps / f"{step.name}.json"
+    if not f.exists() or not step.outputs or not all(Path(o).exists() for o in step.outputs):
+        return False
+    s = json.loads(f.read_text())
+    return s.get("command") == _command_digest(step) and s.get("inputs") == _digest_inputs(step.inputs)
+
+
+def mark_done(step: Step, stamps: Path) -> None:
+    stamps.mkdir(parents=True, exist_ok=True)
+    (stamps / f"{step.name}.json").write_text(json.dumps({"command": _command_digest(step),
+                                                           "inputs": _digest_inputs(step.inputs)}))
+
+
+# -- running -------------------------------------------------------------------------------------------------
+class StepFailed(RuntimeError):
+    def __init__(self, step, tag, code, log_path):
+        super().__init__(f"step {step} ({tag}) failed with exit code {code}; log: {log_path}")
+        self.code, self.log_path = code, log_path
+
+
+_children: list[subprocess.Popen] = []
+
+
+def _stop_children(*_):
+    for p in list(_children):
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    deadline = time.time() + 10
+    for p in list(_children):
+        try:
+            p.wait(timeout=max(0.1, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+
+
+def _pump(proc: subprocess.Popen, log_file, prefix: str, echo: bool) -> None:
+    for raw in iter(proc.stdout.readline, b""):
+        log_file.write(raw)
+        log_file.flush()
+        if echo:
+            sys.stdout.write(prefix + raw.decode("utf-8", "replace"))
+            sys.stdout.flush()
+
+
+def run_group(step: Step, group, logs: Path) -> None:
+    procs = []
+    parallel = len(group) > 1
+    for tag, argv, env in group:
+        log_path = logs / f"{step.name}{'' if tag == step.name else '_' + tag}.log"
+        f = open(log_path, "ab")
+        f.write(f"\n$ {' '.join(f'{k}={v}' for k, v in env.items())} {shlex.join(argv)}\n".encode())
+        print(f"[step {step.number} {step.name}] {tag}: {shlex.join(argv)}"
+              + (f"  ({', '.join(f'{k}={v}' for k, v in env.items())})" if env else ""), flush=True)
+        p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, **env,
+                                                                                          "PYTHONUNBUFFERED": "1"},
+                             start_new_session=True)
+        _children.append(p)
+        t = threading.Thread(target=_pump, args=(p, f, f"[{tag}] " if parallel else "", True), daemon=True)
+        t.start()
+        procs.append((tag, p, t, f, log_path))
+    failed = None
+    for tag, p, t, f, log_path in procs:
+        code = p.wait()
+        t.join()
+        f.close()
+        _children.remove(p)
+        if code != 0 and failed is None:
+            failed = StepFailed(step.number, tag, code, log_path)
+    if failed:
+        _stop_children()
+        raise failed
+
+
+def tail(path: Path, n: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return ""
+
+
+def run(cfg: PipelineConfig) -> dict:
+    steps = plan(cfg)
+    logs = Path(cfg.logs_dir)
+    stamps = logs / ".stamps"
+    logs.mkdir(parents=True, exist_ok=True)
+    chosen = [s for s in steps if (cfg.only_step is None or s.number == cfg.only_step) and s.number >= cfg.from_step]
+    timings_path = logs / "timings.json"
+    timings = json.loads(timings_path.read_text()) if timings_path.exists() and not cfg.dry_run else {}
+    if cfg.dry_run:
+        for s in chosen:
+            for g in s.groups:
+                kind = "in parallel" if len(g) > 1 else ""
+                for tag, argv, env in g:
+                    envs = " ".join(f"{k}={v}" for k, v in env.items())
+                    print(f"step {s.number} {s.name} [{tag}] {kind}: {envs + ' ' if envs else ''}{shlex.join(argv)}")
+        return {"dry_run": True, "steps": [s.name for s in chosen]}
+    signal.signal(signal.SIGINT, lambda *a: (_stop_children(), sys.exit(130)))
+    signal.signal(signal.SIGTERM, lambda *a: (_stop_children(), sys.exit(143)))
+    t_all = time.time()
+    for s in chosen:
+        if not cfg.force and up_to_date(s, stamps):
+            print(f"[step {s.number} {s.name}] up to date, skipped", flush=True)
+            timings[s.name] = {"skipped": True}
+            continue
+        t0 = time.time()
+        try:
+            for g in s.groups:
+                run_group(s, g, logs)
+        except StepFailed as e:
+            print(f"\n[step {s.number} {s.name}] FAILED (exit {e.code}). Last lines of {e.log_path}:\n"
+                  f"{tail(e.log_path)}", file=sys.stderr, flush=True)
+            timings[s.name] = {"failed": True, "seconds": round(time.time() - t0, 1)}
+            timings_path.write_text(json.dumps(timings, indent=1))
+            raise SystemExit(e.code)
+        mark_done(s, stamps)
+        timings[s.name] = {"seconds": round(time.time() - t0, 1)}
+        timings_path.write_text(json.dumps(timings, indent=1))
+        print(f"[step {s.number} {s.name}] done in {time.time() - t0:.0f}s", flush=True)
+    timings["total_seconds"] = round(time.time() - t_all, 1)
+    timings_path.write_text(json.dumps(timings, indent=1))
+    return {"timings": timings}
+
+
+# -- step 1 --------------------------------------------------------------------------------------------------
+def check_prerequisites(gpus: str, docker: bool, logs_dir: str = "paper_approach/logs") -> dict:
+    import importlib.util
+    import shutil
+
+    info = {"python": sys.version.split()[0], "gpus": detect_gpus(gpus), "env_file": Path(".env").exists(),
+            "llm_baseline": resolve_llm("auto"), "llama_cpp_server": importlib.util.find_spec("llama_cpp") is not None,
+            "hf_token": bool(os.environ.get("HF_TOKEN")), "bfcl_data": importlib.util.find_spec("bfcl_eval") is not None}
+    problems = []
+    if sys.version_info < (3, 10):
+        problems.append("Python 3.10 or newer is needed")
+    if info["llm_baseline"] == "llamacpp" and not info["llama_cpp_server"]:
+        problems.append("no Azure/OpenAI endpoint in .env and llama-cpp-python[server] is not installed")
+    if docker:
+        if not shutil.which("docker"):
+            problems.append("--docker: the docker command is not installed")
+        elif subprocess.run(["docker", "info"], capture_output=True, timeout=30).returncode != 0:
+            problems.append("--docker: no Docker engine answers (docker info failed)")
+        info["docker"] = True
+    if not info["env_file"]:
+        print("note: no .env file: the LLM baseline is the local llama.cpp server (copy .env.example to .env to "
+              "use Azure OpenAI)", flush=True)
+    print(f"prerequisites: python {info['python']}, GPUs {info['gpus'] or 'none'}, LLM baseline "
+          f"{info['llm_baseline']}, HF_TOKEN {'set' if info['hf_token'] else 'not set'}", flush=True)
+    Path(logs_dir).mkdir(parents=True, exist_ok=True)
+    (Path(logs_dir) / "prerequisites.json").write_text(json.dumps(info, indent=1))
+    if problems:
+        raise UserError("; ".join(problems))
+    return info
+
+
+def main(argv=None) -> int:
+    from fctune.cli import run_script
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--check-prerequisites" in argv:
+        from fctune.cli import setup_logging
+        from fctune.secrets import load_dotenv
+
+        load_dotenv()
+        setup_logging()
+        gpus = argv[argv.index("--gpus") + 1] if "--gpus" in argv else "auto"
+        try:
+            check_prerequisites(gpus, "--docker" in argv)
+        except UserError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        return 0
+    return run_script(PipelineConfig, run, argv, summary=lambda r: (
+        "dry run: nothing was executed" if r.get("dry_run") else
+        f"done in {r['timings'].get('total_seconds', 0):.0f}s: report in comparison_framework/reports/"))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
