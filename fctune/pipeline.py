@@ -63,12 +63,15 @@ class PipelineConfig:
     bfcl_sample: int | None = field(default=None, metadata={
         "help": "BFCL: a seeded sample of N rows per category (the same rows for every model)"})
     fledgling: bool = field(default=True, metadata={"help": "also run the Fledgling pipeline"})
+    fledgling_test_size: int | None = field(default=None, metadata={
+        "help": "Fledgling: rows per track test split (default: the phase's size)"})
     docker: bool = field(default=False, metadata={"help": "build the Docker images (step 4)"})
     from_step: int = field(default=1, metadata={"help": "start at this step (1-7)"})
     only_step: int | None = field(default=None, metadata={"help": "run only this step (1-7)"})
     dry_run: bool = field(default=False, metadata={"help": "print the commands without running them"})
     force: bool = field(default=False, metadata={"help": "rerun steps even when their outputs are up to date"})
     eval_limit: int | None = field(default=None, metadata={"help": "rows per suite (default: by profile)"})
+    eval_batch_size: int | None = field(default=None, metadata={"help": "local backend batch (default: by profile)"})
     logs_dir: str = field(default="paper_approach/logs", metadata={"help": "step logs, stamps and timings"})
 
 
@@ -147,10 +150,11 @@ def plan(cfg: PipelineConfig) -> list[Step]:
     train_files = [f"{data}/hermes_train.jsonl", f"{data}/hermes_val.jsonl"]
     split_files = [f"{splits}/{s.file}" for s in SUITES.values()]
     steps = [Step(1, "prerequisites", [[("prerequisites", [PY, "-m", "fctune.pipeline", "--check-prerequisites",
-                                                          "--gpus", cfg.gpus] + (["--docker"] if cfg.docker else []),
-                                        {})]], outputs=[f"{cfg.logs_dir}/prerequisites.json"])]
+                                                          "--gpus", cfg.gpus, "--llm", cfg.llm]
+                                         + (["--docker"] if cfg.docker else []), {})]],
+                  outputs=[f"{cfg.logs_dir}/prerequisites.json"])]
     prep = [PY, "paper_approach/prepare_hermes_dataset.py", "--phase", str(cfg.phase), "--source", prof["source"],
-            "--fallback", "offline"]
+            "--fallback", "offline", "--tokenizer", next(iter(models.values()))]
     steps.append(Step(2, "dataset", [[("dataset", prep, {})]], outputs=train_files + [f"{data}/hermes_test.jsonl"]))
     suite_scripts = {"single_turn": "test_single_turn.py", "multi_turn": "test_multi_turn.py",
                      "domain_diverse": "test_domain_diversity.py", "structured_json": "test_structured_json.py"}
@@ -173,7 +177,7 @@ def plan(cfg: PipelineConfig) -> list[Step]:
         train_groups = [[(fam, _train_cmd(fam, m, prof["train_preset"], 1), env)] for fam, m in models.items()]
     steps.append(Step(5, "train", train_groups, inputs=train_files,
                       outputs=[f"paper_approach/adapters/{f}/adapter_model.safetensors" for f in models]))
-    batch = ["--batch-size", str(prof["eval_batch_size"])]
+    batch = ["--batch-size", str(cfg.eval_batch_size or prof["eval_batch_size"])]
     ev = [PY, "docker/unsloth-paper/scripts/eval_function_call.py", *lim, *tokens, *batch]
     bf = [PY, "-m", "fctune.bfcl", "run", "--categories", "non_live", *tokens, *batch] + (
         ["--limit", str(prof["bfcl_limit"])] if prof["bfcl_limit"] else []) + (
@@ -212,6 +216,8 @@ def plan(cfg: PipelineConfig) -> list[Step]:
             fl += ["--model", models.get("phi", DEFAULT_PAPER_MODELS["phi"])]
         if limit:
             fl += ["--eval-limit", str(limit)]
+        if cfg.fledgling_test_size:
+            fl += ["--test-size", str(cfg.fledgling_test_size)]
         eval_cmds.append(("fledgling", fl, {}))
     steps.append(Step(6, "evaluate", [[c] for c in eval_cmds],
                       inputs=split_files + [f"paper_approach/adapters/{f}/adapter_model.safetensors" for f in models],
@@ -368,12 +374,12 @@ def run(cfg: PipelineConfig) -> dict:
 
 
 # -- step 1 --------------------------------------------------------------------------------------------------
-def check_prerequisites(gpus: str, docker: bool, logs_dir: str = "paper_approach/logs") -> dict:
+def check_prerequisites(gpus: str, docker: bool, logs_dir: str = "paper_approach/logs", llm: str = "auto") -> dict:
     import importlib.util
     import shutil
 
     info = {"python": sys.version.split()[0], "gpus": detect_gpus(gpus), "env_file": Path(".env").exists(),
-            "llm_baseline": resolve_llm("auto"), "llama_cpp_server": importlib.util.find_spec("llama_cpp") is not None,
+            "llm_baseline": resolve_llm(llm), "llama_cpp_server": importlib.util.find_spec("llama_cpp") is not None,
             "hf_token": bool(os.environ.get("HF_TOKEN")), "bfcl_data": importlib.util.find_spec("bfcl_eval") is not None}
     problems = []
     if sys.version_info < (3, 10):
@@ -409,8 +415,9 @@ def main(argv=None) -> int:
         load_dotenv()
         setup_logging()
         gpus = argv[argv.index("--gpus") + 1] if "--gpus" in argv else "auto"
+        llm = argv[argv.index("--llm") + 1] if "--llm" in argv else "auto"
         try:
-            check_prerequisites(gpus, "--docker" in argv)
+            check_prerequisites(gpus, "--docker" in argv, llm=llm)
         except UserError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2

@@ -177,7 +177,7 @@ def build_dataset(path: str, renderer, max_length: int, limit: int | None = None
             raise UserError(f"{path}: example {e.id}: no assistant tokens to learn from")
         rows.append(f)
     lengths = [len(r["input_ids"]) for r in rows]
-    info = {"rows": len(rows), "tokens": sum(lengths), "assistant_tokens": sum(sum(r["assistant_masks"]) for r in rows),
+    info = {"rows": len(rows), "tokens": sum(lengths), "tokens_within_max_length": sum(min(n, max_length) for n in lengths), "assistant_tokens": sum(sum(r["assistant_masks"]) for r in rows),
             "longer_than_max_seq_length": cut, "max_tokens": max(lengths)}
     if cut:
         log.warning("%s: %d of %d rows are longer than max_seq_length=%d and are cut", path, cut, len(rows), max_length)
@@ -315,6 +315,8 @@ def train(cfg: TrainConfig) -> dict:
         resume_from = last_checkpoint(ckpt_dir) if cfg.resume == "auto" else None
         if resume_from:
             log.info("resuming from %s", resume_from)
+        epoch_start = json.loads((Path(resume_from) / "trainer_state.json").read_text()).get("epoch", 0) \
+            if resume_from else 0.0
         result = trainer.train(resume_from_checkpoint=resume_from)
         final_eval = trainer.evaluate() if val_ds is not None else {}
 
@@ -326,6 +328,10 @@ def train(cfg: TrainConfig) -> dict:
         train_curve = [{"step": h["step"], "loss": h["loss"]} for h in history if "loss" in h]
         val_curve = [{"step": h["step"], "loss": h["eval_loss"]} for h in history if "eval_loss" in h]
         tokens_seen = max((h.get("num_tokens", 0) for h in history), default=0)
+        tokens_source = "trainer (non-padding tokens of the batches)"
+        if not tokens_seen:  # Unsloth's trainer does not count them: non-padding tokens per epoch x epochs done
+            tokens_seen = int(train_info["tokens_within_max_length"] * (trainer.state.epoch or 0))
+            tokens_source = "dataset tokens per epoch x epochs completed"
         runtime = result.metrics.get("train_runtime") or elapsed
         meta = {
             "adapter": name,
@@ -351,8 +357,11 @@ def train(cfg: TrainConfig) -> dict:
             "final_train_loss": train_curve[-1]["loss"] if train_curve else None,
             "final_val_loss": final_eval.get("eval_loss"),
             "tokens_seen": int(tokens_seen),
+            "tokens_seen_source": tokens_source,
             "train_runtime_s": round(runtime, 2),
-            "non_padding_tokens_per_s": round(tokens_seen / runtime, 1) if runtime and tokens_seen else None,
+            # this run's share only: a resumed run did not redo the epochs before its checkpoint
+            "non_padding_tokens_per_s": round(tokens_seen * (1 - epoch_start / trainer.state.epoch) / runtime, 1)
+            if runtime and tokens_seen and trainer.state.epoch and trainer.state.epoch > epoch_start else None,
             "peak_memory": peak_memory_gib(),
             "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
             "config": config_to_dict(cfg),
@@ -402,7 +411,7 @@ def _make_trainer(cfg, settings, backend, model, tokenizer, train_ds, val_ds, ck
         eval_strategy="steps" if val_ds is not None else "no",
         eval_steps=min(cfg.eval_steps, total),
         save_strategy="steps",
-        save_steps=cfg.save_steps,
+        save_steps=min(cfg.save_steps, steps_per_epoch),  # at least once per epoch, so a crash loses < 1 epoch
         save_total_limit=cfg.save_total_limit,
         seed=cfg.seed,
         report_to="none",

@@ -18,7 +18,7 @@ from pathlib import Path
 from fctune.bfcl.checker import calls_from_output, check_bfcl
 from fctune.evaluate import EvalConfig, default_label, generate_resumable, make_backend, safe_label
 from fctune.formats.bfcl import CATEGORIES, LIVE, NON_LIVE, load_category, package_version
-from fctune.io import read_jsonl, sha256_json, write_json_atomic, write_jsonl_atomic
+from fctune.io import read_json, read_jsonl, sha256_json, write_json_atomic, write_jsonl_atomic
 from fctune.metrics import bootstrap_ci
 
 log = logging.getLogger(__name__)
@@ -133,6 +133,33 @@ def run_bfcl(cfg: BfclConfig) -> dict:
                "run": run_metadata(cfg)}
     write_jsonl_atomic(results / f"{safe_label(label)}_bfcl_details.jsonl", all_details)
     write_json_atomic(results / f"{safe_label(label)}_bfcl.json", summary)
+    return summary
+
+
+def rescore(results_dir: str, label: str, categories: list[str], sample: int | None = None, seed: int = 0,
+            limit: int | None = None) -> dict:
+    """Summarize a model's saved BFCL predictions (no backend): what finished is scored, what did not is listed."""
+    results = Path(results_dir)
+    per_category, all_details, missing = {}, [], []
+    ident: dict = {}
+    for cat in expand_categories(categories):
+        pred_path = results / f"{safe_label(label)}_bfcl_{cat}_predictions.jsonl"
+        if not pred_path.exists():
+            missing.append(cat)
+            continue
+        examples = load_category(cat, limit=limit, sample=sample, seed=seed)
+        preds = read_jsonl(pred_path)
+        details, issues = score_rows(examples, preds)
+        per_category[cat] = {**category_summary(cat, details), "missing_predictions": len(issues["missing_predictions"])}
+        all_details.extend(details)
+    old = results / f"{safe_label(label)}_bfcl.json"
+    if old.exists():
+        ident = read_json(old).get("model", {})
+    summary = {"model": ident or {"label": label}, "suite": "bfcl", "bfcl_eval_version": package_version(),
+               "categories": per_category, **overall_summary(per_category), "sample": sample, "limit": limit,
+               "categories_without_predictions": missing, "rescored_from_saved_predictions": True}
+    write_jsonl_atomic(results / f"{safe_label(label)}_bfcl_details.jsonl", all_details)
+    write_json_atomic(old, summary)
     return summary
 
 

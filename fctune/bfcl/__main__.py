@@ -6,10 +6,27 @@ import sys
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in ("run", "score"):
-        print("usage: python -m fctune.bfcl {run,score} ...\n  run    evaluate a model on BFCL categories "
-              "(--help for options)\n  score  --category NAME --predictions PRED.jsonl --out DIR", file=sys.stderr)
+    if not argv or argv[0] not in ("run", "score", "rescore"):
+        print("usage: python -m fctune.bfcl {run,score,rescore} ...\n  run      evaluate a model on BFCL categories "
+              "(--help for options)\n  score    --category NAME --predictions PRED.jsonl --out DIR\n"
+              "  rescore  --results-dir DIR --label LABEL [--categories ...] [--sample N --seed S]: summarize the "
+              "saved predictions of a run", file=sys.stderr)
         return 2
+    if argv[0] == "rescore":
+        ap = argparse.ArgumentParser(prog="python -m fctune.bfcl rescore")
+        ap.add_argument("--results-dir", required=True)
+        ap.add_argument("--label", required=True)
+        ap.add_argument("--categories", nargs="*", default=["non_live"])
+        ap.add_argument("--sample", type=int)
+        ap.add_argument("--seed", type=int, default=0)
+        ap.add_argument("--limit", type=int)
+        a = ap.parse_args(argv[1:])
+        from fctune.bfcl import rescore
+
+        s = rescore(a.results_dir, a.label, a.categories, a.sample, a.seed, a.limit)
+        print(f"{a.label}: non-live AST {s['non_live_ast']} over {s['non_live_ast_categories']}; no predictions for "
+              f"{s['categories_without_predictions'] or 'none'}")
+        return 0
     if argv[0] == "run":
         from fctune.bfcl import BfclConfig, run_bfcl
         from fctune.cli import run_script
