@@ -160,3 +160,14 @@ def test_bfcl_run_through_the_local_backend(tmp_path, tiny_model_dir):
     assert s["hallucination"]["irrelevance"] is not None
     assert (tmp_path / "tiny_bfcl.json").exists() and (tmp_path / "tiny_bfcl_details.jsonl").exists()
     assert s["model"]["backend"] == "local" and s["bfcl_eval_version"]
+
+
+def test_rescore_summarizes_saved_predictions_and_lists_what_is_missing(tmp_path):
+    from fctune.bfcl import rescore
+
+    exs = load_category("simple_python", limit=3)
+    (tmp_path / "m_bfcl_simple_python_predictions.jsonl").write_text("\n".join(json.dumps(
+        {"id": e.id, "output": as_tags([(c.name, c.arguments) for c in e.expected.tool_calls])}) for e in exs) + "\n")
+    s = rescore(str(tmp_path), "m", ["simple_python", "irrelevance"], limit=3)
+    assert s["categories"]["simple_python"]["accuracy"] == 1.0 and s["categories_without_predictions"] == ["irrelevance"]
+    assert json.loads((tmp_path / "m_bfcl.json").read_text())["rescored_from_saved_predictions"] is True

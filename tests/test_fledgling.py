@@ -106,3 +106,21 @@ def test_pipeline_end_to_end_offline(tmp_path, tiny_model_dir, monkeypatch):
         assert (tmp_path / "fledgling" / "adapters").is_dir()
         assert (res / f"{gate['final_model']['label']}_fledgling_toolcall.json").exists()
     assert s["data"]["toolcall"]["kind"] == "offline" and s["data"]["toolcall"]["shape"] == "xlam"
+
+
+def test_existing_llm_results_must_match_the_splits(tmp_path):
+    from fctune.cli import UserError
+    from fctune.fledgling import existing_llm_results
+    from fctune.io import sha256_file
+
+    split = tmp_path / "fledgling_toolcall_test.jsonl"
+    split.write_text('{"x": 1}\n')
+    res = tmp_path / "res"
+    res.mkdir()
+    summary = {"model": {"label": "llm-x", "role": "llm"}, "suite": "fledgling_toolcall",
+               "run": {"data_sha256": {"somewhere/else.jsonl": sha256_file(split)}}}
+    (res / "llm-x_fledgling_toolcall.json").write_text(json.dumps(summary))
+    assert existing_llm_results(res, [str(split)], None)["label"] == "llm-x"
+    split.write_text('{"x": 2}\n')
+    with pytest.raises(UserError, match="different fledgling_toolcall split"):
+        existing_llm_results(res, [str(split)], None)

@@ -201,3 +201,13 @@ def test_tracking_warns_once_when_keys_set_but_package_missing(monkeypatch, capl
         with tracking.stage("x"):
             pass
     assert sum("langfuse" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_lora_targets_cover_fused_phi_projections():
+    from transformers import Phi3Config, Phi3ForCausalLM
+
+    from fctune.train import present_targets
+
+    m = Phi3ForCausalLM(Phi3Config(hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=4,
+                                   num_key_value_heads=2, vocab_size=40000))
+    assert present_targets(m, TrainConfig()) == ["o_proj", "down_proj", "qkv_proj", "gate_up_proj"]
