@@ -224,6 +224,10 @@ def phase1_decision(models, llm, rel: dict, cfg: dict) -> dict:
         if margin >= p1["winner_margin"]:
             notes.append(f"{fa} leads {fb} by {margin:.1%}, but their {p1['winner_metric']} intervals overlap: the "
                          "difference is inside the confidence interval, so there is no clear winner")
+    for m, r in scored:
+        if r["score_range"] and r["score_range"][1] >= p1["proceed_ratio"]:
+            notes.append(f"{m.label}: {r['score']:.1%} of the LLM, but the interval reaches {r['score_range'][1]:.1%}: "
+                         f"reaching {p1['proceed_ratio']:.0%} is inside the confidence interval, not ruled out")
     reason = (f"no approach reaches {p1['proceed_ratio']:.0%} of the LLM" if scored else
               "no fine-tuned model has a relative score (missing results or the LLM scores 0 everywhere)")
     return {"verdict": "ITERATE", "reason": reason, "numbers": numbers, "notes": notes}
@@ -247,6 +251,9 @@ def phase2_decision(models, llm, rel: dict, cfg: dict) -> dict:
         return {"verdict": "DEPLOY TO PRODUCTION", "model": best_label,
                 "reason": f"{best_label} is {delta:.1%} below the LLM (<= {limit:.0%})", "numbers": numbers,
                 "notes": notes}
+    if best["score_range"] and 1 - best["score_range"][1] <= limit:
+        notes.append(f"{best_label}: delta {delta:.1%}, but the interval reaches {best['score_range'][1]:.1%} of the LLM: "
+                     f"a gap within {limit:.0%} is inside the confidence interval, not ruled out")
     return {"verdict": "ANALYZE FAILURE MODES", "reason": f"the best SLM ({best_label}) is {delta:.1%} below the "
             f"LLM (> {limit:.0%})", "numbers": numbers, "notes": notes}
 

@@ -196,3 +196,19 @@ def test_report_files_and_chromium_render(three_models, tmp_path):
     assert shot.exists() and shot.stat().st_size > 20_000
     if os.environ.get("FCTUNE_KEEP_SCREENSHOT"):
         shutil.copy(shot, os.environ["FCTUNE_KEEP_SCREENSHOT"])
+
+
+@pytest.mark.parametrize("ci_half,note", [(0.02, False), (0.25, True)])
+def test_phase2_says_when_within_10_percent_is_not_ruled_out(ci_half, note):
+    llm = model("llm", "llm", **LLM)
+    m = model("phi-ft", "finetuned", "paper", "phi", ci_half, args_exact_match_rate=0.6, args_field_f1=0.7)
+    d = phase2_decision({"llm": llm, "phi-ft": m}, llm, {"phi-ft": relative_scores(m, llm, REL, "mean")}, CFG)
+    assert d["verdict"] == "ANALYZE FAILURE MODES"
+    assert any("not ruled out" in n for n in d["notes"]) is note
+
+
+@pytest.mark.parametrize("ci_half,note", [(0.02, False), (0.2, True)])
+def test_phase1_iterate_says_when_proceeding_is_not_ruled_out(ci_half, note):
+    d = decide1([model("llm", "llm", **LLM), model("phi-ft", "finetuned", "paper", "phi", ci_half,
+                                                   args_exact_match_rate=0.6, args_field_f1=0.7)])
+    assert d["verdict"] == "ITERATE" and any("not ruled out" in n for n in d["notes"]) is note
