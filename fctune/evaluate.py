@@ -217,9 +217,11 @@ def evaluate(cfg: EvalConfig) -> dict:
                                 "max_new_tokens": cfg.max_new_tokens, "tools_mode": ident.get("tools_mode")}
                 pred_path = predictions_path(cfg.results_dir, label, suite)
                 t0 = time.time()
+                before = backend.stats()
                 preds, counts = generate_resumable(backend, examples, pred_path, run_identity, cfg.resume,
                                                    desc=f"{label} {suite}")
                 wall = time.time() - t0
+                throughput = suite_throughput(before, backend.stats())
                 details, issues = score_predictions(examples, preds, where=str(pred_path))
                 summary_path, details_path = result_paths(cfg.results_dir, label, suite)
                 split_report = path.with_suffix(".report.json")
@@ -228,7 +230,7 @@ def evaluate(cfg: EvalConfig) -> dict:
                               **ident},
                     "suite": suite, "split_file": str(path),
                     "split_source": read_json(split_report).get("source") if split_report.exists() else None,
-                    "throughput": {**backend.stats(), "wall_s": round(wall, 2), **counts},
+                    "throughput": {**throughput, "wall_s": round(wall, 2), **counts},
                     "token_usage": {"prompt_tokens": sum(p.get("prompt_tokens") or 0 for p in preds),
                                     "completion_tokens": sum(p.get("completion_tokens") or 0 for p in preds)},
                     "latency_s": _latency(preds),
@@ -246,6 +248,19 @@ def evaluate(cfg: EvalConfig) -> dict:
             backend.close()
         record(results=results)
     return results
+
+
+def suite_throughput(before: dict, after: dict) -> dict:
+    """This suite's share of a backend's cumulative counters (examples, tokens, seconds) and the rates."""
+    out = {k: v for k, v in after.items() if k not in ("examples", "generated_tokens", "generation_s",
+                                                        "examples_per_s", "generated_tokens_per_s")}
+    n = (after.get("examples") or 0) - (before.get("examples") or 0)
+    tok = (after.get("generated_tokens") or 0) - (before.get("generated_tokens") or 0)
+    dt = (after.get("generation_s") or 0) - (before.get("generation_s") or 0)
+    out.update({"examples": n, "generated_tokens": tok, "generation_s": round(dt, 2),
+                "examples_per_s": round(n / dt, 3) if dt > 0 else None,
+                "generated_tokens_per_s": round(tok / dt, 1) if dt > 0 else None})
+    return out
 
 
 def _latency(preds: list[dict]) -> dict | None:

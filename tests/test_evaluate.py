@@ -267,3 +267,12 @@ def test_endpoint_host_keeps_no_credentials():
     assert endpoint_host("https://user:pw@my.openai.azure.com:8443/openai?key=1") == "https://my.openai.azure.com:8443"
     assert redact_config({"api_key": "abc123456", "nested": {"token": "t0k3n-value"}, "api_key_env": "OPENAI_API_KEY"}) \
         == {"api_key": "***", "nested": {"token": "***"}, "api_key_env": "OPENAI_API_KEY"}
+
+
+def test_per_suite_throughput_is_the_suites_own_share():
+    from fctune.evaluate import suite_throughput
+
+    t = suite_throughput({"examples": 50, "generated_tokens": 5000, "generation_s": 20.0},
+                         {"examples": 80, "generated_tokens": 6500, "generation_s": 30.0, "load_s": 4.0})
+    assert t == {"load_s": 4.0, "examples": 30, "generated_tokens": 1500, "generation_s": 10.0,
+                 "examples_per_s": 3.0, "generated_tokens_per_s": 150.0}
