@@ -11,7 +11,7 @@ from the file name. Fledgling's gate decision is ``fledgling_gate.json``.
 from __future__ import annotations
 
 import logging
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 

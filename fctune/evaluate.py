@@ -85,6 +85,15 @@ class EvalConfig:
     resume: bool = field(default=True, metadata={"help": "skip rows already answered by the same model and split"})
 
 
+def auto_llm_backend() -> tuple[str, str]:
+    """Which LLM endpoint .env names: (backend, why). Azure first, then any OpenAI-compatible one, else llama.cpp."""
+    if os.environ.get("AZURE_OPENAI_ENDPOINT"):
+        return "azure", "AZURE_OPENAI_ENDPOINT is set"
+    if os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_KEY"):
+        return "openai", "OPENAI_BASE_URL / OPENAI_API_KEY is set"
+    return "llamacpp", "no Azure/OpenAI endpoint in .env: llama.cpp server on 127.0.0.1 with a local GGUF"
+
+
 def default_label(cfg: EvalConfig) -> str:
     if cfg.label:
         return safe_label(cfg.label)

@@ -107,21 +107,18 @@ def resolve_llm(cfg: FledglingConfig) -> tuple[str, str, str]:
     """(backend, model, why) for the LLM baseline."""
     if cfg.llm_backend == "existing":
         return "existing", cfg.llm_model or "", "reusing LLM results already in eval_results/"
+    from fctune.evaluate import auto_llm_backend
+
     if cfg.llm_backend != "auto":
-        b = cfg.llm_backend
-        why = f"--llm-backend {b}"
-    elif os.environ.get("AZURE_OPENAI_ENDPOINT"):
-        b, why = "azure", "AZURE_OPENAI_ENDPOINT is set"
-    elif os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_KEY"):
-        b, why = "openai", "OPENAI_BASE_URL / OPENAI_API_KEY is set"
+        b, why = cfg.llm_backend, f"--llm-backend {cfg.llm_backend}"
     else:
-        b, why = "llamacpp", "no Azure/OpenAI endpoint in .env: llama.cpp server on 127.0.0.1 with a local GGUF"
+        b, why = auto_llm_backend()
     model = cfg.llm_model or {"azure": os.environ.get("AZURE_OPENAI_DEPLOYMENT", ""),
                               "openai": os.environ.get("OPENAI_MODEL", "gpt-4o-mini"), "llamacpp": "smollm2"}[b]
     return b, model, why
 
 
-def resolve_model(cfg: FledglingConfig) -> tuple[str, dict | None]:
+def choose_slm(cfg: FledglingConfig) -> tuple[str, dict | None]:
     """The SLM to use; with fallback=offline an unreachable hub model becomes SmolLM2 (warned, recorded)."""
     from fctune.models import OFFLINE_MODEL, ModelUnavailable, load_tokenizer
 
@@ -212,7 +209,7 @@ def run_pipeline(cfg: FledglingConfig) -> dict:
         data = build_data(cfg)
         rec(**data)
     summary["data"] = data
-    model, model_fallback = resolve_model(cfg)
+    model, model_fallback = choose_slm(cfg)
     summary["model"] = {"requested": cfg.model, "used": model, "fallback": model_fallback}
     short = resolve_ref(model).short_name
     llm_backend, llm_model, llm_why = resolve_llm(cfg)

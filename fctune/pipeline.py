@@ -121,13 +121,9 @@ def assign_gpu_sets(gpus: list[str], n_models: int) -> list[list[str]] | None:
 
 
 def resolve_llm(choice: str) -> str:
-    if choice != "auto":
-        return choice
-    if os.environ.get("AZURE_OPENAI_ENDPOINT"):
-        return "azure"
-    if os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_KEY"):
-        return "openai"
-    return "llamacpp"
+    from fctune.evaluate import auto_llm_backend
+
+    return choice if choice != "auto" else auto_llm_backend()[0]
 
 
 def _train_cmd(family: str, model: str, preset, n_procs: int) -> list[str]:

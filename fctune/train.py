@@ -384,7 +384,7 @@ def _describe_model(spec: str) -> str:
 
 
 def _make_trainer(cfg, settings, backend, model, tokenizer, train_ds, val_ds, ckpt_dir):
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTConfig
 
     steps_per_epoch = math.ceil(len(train_ds) / (cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps))
     total = cfg.max_steps if cfg.max_steps > 0 else math.ceil(steps_per_epoch * cfg.num_train_epochs)

@@ -139,7 +139,7 @@ def three_models(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("cmp")
     splits = root / "splits"
-    for name, spec in SUITES.items():
+    for spec in SUITES.values():
         rows, _ = build_suite(spec, SuiteConfig(exclude=[]))
         write_examples(splits / spec.file, rows)
     res = root / "paper_approach" / "eval_results"
