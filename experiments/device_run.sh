@@ -25,8 +25,9 @@ case "$1" in
     mkdir -p /tmp/models && cp "$2"/* /tmp/models/ && ls -la /tmp/models ;;
   assemble)
     cd /tmp/models
-    cat smol.part-* > "$SMOL" && cat gemma-3-270m-q4_k_m.gguf.part0* > "$GEMMA" && rm -f smol.part-* gemma-*.part0*
-    sha256sum "$SMOL" "$GEMMA"
+    cat smol.part-* > "$SMOL" && rm -f smol.part-*
+    if ls gemma-3-270m-q4_k_m.gguf.part0* >/dev/null 2>&1; then cat gemma-3-270m-q4_k_m.gguf.part0* > "$GEMMA" && rm -f gemma-*.part0*; fi
+    sha256sum /tmp/models/*.gguf
     python3 -c "import unsloth, trl, datasets; print('unsloth', unsloth.__version__, 'trl', trl.__version__, 'datasets', datasets.__version__)" ;;
   phase)
     N=$2; W=/tmp/p$N
@@ -40,7 +41,7 @@ case "$1" in
     set +e
     timeout "${3:-540}" python3 -m fctune.pipeline --profile full --phase "$N" --gpus 0 --llm none --bfcl \
       --eval-batch-size 64 \
-      --bfcl-sample 30 --fledgling-test-size 50 ${EXTRA:-} --models ${MODELS:-phi="$SMOL" llama="$GEMMA"}
+      --bfcl-sample 30 --fledgling-test-size 50 ${EXTRA:-} --models ${MODELS:-smollm2="$SMOL"}
     echo "pipeline exit: $?"
     set -e
     mkdir -p "$OUT"

@@ -209,7 +209,7 @@ def plan(cfg: PipelineConfig) -> list[Step]:
         if cfg.profile == "smoke":
             fl += ["--model", models.get("phi", OFFLINE_MODEL), "--source", "offline", "--train-preset", "smoke"]
         else:
-            fl += ["--model", models.get("phi", DEFAULT_PAPER_MODELS["phi"])]
+            fl += ["--model", models.get("phi") or next(iter(models.values()))]  # Phi, else the first model given
         if limit:
             fl += ["--eval-limit", str(limit)]
         if cfg.fledgling_test_size:

@@ -98,6 +98,17 @@ def test_training_plan_without_gpus_is_sequential():
     assert [len(g) for g in step.groups] == [1, 1] and all(env == {} for g in step.groups for _, _, env in g)
 
 
+def test_fledgling_uses_phi_else_the_first_model_given():
+    def fledgling_model(**kw):
+        step = next(s for s in plan(PipelineConfig(profile="full", gpus="none", llm="none", **kw)) if s.name == "evaluate")
+        (argv,) = [a for g in step.groups for tag, a, _ in g if tag == "fledgling"]
+        return argv[argv.index("--model") + 1]
+
+    assert fledgling_model() == "microsoft/Phi-4-mini-instruct"
+    assert fledgling_model(models=["smollm2=/m/smol.gguf", "gemma=/m/g.gguf"]) == "/m/smol.gguf"
+    assert fledgling_model(models=["llama=/m/l", "phi=/m/p"]) == "/m/p"
+
+
 def test_dry_run_lists_every_step():
     out = subprocess.run([sys.executable, "-m", "fctune.pipeline", "--dry-run", "--gpus", "none", "--bfcl"], cwd=REPO,
                          capture_output=True, text=True, timeout=120)
