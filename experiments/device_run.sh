@@ -5,6 +5,8 @@
 #   stash DIR         keep the model pieces carried in DIR under /tmp/models
 #   assemble          join the pieces, check their sha256
 #   phase N           the paper + Fledgling pipeline for phase N (resumable; results packed into $OUT/pN.tgz)
+#   fledgling N       the Fledgling pipeline alone for phase N (LLM track results carried in .gpu_exp/pN/)
+#   ddp [SECONDS]     one model data-parallel over 2 GPUs through the pipeline, and the same run on 1 GPU (issue 12)
 #   bfcl-full         BFCL non-live, every row, SmolLM2-135M base
 #   bench             training / packing / evaluation throughput
 set -euo pipefail
@@ -50,6 +52,40 @@ case "$1" in
       paper_approach/eval_results paper_approach/adapters paper_approach/datasets/dataset_stats.json \
       paper_approach/logs fledgling/eval_results fledgling/adapters comparison_framework/test_splits 2>/dev/null || true
     ls -la "$OUT" ;;
+  fledgling)  # the Fledgling pipeline alone for phase N, once the LLM's track results are carried in .gpu_exp/pN/
+    N=$2; cd /tmp/p$N && export PYTHONPATH=/tmp/site:/tmp/p$N
+    cp "$REPO"/.gpu_exp/p"$N"/*.json fledgling/eval_results/
+    set +e
+    timeout "${3:-540}" python3 fledgling/run_pipeline.py --phase "$N" --llm-backend existing --max-new-tokens 256 \
+      --batch-size 64 --model "$SMOL" --test-size 50
+    echo "fledgling exit: $?"
+    set -e
+    mkdir -p "$OUT" && tar czf "$OUT/p$N-fledgling.tgz" --exclude='*.safetensors' --exclude='checkpoints' \
+      fledgling/eval_results fledgling/adapters fledgling/datasets/*stats*.json fledgling/test_splits 2>/dev/null || true ;;
+  ddp)  # issue 12 on 2 GPUs: the pipeline's training step data-parallel over GPUs 0,1, then the same run on GPU 0 alone
+    export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+    W=/tmp/ddp; mkdir -p "$W" "$OUT" && cp -r "$REPO"/{fctune,paper_approach,comparison_framework,fledgling,docker,pyproject.toml} "$W"/
+    cd "$W" && export PYTHONPATH=/tmp/site:$W
+    python3 -c "from fctune.models import materialize, resolve_model; print(materialize(resolve_model('$SMOL')))"
+    P=(python3 -m fctune.pipeline --profile full --phase 2 --llm none --models smollm2="$SMOL")
+    "${P[@]}" --gpus 0,1 --only-step 2 > "$OUT/prepare.log" 2>&1
+    for run in ddp 1gpu; do
+      nvidia-smi --query-gpu=timestamp,index,utilization.gpu,memory.used --format=csv -l 1 > "$OUT/smi_gpus_$run.csv" &
+      S=$!
+      nvidia-smi --query-compute-apps=timestamp,pid,gpu_uuid,used_memory --format=csv -l 2 > "$OUT/smi_apps_$run.csv" &
+      A=$!
+      set +e
+      if [ $run = ddp ]; then timeout "${2:-300}" "${P[@]}" --gpus 0,1 --only-step 5 > "$OUT/train_$run.log" 2>&1
+      else CUDA_VISIBLE_DEVICES=0 timeout "${2:-300}" python3 docker/unsloth-paper/scripts/train_function_call.py \
+             --model "$SMOL" --name smollm2-1gpu > "$OUT/train_$run.log" 2>&1; fi
+      echo "$run exit: $?"
+      set -e
+      kill $S $A
+      nvidia-smi --query-gpu=index,uuid --format=csv > "$OUT/gpu_uuids.csv"
+    done
+    cp paper_approach/adapters/smollm2/metadata.json "$OUT/metadata_ddp.json" || true
+    cp paper_approach/adapters/smollm2-1gpu/metadata.json "$OUT/metadata_1gpu.json" || true
+    grep -h "data-parallel\|train_runtime\|adapter saved" "$OUT"/train_*.log || true ;;
   bfcl-full)
     cd /tmp/p1 && export PYTHONPATH=/tmp/site:/tmp/p1
     python3 -m fctune.bfcl run --model "$SMOL" --label smollm2-135m-base --role base --categories non_live \

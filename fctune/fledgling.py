@@ -62,6 +62,7 @@ class FledglingConfig:
     train_preset: str | None = field(default=None, metadata={"help": "training preset (smoke on CPU)"})
     max_steps: int | None = field(default=None, metadata={"help": "override the training steps"})
     max_new_tokens: int = field(default=256, metadata={"help": "generation budget"})
+    batch_size: int = field(default=8, metadata={"help": "local SLM evaluation: prompts per generate() call"})
     eval_limit: int | None = field(default=None, metadata={"help": "only the first N rows of each split"})
     shared_suites: bool = field(default=True, metadata={
         "help": "also run the final model on comparison_framework/test_splits (when they exist)"})
@@ -215,7 +216,7 @@ def run_pipeline(cfg: FledglingConfig) -> dict:
     llm_backend, llm_model, llm_why = resolve_llm(cfg)
     log.info("LLM baseline: %s %s (%s)", llm_backend, llm_model, llm_why)
     common = dict(results_dir=str(results), split_files=data["test_files"], max_new_tokens=cfg.max_new_tokens,
-                  limit=cfg.eval_limit, approach="fledgling")
+                  limit=cfg.eval_limit, approach="fledgling", batch_size=cfg.batch_size)
     with tracking.stage("fledgling.llm_eval", input={"backend": llm_backend, "model": llm_model}) as rec:
         if llm_backend == "existing":
             llm_res = existing_llm_results(results, data["test_files"], cfg.llm_label)
@@ -265,7 +266,7 @@ def run_pipeline(cfg: FledglingConfig) -> dict:
             res = evaluate(EvalConfig(model=model, adapter=final_adapter, role="finetuned" if final_adapter else "base",
                                       label=final_label, approach="fledgling", results_dir=str(results),
                                       suites=shared, splits_dir=cfg.splits_dir, max_new_tokens=cfg.max_new_tokens,
-                                      limit=cfg.eval_limit))
+                                      limit=cfg.eval_limit, batch_size=cfg.batch_size))
             rec(**res)
         summary["shared_suites"] = res
     summary.update({"gate": gate, "llm": llm_res, "base": base_res})

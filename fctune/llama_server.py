@@ -59,7 +59,8 @@ class LlamaServer:
             raise ServerError(f"{model!r} is not a GGUF file: llama.cpp serves GGUF models only")
         self.gguf, self.description = ref.location, ref.description
         self.port = port or free_port()
-        self.chat_format, self.n_ctx, self.n_threads = chat_format, n_ctx, n_threads
+        # llama-cpp-python generates on cpu_count // 2 threads by default: half the machine idles during decoding
+        self.chat_format, self.n_ctx, self.n_threads = chat_format, n_ctx, n_threads or os.cpu_count()
         self.log_path = log_path
         self.startup_timeout_s = startup_timeout_s
         self.extra_args = extra_args or []

@@ -203,7 +203,7 @@ def plan(cfg: PipelineConfig) -> list[Step]:
             eval_cmds.append(("llm-bfcl", bf + llm_who, {}))
     if cfg.fledgling:
         fl = [PY, "fledgling/run_pipeline.py", "--phase", str(cfg.phase),
-              "--llm-backend", "existing" if llm == "none" else llm, "--max-new-tokens", str(prof["max_new_tokens"])]
+              "--llm-backend", "existing" if llm == "none" else llm, *tokens, *batch]
         if llm_model and llm != "none":
             fl += ["--llm-model", llm_model]
         if cfg.profile == "smoke":

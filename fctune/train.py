@@ -20,7 +20,7 @@ import math
 import os
 import resource
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from fctune.cli import UserError
@@ -66,6 +66,9 @@ class TrainConfig:
         "help": "projections that get LoRA adapters"})
     per_device_train_batch_size: int = field(default=4, metadata={"help": "batch size per device"})
     gradient_accumulation_steps: int = field(default=4, metadata={"help": "gradient accumulation"})
+    keep_global_batch: bool = field(default=True, metadata={
+        "help": "data-parallel runs divide gradient accumulation by the number of processes, so the effective batch "
+                "(and the loss curve) stays that of one GPU; false: each process accumulates the full amount"})
     learning_rate: float = field(default=2e-4, metadata={"help": "peak learning rate"})
     lr_scheduler_type: str = field(default="cosine", metadata={"help": "learning-rate schedule"})
     warmup_ratio: float = field(default=0.05, metadata={"help": "share of steps for linear warm-up"})
@@ -285,6 +288,7 @@ def train(cfg: TrainConfig) -> dict:
     if local_rank >= 0 and torch.cuda.is_available():
         torch.cuda.set_device(local_rank)
     is_main = int(os.environ.get("RANK", "0")) == 0
+    cfg = per_process_config(cfg, int(os.environ.get("WORLD_SIZE", "1")))
     settings = resolved_settings(cfg, backend)
     log.info("training backend: %s (%s); settings %s", backend, reason, settings)
     for f in (cfg.train_file, cfg.val_file):
@@ -367,6 +371,7 @@ def train(cfg: TrainConfig) -> dict:
             "config": config_to_dict(cfg),
         }
         meta["world_size"] = int(os.environ.get("WORLD_SIZE", "1"))
+        meta["effective_batch"] = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * meta["world_size"]
         if is_main:
             write_json_atomic(out / "train_config.json", config_to_dict(cfg))
             write_json_atomic(out / "metadata.json", meta)
@@ -375,6 +380,21 @@ def train(cfg: TrainConfig) -> dict:
     log.info("adapter saved to %s (version %s, %.0fs, %s tokens/s)", out, vid, elapsed,
              meta["non_padding_tokens_per_s"])
     return meta
+
+
+def per_process_config(cfg: TrainConfig, world_size: int) -> TrainConfig:
+    """The config one data-parallel process trains with: with ``keep_global_batch`` the accumulation is split across
+    the processes (4 steps on 1 GPU = 2 steps on each of 2 GPUs), when it divides evenly."""
+    if world_size <= 1 or not cfg.keep_global_batch:
+        return cfg
+    if cfg.gradient_accumulation_steps % world_size:
+        log.warning("gradient accumulation %d does not divide over %d processes: the effective batch grows %dx",
+                    cfg.gradient_accumulation_steps, world_size, world_size)
+        return cfg
+    ga = cfg.gradient_accumulation_steps // world_size
+    log.info("data-parallel over %d processes: gradient accumulation %d -> %d per process (effective batch %d)",
+             world_size, cfg.gradient_accumulation_steps, ga, cfg.per_device_train_batch_size * ga * world_size)
+    return replace(cfg, gradient_accumulation_steps=ga)
 
 
 def _describe_model(spec: str) -> str:
@@ -386,7 +406,9 @@ def _describe_model(spec: str) -> str:
 def _make_trainer(cfg, settings, backend, model, tokenizer, train_ds, val_ds, ckpt_dir):
     from trl import SFTConfig
 
-    steps_per_epoch = math.ceil(len(train_ds) / (cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps))
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    steps_per_epoch = math.ceil(len(train_ds) / (cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps
+                                                 * world))
     total = cfg.max_steps if cfg.max_steps > 0 else math.ceil(steps_per_epoch * cfg.num_train_epochs)
     args = SFTConfig(
         output_dir=str(ckpt_dir),

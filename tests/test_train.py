@@ -211,3 +211,12 @@ def test_lora_targets_cover_fused_phi_projections():
     m = Phi3ForCausalLM(Phi3Config(hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=4,
                                    num_key_value_heads=2, vocab_size=40000))
     assert present_targets(m, TrainConfig()) == ["o_proj", "down_proj", "qkv_proj", "gate_up_proj"]
+
+
+@pytest.mark.parametrize("ga,world,keep,expected", [
+    (4, 1, True, 4), (4, 2, True, 2), (4, 4, True, 1), (4, 2, False, 4), (3, 2, True, 3)])
+def test_data_parallel_keeps_the_effective_batch(ga, world, keep, expected):
+    from fctune.train import TrainConfig, per_process_config
+
+    cfg = per_process_config(TrainConfig(gradient_accumulation_steps=ga, keep_global_batch=keep), world)
+    assert cfg.gradient_accumulation_steps == expected
