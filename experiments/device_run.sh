@@ -53,8 +53,13 @@ case "$1" in
       paper_approach/logs fledgling/eval_results fledgling/adapters comparison_framework/test_splits 2>/dev/null || true
     ls -la "$OUT" ;;
   fledgling)  # the Fledgling pipeline alone for phase N, once the LLM's track results are carried in .gpu_exp/pN/
-    N=$2; cd /tmp/p$N && export PYTHONPATH=/tmp/site:/tmp/p$N
-    cp "$REPO"/.gpu_exp/p"$N"/*.json fledgling/eval_results/
+    N=$2; W=/tmp/p$N; export PYTHONPATH=/tmp/site:$W
+    [ -d "$W/fctune" ] || { mkdir -p "$W" && cp -r "$REPO"/{fctune,paper_approach,comparison_framework,fledgling,docker,pyproject.toml} "$W"/; }
+    cd "$W" && mkdir -p fledgling/eval_results && cp "$REPO"/.gpu_exp/p"$N"/*.json fledgling/eval_results/
+    for step in 2 3; do  # the shared suites, which Fledgling also runs its final model on
+      [ -f comparison_framework/test_splits/single_turn_test.jsonl ] || python3 -m fctune.pipeline --phase "$N" \
+        --profile full --llm none --models smollm2="$SMOL" --only-step $step > /dev/null 2>&1
+    done
     set +e
     timeout "${3:-540}" python3 fledgling/run_pipeline.py --phase "$N" --llm-backend existing --max-new-tokens 256 \
       --batch-size 64 --model "$SMOL" --test-size 50

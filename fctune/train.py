@@ -280,13 +280,14 @@ def train(cfg: TrainConfig) -> dict:
     from fctune import tracking
 
     backend, reason = choose_backend(cfg)
-    if backend == "unsloth":
-        import unsloth  # noqa: F401 - must be imported before transformers/trl so its patches apply
     import torch
 
     local_rank = int(os.environ.get("LOCAL_RANK", "-1"))  # set by accelerate / torchrun (data-parallel)
     if local_rank >= 0 and torch.cuda.is_available():
+        # before Unsloth's import, which opens a CUDA context on the current device (else every rank also holds GPU 0)
         torch.cuda.set_device(local_rank)
+    if backend == "unsloth":
+        import unsloth  # noqa: F401 - must be imported before transformers/trl so its patches apply
     is_main = int(os.environ.get("RANK", "0")) == 0
     cfg = per_process_config(cfg, int(os.environ.get("WORLD_SIZE", "1")))
     settings = resolved_settings(cfg, backend)
@@ -330,7 +331,9 @@ def train(cfg: TrainConfig) -> dict:
         elapsed = time.time() - t0
         history = trainer.state.log_history
         train_curve = [{"step": h["step"], "loss": h["loss"]} for h in history if "loss" in h]
-        val_curve = [{"step": h["step"], "loss": h["eval_loss"]} for h in history if "eval_loss" in h]
+        # the closing evaluate() logs the same step a second time when the last step already evaluated
+        val_curve = list({h["step"]: {"step": h["step"], "loss": h["eval_loss"]} for h in history
+                          if "eval_loss" in h}.values())
         tokens_seen = max((h.get("num_tokens", 0) for h in history), default=0)
         tokens_source = "trainer (non-padding tokens of the batches)"
         if not tokens_seen:  # Unsloth's trainer does not count them: non-padding tokens per epoch x epochs done
