@@ -37,11 +37,12 @@ def installed() -> bool:
 
 
 def _die_with_parent() -> None:
-    """Linux: the server gets SIGTERM when the process that started it dies, even by SIGKILL."""
+    """Linux: the server is killed when the process that started it dies, even by SIGKILL (SIGKILL, not SIGTERM:
+    uvicorn answers SIGTERM by waiting for requests in flight, and a generation whose client is gone runs on)."""
     try:
         import ctypes
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
 

@@ -47,7 +47,9 @@ def write_csvs(report: dict, folder: Path) -> list[str]:
         for path, p in r["per_metric"].items():
             rows.append([model, path, p.get("slm"), p.get("llm"), p.get("ratio"),
                          *(p.get("ratio_range") or [None, None]), p.get("why")])
-        rows.append([model, "AGGREGATE", None, None, r["score"], *(r.get("score_range") or [None, None]), None])
+        n_all = len(r["per_metric"])
+        partial = f"over {r.get('metrics_used', 0)} of {n_all} metrics" if r.get("metrics_used", 0) < n_all else None
+        rows.append([model, "AGGREGATE", None, None, r["score"], *(r.get("score_range") or [None, None]), partial])
     dump("llm_comparison.csv", ["model", "metric", "slm", "llm", "ratio", "ratio_low", "ratio_high", "note"], rows)
     dump("gates.csv", ["model", "role", "gate", "metric", "op", "threshold", "value", "status", "threshold_inside_ci"],
          [[g["model"], g["role"], g["gate"], g["metric"], g["op"], g["threshold"], g["value"], g["status"],
@@ -132,7 +134,11 @@ def chart_heatmap(per_domain: dict) -> str | None:
 
 
 def chart_ratios(rel: dict, threshold: float) -> str | None:
-    rows = [(m, r["score"], r.get("score_range")) for m, r in rel.items() if r.get("score") is not None]
+    def name(m, r):
+        used, n_all = r.get("metrics_used", 0), len(r["per_metric"])
+        return m if used >= n_all else f"{m} ({used}/{n_all} metrics)"
+
+    rows = [(name(m, r), r["score"], r.get("score_range")) for m, r in rel.items() if r.get("score") is not None]
     if not rows:
         return None
     plt = _plt()

@@ -88,6 +88,13 @@ def test_llm_at_zero_gives_no_ratio():
     assert r["per_metric"]["single_turn.args_exact_match_rate"]["ratio"] is None and r["score"] == 1.0
 
 
+def test_a_model_scored_on_fewer_metrics_says_so():
+    llm = model("llm", "llm", **LLM)
+    r = relative_scores(model("s", "base", args_field_f1=0.45), llm, REL, "mean")
+    assert r["score"] == 0.5 and r["metrics_used"] == 1
+    assert r["per_metric"]["single_turn.args_exact_match_rate"]["why"] == "missing"
+
+
 @pytest.mark.parametrize("gate,value,status", [
     ("single_turn_exact_match", 0.70, "pass"), ("single_turn_exact_match", 0.69, "fail"),
     ("single_turn_field_f1", 0.80, "pass"), ("single_turn_field_f1", 0.79, "fail"),
