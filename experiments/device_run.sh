@@ -16,6 +16,7 @@ export PYTHONPATH=/tmp/site:$REPO HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZ
 OUT=${OUT:-/tmp/out}
 SMOL=/tmp/models/SmolLM2-135M-Instruct.Q4_1.gguf
 GEMMA=/tmp/models/gemma-3-270m-q4_k_m.gguf
+copy_code() { mkdir -p "$1" && cp -r "$REPO"/{fctune,paper_approach,comparison_framework,fledgling,docker,pyproject.toml} "$1"/; }
 
 case "$1" in
   install)
@@ -36,7 +37,7 @@ case "$1" in
     if [ ! -d "$W/paper_approach" ] && [ -f "$REPO/.gpu_exp/p$N/state.tgz" ]; then  # a new machine: resume
       mkdir -p "$W" && tar xzf "$REPO/.gpu_exp/p$N/state.tgz" -C "$W"
     fi
-    mkdir -p "$W" && cp -r "$REPO"/{fctune,paper_approach,comparison_framework,fledgling,docker,pyproject.toml} "$W"/ 2>/dev/null || true
+    copy_code "$W" 2>/dev/null || true
     mkdir -p "$W/fledgling/eval_results" && cp -n "$REPO"/.gpu_exp/p"$N"/*.json "$W/fledgling/eval_results/" 2>/dev/null || true
     cd "$W"
     export PYTHONPATH=/tmp/site:$W
@@ -54,7 +55,7 @@ case "$1" in
     ls -la "$OUT" ;;
   fledgling)  # the Fledgling pipeline alone for phase N, once the LLM's track results are carried in .gpu_exp/pN/
     N=$2; W=/tmp/p$N; export PYTHONPATH=/tmp/site:$W
-    [ -d "$W/fctune" ] || { mkdir -p "$W" && cp -r "$REPO"/{fctune,paper_approach,comparison_framework,fledgling,docker,pyproject.toml} "$W"/; }
+    [ -d "$W/fctune" ] || copy_code "$W"
     cd "$W" && mkdir -p fledgling/eval_results && cp "$REPO"/.gpu_exp/p"$N"/*.json fledgling/eval_results/
     for step in 2 3; do  # the shared suites, which Fledgling also runs its final model on
       [ -f comparison_framework/test_splits/single_turn_test.jsonl ] || python3 -m fctune.pipeline --phase "$N" \
@@ -69,7 +70,7 @@ case "$1" in
       fledgling/eval_results fledgling/adapters fledgling/datasets/*stats*.json fledgling/test_splits 2>/dev/null || true ;;
   ddp)  # issue 12 on 2 GPUs: the pipeline's training step data-parallel over GPUs 0,1, then the same run on GPU 0 alone
     export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-    W=/tmp/ddp; mkdir -p "$W" "$OUT" && cp -r "$REPO"/{fctune,paper_approach,comparison_framework,fledgling,docker,pyproject.toml} "$W"/
+    W=/tmp/ddp; mkdir -p "$OUT" && copy_code "$W"
     cd "$W" && export PYTHONPATH=/tmp/site:$W
     python3 -c "from fctune.models import materialize, resolve_model; print(materialize(resolve_model('$SMOL')))"
     P=(python3 -m fctune.pipeline --profile full --phase 2 --llm none --models smollm2="$SMOL")

@@ -289,7 +289,7 @@ def train(cfg: TrainConfig) -> dict:
     if backend == "unsloth":
         import unsloth  # noqa: F401 - must be imported before transformers/trl so its patches apply
     is_main = int(os.environ.get("RANK", "0")) == 0
-    cfg = per_process_config(cfg, int(os.environ.get("WORLD_SIZE", "1")))
+    cfg = per_process_config(cfg, world_size())
     settings = resolved_settings(cfg, backend)
     log.info("training backend: %s (%s); settings %s", backend, reason, settings)
     for f in (cfg.train_file, cfg.val_file):
@@ -373,7 +373,7 @@ def train(cfg: TrainConfig) -> dict:
             "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
             "config": config_to_dict(cfg),
         }
-        meta["world_size"] = int(os.environ.get("WORLD_SIZE", "1"))
+        meta["world_size"] = world_size()
         meta["effective_batch"] = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * meta["world_size"]
         if is_main:
             write_json_atomic(out / "train_config.json", config_to_dict(cfg))
@@ -385,18 +385,23 @@ def train(cfg: TrainConfig) -> dict:
     return meta
 
 
-def per_process_config(cfg: TrainConfig, world_size: int) -> TrainConfig:
+def world_size() -> int:
+    """Processes of a data-parallel run (set by accelerate / torchrun); 1 otherwise."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def per_process_config(cfg: TrainConfig, processes: int) -> TrainConfig:
     """The config one data-parallel process trains with: with ``keep_global_batch`` the accumulation is split across
     the processes (4 steps on 1 GPU = 2 steps on each of 2 GPUs), when it divides evenly."""
-    if world_size <= 1 or not cfg.keep_global_batch:
+    if processes <= 1 or not cfg.keep_global_batch:
         return cfg
-    if cfg.gradient_accumulation_steps % world_size:
+    if cfg.gradient_accumulation_steps % processes:
         log.warning("gradient accumulation %d does not divide over %d processes: the effective batch grows %dx",
-                    cfg.gradient_accumulation_steps, world_size, world_size)
+                    cfg.gradient_accumulation_steps, processes, processes)
         return cfg
-    ga = cfg.gradient_accumulation_steps // world_size
+    ga = cfg.gradient_accumulation_steps // processes
     log.info("data-parallel over %d processes: gradient accumulation %d -> %d per process (effective batch %d)",
-             world_size, cfg.gradient_accumulation_steps, ga, cfg.per_device_train_batch_size * ga * world_size)
+             processes, cfg.gradient_accumulation_steps, ga, cfg.per_device_train_batch_size * ga * processes)
     return replace(cfg, gradient_accumulation_steps=ga)
 
 
@@ -409,9 +414,8 @@ def _describe_model(spec: str) -> str:
 def _make_trainer(cfg, settings, backend, model, tokenizer, train_ds, val_ds, ckpt_dir):
     from trl import SFTConfig
 
-    world = int(os.environ.get("WORLD_SIZE", "1"))
     steps_per_epoch = math.ceil(len(train_ds) / (cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps
-                                                 * world))
+                                                 * world_size()))
     total = cfg.max_steps if cfg.max_steps > 0 else math.ceil(steps_per_epoch * cfg.num_train_epochs)
     args = SFTConfig(
         output_dir=str(ckpt_dir),
