@@ -2,8 +2,8 @@
 """Training throughput of three stacks on the same shapes and batch: the project's trainer (fctune.train:
 Unsloth model + TRL SFTTrainer), raw transformers + peft, raw Unsloth. Random weights from real configs.
 
-    python benchmarks/train_throughput.py prepare --dir /tmp/shapes          # random-weight checkpoints
-    python benchmarks/train_throughput.py all --dir /tmp/shapes --out results.jsonl
+    python benchmarks/train_throughput.py prepare --dir /tmp/shapes --tokenizer TOKDIR   # random-weight checkpoints
+    python benchmarks/train_throughput.py all --dir /tmp/shapes --tokenizer TOKDIR --out results.jsonl  # resumes
     python benchmarks/train_throughput.py one --shape llama-3.2-1b --stack unsloth --precision bf16 ...
 
 Method: LoRA r=16, alpha=32, dropout 0, on all linear projections; batch 4 x 2048 tokens; gradient checkpointing;
@@ -43,13 +43,19 @@ PEAK_FLOPS = 989e12
 LORA = dict(r=16, lora_alpha=32, lora_dropout=0.0)
 
 
-def prepare(root: Path, shapes) -> None:
+def prepare(root: Path, shapes, tokenizer_dir: str) -> None:
+    """Random-weight checkpoints of the real configs, each with a tokenizer beside it (the loaders want one; any
+    tokenizer whose ids fit the shape's vocabulary will do, since the timed batches are random ids)."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
     for name in shapes:
         out = root / name
-        if (out / "config.json").exists():
+        if len(tok) > SHAPES[name][1]["vocab_size"]:
+            raise SystemExit(f"{tokenizer_dir}: {len(tok)} tokens do not fit {name}'s vocabulary")
+        tok.save_pretrained(out)
+        if (out / "n_params.txt").exists():
             continue
         kind, kw = SHAPES[name]
         cfg = AutoConfig.for_model(kind, **kw)
@@ -136,8 +142,8 @@ def run_unsloth(path: Path, precision: str):
 
 def run_fctune(path: Path, precision: str):
     """The project's trainer: fctune.train's model loading and SFTTrainer, on fixed 4 x 2048-token rows."""
-    import unsloth  # noqa: F401
     import torch
+    import unsloth  # noqa: F401
     from datasets import Dataset
     from transformers import TrainerCallback
 
@@ -174,6 +180,8 @@ def run_fctune(path: Path, precision: str):
 def one(args) -> dict:
     import torch
 
+    from fctune.config import library_versions
+
     path = Path(args.dir) / args.shape
     torch.cuda.reset_peak_memory_stats()
     fn = {"transformers": run_transformers, "unsloth": run_unsloth, "fctune": run_fctune}[args.stack]
@@ -185,23 +193,27 @@ def one(args) -> dict:
             "tokens_per_s": round(med), "tokens_per_s_min": round(min(tps)), "tokens_per_s_max": round(max(tps)),
             "steps_timed": len(times), "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
             "mfu": round(med * 6 * n / PEAK_FLOPS, 4), "gpu": torch.cuda.get_device_name(0),
-            "torch": torch.__version__, "cuda": torch.version.cuda}
+            "torch": torch.__version__, "cuda": torch.version.cuda, "versions": library_versions()}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("mode", choices=["prepare", "one", "all"])
     ap.add_argument("--dir", default="/tmp/shapes")
+    ap.add_argument("--tokenizer", help="prepare: a tokenizer folder copied beside each shape")
     ap.add_argument("--out", default="benchmarks/results/train_throughput.jsonl")
     ap.add_argument("--shapes", nargs="*", default=list(SHAPES))
     ap.add_argument("--stacks", nargs="*", default=list(STACKS))
     ap.add_argument("--precisions", nargs="*", default=list(PRECISIONS))
+    ap.add_argument("--budget-s", type=float, help="all: start no configuration after this many seconds")
     ap.add_argument("--shape")
     ap.add_argument("--stack")
     ap.add_argument("--precision")
     args = ap.parse_args()
     if args.mode == "prepare":
-        prepare(Path(args.dir), args.shapes)
+        if not args.tokenizer:
+            ap.error("prepare needs --tokenizer DIR")
+        prepare(Path(args.dir), args.shapes, args.tokenizer)
         return 0
     if args.mode == "one":
         print("RESULT " + json.dumps(one(args)), flush=True)
@@ -211,23 +223,33 @@ def main() -> int:
     if Path(args.out).exists():
         for line in Path(args.out).read_text().splitlines():
             r = json.loads(line)
-            done.add((r["shape"], r["stack"], r["precision"]))
+            if "error" not in r:
+                done.add((r["shape"], r["stack"], r["precision"]))
+    deadline = time.time() + args.budget_s if args.budget_s else None
     for shape in args.shapes:
-        for precision in args.precisions:
-            for stack in args.stacks:
-                if (shape, stack, precision) in done:
-                    continue
-                t0 = time.time()
-                p = subprocess.run([sys.executable, __file__, "one", "--dir", args.dir, "--shape", shape, "--stack", stack,
-                                    "--precision", precision], capture_output=True, text=True)
+        todo = [(p, s) for p in args.precisions for s in args.stacks if (shape, s, p) not in done]
+        if todo and args.tokenizer:
+            prepare(Path(args.dir), [shape], args.tokenizer)
+        for precision, stack in todo:
+            left = deadline - time.time() if deadline else None
+            if left is not None and left < 60:
+                print(f"budget spent: {shape} {stack} {precision} and the rest not started", flush=True)
+                return 0
+            t0 = time.time()
+            cmd = [sys.executable, __file__, "one", "--dir", args.dir, "--shape", shape, "--stack", stack,
+                   "--precision", precision]
+            try:  # subprocess.run kills the child when the budget runs out, so no process keeps the GPU
+                p = subprocess.run(cmd, capture_output=True, text=True, timeout=left)
                 line = next((x for x in p.stdout.splitlines() if x.startswith("RESULT ")), None)
                 rec = json.loads(line[7:]) if line else {"shape": shape, "stack": stack, "precision": precision,
                                                          "error": (p.stderr or p.stdout)[-1500:]}
-                rec["wall_s"] = round(time.time() - t0, 1)
-                with open(args.out, "a") as f:
-                    f.write(json.dumps(rec) + "\n")
-                print(json.dumps({k: rec.get(k) for k in ("shape", "stack", "precision", "tokens_per_s", "peak_gib",
-                                                          "mfu", "wall_s", "error")})[:600], flush=True)
+            except subprocess.TimeoutExpired:
+                rec = {"shape": shape, "stack": stack, "precision": precision, "error": "budget spent while running"}
+            rec["wall_s"] = round(time.time() - t0, 1)
+            with open(args.out, "a") as f:
+                f.write(json.dumps(rec) + "\n")
+            print(json.dumps({k: rec.get(k) for k in ("shape", "stack", "precision", "tokens_per_s", "peak_gib",
+                                                      "mfu", "wall_s", "error")})[:600], flush=True)
     return 0
 
 

@@ -8,7 +8,10 @@
 #   fledgling N       the Fledgling pipeline alone for phase N (LLM track results carried in .gpu_exp/pN/)
 #   ddp [SECONDS]     one model data-parallel over 2 GPUs through the pipeline, and the same run on 1 GPU (issue 12)
 #   bfcl-full         BFCL non-live, every row, SmolLM2-135M base
-#   bench             training / packing / evaluation throughput
+#   bench [SHAPE...]  training throughput of three stacks (issue 10); resumes from /tmp/bench between warm calls
+#   ft2 [SECONDS]     phase-2 paper adapter (packed), the same data unpacked for 63 steps, BFCL non-live (every row)
+#                     of the adapter
+#   evalbench         local backend on the device: batched against one at a time
 set -euo pipefail
 REPO=$(pwd)
 export PYTHONPATH=/tmp/site:$REPO HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false \
@@ -98,9 +101,36 @@ case "$1" in
       --batch-size 64 --max-new-tokens 256 --results-dir /tmp/bfcl_full
     mkdir -p "$OUT" && tar czf "$OUT/bfcl_full.tgz" -C /tmp bfcl_full ;;
   bench)
-    mkdir -p "$OUT"
-    python3 benchmarks/train_throughput.py prepare --dir /tmp/shapes
-    timeout "${2:-500}" python3 benchmarks/train_throughput.py all --dir /tmp/shapes --out "$OUT/train_throughput.jsonl" || true
-    ;;
+    shift; mkdir -p "$OUT" /tmp/bench
+    python3 benchmarks/train_throughput.py all --dir /tmp/shapes --tokenizer "$REPO/.gpu_exp/tok" \
+      --out /tmp/bench/train_throughput.jsonl --budget-s "${BENCH_SECONDS:-540}" --shapes "$@" || true
+    cp /tmp/bench/train_throughput.jsonl "$OUT"/ ;;
+  ft2)
+    W=/tmp/ft2; mkdir -p "$OUT" && copy_code "$W" && cp -r "$REPO/benchmarks" "$W"/
+    cd "$W" && export PYTHONPATH=/tmp/site:$W
+    P=(python3 -m fctune.pipeline --profile full --phase 2 --gpus 0 --llm none --models smollm2="$SMOL")
+    [ -f comparison_framework/test_splits/single_turn_test.jsonl ] || for step in 2 3; do
+      "${P[@]}" --only-step $step >> "$OUT/prepare.log" 2>&1; done
+    set +e
+    [ -f paper_approach/adapters/smollm2/adapter_model.safetensors ] || timeout "${2:-400}" "${P[@]}" --only-step 5 \
+      > "$OUT/train_packed.log" 2>&1
+    [ -f paper_approach/adapters/smollm2-unpacked/metadata.json ] || timeout 240 python3 \
+      docker/unsloth-paper/scripts/train_function_call.py --model "$SMOL" --name smollm2-unpacked --packing false \
+      --max-steps 63 > "$OUT/train_unpacked.log" 2>&1
+    set -e
+    cp paper_approach/adapters/smollm2/metadata.json "$OUT/metadata_packed.json" || true
+    cp paper_approach/adapters/smollm2-unpacked/metadata.json "$OUT/metadata_unpacked.json" || true
+    set +e
+    timeout "${3:-500}" python3 -m fctune.bfcl run --model "$SMOL" --adapter paper_approach/adapters/smollm2 \
+      --label paper-smollm2-ft --role finetuned --approach paper --family smollm2 --categories non_live \
+      --batch-size 64 --max-new-tokens 256 --results-dir /tmp/bfcl_full_ft > "$OUT/bfcl.log" 2>&1
+    echo "bfcl exit: $?"; set -e
+    tail -3 "$OUT/bfcl.log"
+    tar czf "$OUT/bfcl_full_ft.tgz" -C /tmp bfcl_full_ft ;;
+  evalbench)
+    cd /tmp/ft2 && export PYTHONPATH=/tmp/site:/tmp/ft2 && mkdir -p "$OUT"
+    python3 benchmarks/eval_throughput.py --model "$SMOL" --adapter paper_approach/adapters/smollm2 \
+      --split comparison_framework/test_splits/single_turn_test.jsonl --rows 32 --batch-sizes 1 8 32 --repeats 3 \
+      --out "$OUT/eval_throughput_h100.json" ;;
   *) echo "unknown action $1" >&2; exit 2 ;;
 esac

@@ -108,6 +108,9 @@ def default_label(cfg: EvalConfig) -> str:
     return safe_label(f"{base}-{Path(cfg.adapter).name}-ft" if cfg.adapter else f"{base}-base")
 
 
+LLAMACPP_HOST = "llama.cpp server on 127.0.0.1 (started for the run)"
+
+
 def make_backend(cfg: EvalConfig):
     if cfg.backend == "local":
         from fctune.backends.local import LocalBackend
@@ -129,7 +132,9 @@ def make_backend(cfg: EvalConfig):
         return OpenAIBackend(Path(srv.gguf).name, base_url=srv.base_url, api_key="not-needed", on_close=srv.stop,
                              extra_identity={"served_by": "llama.cpp server (llama-cpp-python, "
                                                           "chatml-function-calling)",
-                                             "model_description": srv.description}, **common)
+                                             "model_description": srv.description,
+                                             # the port is new each run; with it in the identity no run could resume
+                                             "endpoint_host": LLAMACPP_HOST}, **common)
     if cfg.backend == "azure":
         endpoint = os.environ.get("AZURE_OPENAI_ENDPOINT")
         key = os.environ.get("AZURE_OPENAI_API_KEY")

@@ -137,6 +137,21 @@ def test_killed_run_resumes_without_redoing_finished_rows(tmp_path, llama_server
 
 
 @pytest.mark.server
+def test_llamacpp_backend_run_resumes_although_its_new_server_has_a_new_port(tmp_path, mini_split):
+    """--backend llamacpp starts its own server on a free port each run; the port must not break resuming."""
+    split = tmp_path / "two_test.jsonl"
+    write_examples(split, read_examples(mini_split)[:2])
+    cfg = dict(backend="llamacpp", model="smollm2", label="own-server", role="llm", split_files=[str(split)],
+               results_dir=str(tmp_path), max_new_tokens=4, max_concurrency=1)
+    evaluate(EvalConfig(**cfg))
+    evaluate(EvalConfig(**cfg))
+    s = json.loads((tmp_path / "own-server_two.json").read_text())
+    assert s["throughput"]["resumed"] == 2 and s["throughput"]["generated"] == 0
+    assert "127.0.0.1:" not in s["model"]["endpoint_host"]
+    assert not list(tmp_path.glob("*.stale-*"))
+
+
+@pytest.mark.server
 def test_server_stopped_mid_run_is_recorded_as_errors_not_wrong_answers(tmp_path, mini_split):
     from fctune.backends.openai_backend import OpenAIBackend
     from fctune.llama_server import LlamaServer
