@@ -103,7 +103,7 @@ def run_transformers(path: Path, precision: str):
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-    from fctune.train import TARGET_MODULES
+    from fctune.train import TrainConfig, present_targets
 
     kw = {"dtype": torch.bfloat16, "device_map": {"": 0}}
     if precision == "4bit":
@@ -116,8 +116,7 @@ def run_transformers(path: Path, precision: str):
     else:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
-    present = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
-    model = get_peft_model(model, LoraConfig(target_modules=[t for t in TARGET_MODULES if t in present],
+    model = get_peft_model(model, LoraConfig(target_modules=present_targets(model, TrainConfig()),
                                              task_type="CAUSAL_LM", **LORA))
     return _timed_loop(model, [p for p in model.parameters() if p.requires_grad], model.config.vocab_size)
 
@@ -125,12 +124,11 @@ def run_transformers(path: Path, precision: str):
 def _unsloth_model(path: Path, precision: str):
     from unsloth import FastLanguageModel
 
-    from fctune.train import TARGET_MODULES
+    from fctune.train import TrainConfig, present_targets
 
     model, tok = FastLanguageModel.from_pretrained(str(path), max_seq_length=SEQ, dtype=None,
                                                    load_in_4bit=precision == "4bit")
-    present = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
-    model = FastLanguageModel.get_peft_model(model, target_modules=[t for t in TARGET_MODULES if t in present],
+    model = FastLanguageModel.get_peft_model(model, target_modules=present_targets(model, TrainConfig()),
                                              bias="none", use_gradient_checkpointing="unsloth", random_state=0, **LORA)
     return model, tok
 
