@@ -12,6 +12,10 @@
 #   ft2 [SECONDS]     phase-2 paper adapter (packed), the same data unpacked for 63 steps, BFCL non-live (every row)
 #                     of the adapter
 #   evalbench         local backend on the device: batched against one at a time
+#   gemma-start       the second SLM (Gemma-3-270M) in both phases, as background jobs that share the GPU: paper
+#                     training + fine-tuned evaluation, base evaluation, Fledgling; BFCL non-live on every row in
+#                     phase 2, the 30-row sample in phase 1 (as for SmolLM2). Logs and done-markers in /tmp/gjobs
+#   gemma-wait [SECONDS]  report the jobs until all are done or SECONDS pass; gemma-pack: results into $OUT
 set -euo pipefail
 REPO=$(pwd)
 export PYTHONPATH=/tmp/site:$REPO HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false \
@@ -31,7 +35,7 @@ case "$1" in
     mkdir -p /tmp/models && cp "$2"/* /tmp/models/ && ls -la /tmp/models ;;
   assemble)
     cd /tmp/models
-    cat smol.part-* > "$SMOL" && rm -f smol.part-*
+    if ls smol.part-* >/dev/null 2>&1; then cat smol.part-* > "$SMOL" && rm -f smol.part-*; fi
     if ls gemma-3-270m-q4_k_m.gguf.part0* >/dev/null 2>&1; then cat gemma-3-270m-q4_k_m.gguf.part0* > "$GEMMA" && rm -f gemma-*.part0*; fi
     sha256sum /tmp/models/*.gguf
     python3 -c "import unsloth, trl, datasets; print('unsloth', unsloth.__version__, 'trl', trl.__version__, 'datasets', datasets.__version__)" ;;
@@ -132,5 +136,58 @@ case "$1" in
     python3 benchmarks/eval_throughput.py --model "$SMOL" --adapter paper_approach/adapters/smollm2 \
       --split comparison_framework/test_splits/single_turn_test.jsonl --rows 32 --batch-sizes 1 8 32 --repeats 3 \
       --out "$OUT/eval_throughput_h100.json" ;;
+  gemma-start)
+    mkdir -p /tmp/gjobs
+    python3 -c "from fctune.models import materialize, resolve_model; print(materialize(resolve_model('$GEMMA')))"
+    for N in 2 1; do
+      for W in /tmp/g$N /tmp/g${N}f; do  # Fledgling in its own folder: Unsloth compiles into the working folder
+        [ -d "$W/fctune" ] || copy_code "$W"
+        ( cd "$W" && for step in 2 3; do PYTHONPATH=/tmp/site:$W python3 -m fctune.pipeline --phase "$N" \
+            --profile full --llm none --models gemma="$GEMMA" --only-step $step > /dev/null; done )
+      done
+      mkdir -p /tmp/g${N}f/fledgling/eval_results && cp "$REPO"/.gpu_exp/llm/p"$N"/*.json /tmp/g${N}f/fledgling/eval_results/
+      BF=(--categories non_live --batch-size 64 --max-new-tokens 256)
+      [ "$N" = 1 ] && BF+=(--sample 30)
+      EV=(--batch-size 64 --max-new-tokens 256 --approach paper --family gemma --model "$GEMMA")
+      FT=(--adapter paper_approach/adapters/gemma --label paper-gemma-ft --role finetuned)
+      BASE=(--label paper-gemma-base --role base)
+      job() {  # name, folder, command...: runs once in the background, done-marker on success
+        local name=$1 dir=$2; shift 2
+        [ -f /tmp/gjobs/$name.done ] && return 0
+        (cd "$dir" && PYTHONPATH=/tmp/site:$dir setsid nohup bash -c "$* && touch /tmp/gjobs/$name.done" \
+          > /tmp/gjobs/$name.log 2>&1 &)
+      }
+      job "train$N" /tmp/g$N "python3 docker/unsloth-paper/scripts/train_function_call.py --model $GEMMA --name gemma \
+        && python3 docker/unsloth-paper/scripts/eval_function_call.py ${EV[*]} ${FT[*]} \
+        && python3 -m fctune.bfcl run ${BF[*]} ${EV[*]} ${FT[*]}"
+      job "base$N" /tmp/g$N "python3 docker/unsloth-paper/scripts/eval_function_call.py ${EV[*]} ${BASE[*]} \
+        $([ "$N" = 2 ] && echo "&& python3 -m fctune.bfcl run ${BF[*]} ${EV[*]} ${BASE[*]}")"
+      job "fled$N" /tmp/g${N}f "python3 fledgling/run_pipeline.py --phase $N --llm-backend existing --max-new-tokens 256 \
+        --batch-size 64 --model $GEMMA --test-size 50"
+    done
+    sleep 20; ls /tmp/gjobs; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv ;;
+  gemma-wait)
+    end=$((SECONDS + ${2:-540}))
+    while [ $SECONDS -lt $end ]; do
+      pending=$(for j in train2 base2 fled2 train1 base1 fled1; do [ -f /tmp/gjobs/$j.done ] || echo $j; done)
+      [ -z "$pending" ] && break
+      alive=$(pgrep -fc "python3 .*gemma" || true)
+      [ "$alive" = 0 ] && { echo "no job running; pending: $pending"; break; }
+      sleep 15
+    done
+    for j in train2 base2 fled2 train1 base1 fled1; do
+      echo "== $j $([ -f /tmp/gjobs/$j.done ] && echo done || echo pending)"
+      tail -c 400 /tmp/gjobs/$j.log 2>/dev/null | tr '\r' '\n' | grep -v '^ *$' | tail -2
+    done
+    nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader ;;
+  gemma-pack)
+    mkdir -p "$OUT" && cp /tmp/gjobs/*.log "$OUT"/ 2>/dev/null || true
+    for W in g1 g2 g1f g2f; do
+      [ -d /tmp/$W ] && tar czf "$OUT/$W.tgz" -C /tmp/$W --exclude='*.safetensors' --exclude='checkpoints' \
+        --exclude='*.pt' --exclude='*.bin' paper_approach/eval_results paper_approach/adapters \
+        paper_approach/datasets/dataset_stats.json fledgling/eval_results fledgling/adapters \
+        fledgling/datasets comparison_framework/test_splits 2>/dev/null
+    done
+    ls -la "$OUT" ;;
   *) echo "unknown action $1" >&2; exit 2 ;;
 esac

