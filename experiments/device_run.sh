@@ -15,7 +15,9 @@
 #   gemma-start       the second SLM (Gemma-3-270M) in both phases, as background jobs that share the GPU: paper
 #                     training + fine-tuned evaluation, base evaluation, Fledgling; BFCL non-live on every row in
 #                     phase 2, the 30-row sample in phase 1 (as for SmolLM2). Logs and done-markers in /tmp/gjobs
+#                     (PHASES="2" JOBS="fled" narrow it; in phase 2 the Fledgling job also runs BFCL on its adapter)
 #   gemma-wait [SECONDS]  report the jobs until all are done or SECONDS pass; gemma-pack: results into $OUT
+#                     (KEEP_ADAPTERS=1: with the adapters' weights)
 set -euo pipefail
 REPO=$(pwd)
 export PYTHONPATH=/tmp/site:$REPO HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false \
@@ -139,13 +141,15 @@ case "$1" in
   gemma-start)
     mkdir -p /tmp/gjobs
     python3 -c "from fctune.models import materialize, resolve_model; print(materialize(resolve_model('$GEMMA')))"
-    for N in 2 1; do
+    want() { [[ " ${JOBS:-train base fled} " == *" $1 "* ]]; }
+    for N in ${PHASES:-2 1}; do
       for W in /tmp/g$N /tmp/g${N}f; do  # Fledgling in its own folder: Unsloth compiles into the working folder
+        { [ "$W" = /tmp/g${N}f ] && want fled; } || { [ "$W" = /tmp/g$N ] && { want train || want base; }; } || continue
         [ -d "$W/fctune" ] || copy_code "$W"
         ( cd "$W" && for step in 2 3; do PYTHONPATH=/tmp/site:$W python3 -m fctune.pipeline --phase "$N" \
             --profile full --llm none --models gemma="$GEMMA" --only-step $step > /dev/null; done )
       done
-      mkdir -p /tmp/g${N}f/fledgling/eval_results && cp "$REPO"/.gpu_exp/llm/p"$N"/*.json /tmp/g${N}f/fledgling/eval_results/
+      want fled && mkdir -p /tmp/g${N}f/fledgling/eval_results && cp "$REPO"/.gpu_exp/llm/p"$N"/*.json /tmp/g${N}f/fledgling/eval_results/
       BF=(--categories non_live --batch-size 64 --max-new-tokens 256)
       [ "$N" = 1 ] && BF+=(--sample 30)
       EV=(--batch-size 64 --max-new-tokens 256 --approach paper --family gemma --model "$GEMMA")
@@ -157,36 +161,40 @@ case "$1" in
         (cd "$dir" && PYTHONPATH=/tmp/site:$dir setsid nohup bash -c "$* && touch /tmp/gjobs/$name.done" \
           > /tmp/gjobs/$name.log 2>&1 &)
       }
-      job "train$N" /tmp/g$N "python3 docker/unsloth-paper/scripts/train_function_call.py --model $GEMMA --name gemma \
+      want train && job "train$N" /tmp/g$N "python3 docker/unsloth-paper/scripts/train_function_call.py --model $GEMMA --name gemma \
         && python3 docker/unsloth-paper/scripts/eval_function_call.py ${EV[*]} ${FT[*]} \
         && python3 -m fctune.bfcl run ${BF[*]} ${EV[*]} ${FT[*]}"
-      job "base$N" /tmp/g$N "python3 docker/unsloth-paper/scripts/eval_function_call.py ${EV[*]} ${BASE[*]} \
+      want base && job "base$N" /tmp/g$N "python3 docker/unsloth-paper/scripts/eval_function_call.py ${EV[*]} ${BASE[*]} \
         $([ "$N" = 2 ] && echo "&& python3 -m fctune.bfcl run ${BF[*]} ${EV[*]} ${BASE[*]}")"
-      job "fled$N" /tmp/g${N}f "python3 fledgling/run_pipeline.py --phase $N --llm-backend existing --max-new-tokens 256 \
-        --batch-size 64 --model $GEMMA --test-size 50"
+      FA=fledgling/adapters/fledgling-gemma-3-270m-q4_k_m
+      want fled && job "fled$N" /tmp/g${N}f "python3 fledgling/run_pipeline.py --phase $N --llm-backend existing \
+        --max-new-tokens 256 --batch-size 64 --model $GEMMA --test-size 50 \
+        $([ "$N" = 2 ] && echo "&& python3 -m fctune.bfcl run ${BF[*]} --model $GEMMA --adapter $FA \
+        --label fledgling-gemma-3-270m-q4_k_m-ft --role finetuned --approach fledgling --results-dir fledgling/eval_results")"
     done
     sleep 20; ls /tmp/gjobs; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv ;;
   gemma-wait)
     end=$((SECONDS + ${2:-540}))
     while [ $SECONDS -lt $end ]; do
-      pending=$(for j in train2 base2 fled2 train1 base1 fled1; do [ -f /tmp/gjobs/$j.done ] || echo $j; done)
+      pending=$(for j in /tmp/gjobs/*.log; do j=$(basename "$j" .log); [ -f /tmp/gjobs/$j.done ] || echo "$j"; done)
       [ -z "$pending" ] && break
       alive=$(pgrep -fc "python3 .*gemma" || true)
       [ "$alive" = 0 ] && { echo "no job running; pending: $pending"; break; }
       sleep 15
     done
-    for j in train2 base2 fled2 train1 base1 fled1; do
-      echo "== $j $([ -f /tmp/gjobs/$j.done ] && echo done || echo pending)"
+    for j in /tmp/gjobs/*.log; do
+      j=$(basename "$j" .log); echo "== $j $([ -f /tmp/gjobs/$j.done ] && echo done || echo pending)"
       tail -c 400 /tmp/gjobs/$j.log 2>/dev/null | tr '\r' '\n' | grep -v '^ *$' | tail -2
     done
     nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader ;;
   gemma-pack)
     mkdir -p "$OUT" && cp /tmp/gjobs/*.log "$OUT"/ 2>/dev/null || true
     for W in g1 g2 g1f g2f; do
-      [ -d /tmp/$W ] && tar czf "$OUT/$W.tgz" -C /tmp/$W --exclude='*.safetensors' --exclude='checkpoints' \
+      [ -d /tmp/$W ] && tar czf "$OUT/$W.tgz" -C /tmp/$W ${KEEP_ADAPTERS:+--exclude=model.safetensors} \
+        ${KEEP_ADAPTERS:---exclude=*.safetensors} --exclude=checkpoints --exclude=tokenizer.json \
         --exclude='*.pt' --exclude='*.bin' paper_approach/eval_results paper_approach/adapters \
         paper_approach/datasets/dataset_stats.json fledgling/eval_results fledgling/adapters \
-        fledgling/datasets comparison_framework/test_splits 2>/dev/null
+        fledgling/datasets comparison_framework/test_splits 2>/dev/null || true  # some folders lack some parts
     done
     ls -la "$OUT" ;;
   *) echo "unknown action $1" >&2; exit 2 ;;

@@ -5,7 +5,8 @@ Naming convention (what is read): every ``*.json`` summary in the results folder
 of the suites, ``bfcl``, or a Fledgling track, written by the evaluation runner as
 ``<label>_<suite>.json`` with ``<label>_<suite>_details.jsonl`` beside it. Who a model is comes from the
 summary's ``model`` block (``label``, ``approach``, ``role`` = base / finetuned / llm, ``family``), not
-from the file name. Fledgling's gate decision is ``fledgling_gate.json``.
+from the file name. Fledgling's gate decision is ``fledgling_gate.json``, one per Fledgling run folder (a run
+fine-tunes one base model; several folders compare several).
 """
 
 from __future__ import annotations
@@ -75,10 +76,11 @@ def _matches(have, want) -> bool:
     return have == want or (isinstance(have, str) and isinstance(want, str) and want in have.split("+"))
 
 
-def discover(dirs: list[str], suites: list[str]) -> tuple[dict[str, ModelResults], list[str], dict | None]:
-    """Every result present; unreadable files are reported, not fatal."""
+def discover(dirs: list[str], suites: list[str]) -> tuple[dict[str, ModelResults], list[str], list[dict]]:
+    """Every result present, and every Fledgling gate decision; unreadable files are reported, not fatal."""
     models: dict[str, ModelResults] = {}
-    problems, gate = [], None
+    problems, gates = [], []
+    seen: dict[str, dict[str, tuple[Path, dict]]] = {}  # label -> suite -> (file, summary)
     known = set(suites) | {"bfcl", *FLEDGLING_TRACKS}
     for d in dirs:
         p = Path(d)
@@ -94,13 +96,18 @@ def discover(dirs: list[str], suites: list[str]) -> tuple[dict[str, ModelResults
                 problems.append(str(e))
                 continue
             if f.name == "fledgling_gate.json":
-                gate = s
+                gates.append({**s, "results_dir": str(p)})
                 continue
             if not isinstance(s, dict) or s.get("suite") not in known or "model" not in s:
                 continue
             info = s["model"]
             label = info.get("label") or f.stem.rsplit("_", 1)[0]
             m = models.setdefault(label, ModelResults(label, info, source_dir=str(p)))
+            first = seen.setdefault(label, {}).get(s["suite"])
+            if first and first[1] != s:  # an identical copy (the LLM's tracks beside each Fledgling run) is harmless
+                problems.append(f"{f}: a second, different {s['suite']} result for {label!r} (the first: "
+                                f"{first[0]}); the later file is used")
+            seen[label][s["suite"]] = (f, s)
             if s["suite"] == "bfcl":
                 m.bfcl = s
             else:
@@ -110,7 +117,7 @@ def discover(dirs: list[str], suites: list[str]) -> tuple[dict[str, ModelResults
                     m.details[s["suite"]] = det
             if not m.info.get("role") and info.get("role"):
                 m.info = info
-    return models, problems, gate
+    return models, problems, gates
 
 
 def metric(m: ModelResults, path: str) -> dict | None:
@@ -321,7 +328,7 @@ def compare(cfg: CompareConfig) -> dict:
     if not gates_path.exists():
         raise DataFileError(f"{gates_path}: gates file not found")
     gcfg = yaml.safe_load(gates_path.read_text())
-    models, problems, fledgling_gate = discover(cfg.results_dirs, gcfg["suites"])
+    models, problems, fledgling_gates = discover(cfg.results_dirs, gcfg["suites"])
     if cfg.llm_label:
         llm = models.get(cfg.llm_label)
         if llm is None:
@@ -335,8 +342,8 @@ def compare(cfg: CompareConfig) -> dict:
     missing_models = []
     for want in gcfg.get("expected_models", []):
         if not any(all(_matches(m.info.get(k), v) for k, v in want.items()) for m in models.values()):
-            skipped = (want.get("approach") == "fledgling" and want.get("role") == "finetuned" and fledgling_gate
-                       and fledgling_gate.get("fine_tune") is False)
+            skipped = (want.get("approach") == "fledgling" and want.get("role") == "finetuned" and fledgling_gates
+                       and all(g.get("fine_tune") is False for g in fledgling_gates))
             missing_models.append({**want, "note": "skipped by the Fledgling gate" if skipped else "no result"})
     missing_suites = [{"model": m.label, "suite": s} for m in models.values() for s in gcfg["suites"]
                       if s not in m.suites and m.approach != "fledgling"]
@@ -372,7 +379,7 @@ def compare(cfg: CompareConfig) -> dict:
                       "categories": {c: {k: v[k] for k in ("accuracy", "correct", "total", "ci")}
                                      for c, v in m.bfcl["categories"].items()}}
             for m in models.values() if m.bfcl}
-    fledgling = {"gate": fledgling_gate,
+    fledgling = {"gates": fledgling_gates,
                  "tracks": {m.label: {t: {k: m.suites[t].get(k) for k in ("valid_json_rate", "schema_valid_rate",
                                                                               "exact_match_rate", "field_f1")}
                                       for t in FLEDGLING_TRACKS if t in m.suites}

@@ -283,11 +283,11 @@ def write_html(report: dict, path: Path) -> Path:
                              for m, b in report["bfcl"].items() for c, v in b["categories"].items()]))
 
     fl = report["fledgling"]
-    if fl.get("gate") or fl.get("tracks"):
+    if fl.get("gates") or fl.get("tracks"):
         parts.append("<h2>Fledgling approach</h2>")
-        if fl.get("gate"):
-            g = fl["gate"]
-            parts.append(f"<p><b>Gate decision:</b> {_e(g.get('decision'))}: {_e(g.get('reason'))}</p>")
+        for g in fl.get("gates", []):
+            base = (g.get("base_model") or {}).get("label", "")
+            parts.append(f"<p><b>Gate decision</b> ({_e(base)}): {_e(g.get('decision'))}: {_e(g.get('reason'))}</p>")
             parts.append(f"<pre>{_e(_json(g.get('numbers')))}</pre>")
         rows = [[m, t, _fmt(v.get("valid_json_rate")), _fmt(v.get("schema_valid_rate")), _fmt(v.get("exact_match_rate")),
                  _fmt(v.get("field_f1"))] for m, tr in fl.get("tracks", {}).items() for t, v in tr.items()]

@@ -219,3 +219,42 @@ def test_phase1_iterate_says_when_proceeding_is_not_ruled_out(ci_half, note):
     d = decide1([model("llm", "llm", **LLM), model("phi-ft", "finetuned", "paper", "phi", ci_half,
                                                    args_exact_match_rate=0.6, args_field_f1=0.7)])
     assert d["verdict"] == "ITERATE" and any("not ruled out" in n for n in d["notes"]) is note
+
+
+def test_every_fledgling_run_keeps_its_gate(three_models, tmp_path):
+    from fctune.compare import CompareConfig, compare
+
+    dirs = [str(three_models / "paper_approach" / "eval_results")]
+    for name, fine_tune in (("fled_a", True), ("fled_b", False)):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "fledgling_gate.json").write_text(json.dumps({
+            "decision": "FINE-TUNE" if fine_tune else "SKIP", "fine_tune": fine_tune, "reason": name,
+            "base_model": {"label": f"{name}-base"}}))
+        dirs.append(str(d))
+    r = compare(CompareConfig(results_dirs=dirs, output_dir=str(tmp_path / "reports")))
+    assert [(g["reason"], g["fine_tune"], g["results_dir"]) for g in r["fledgling"]["gates"]] == [
+        ("fled_a", True, dirs[1]), ("fled_b", False, dirs[2])]
+    # one run fine-tuned, so a missing Fledgling fine-tuned model is not excused by the gate
+    missing = [m for m in r["missing_models"] if m.get("approach") == "fledgling" and m["role"] == "finetuned"]
+    assert missing and missing[0]["note"] == "no result"
+    html = (tmp_path / "reports" / "phase1_report.html").read_text()
+    assert "(fled_a-base)" in html and "(fled_b-base)" in html
+
+
+def test_a_second_result_for_the_same_model_and_suite_is_reported(three_models, tmp_path):
+    from fctune.compare import discover
+
+    res = three_models / "paper_approach" / "eval_results"
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    shutil.copy(res / "phi-ft_single_turn.json", copy / "phi-ft_single_turn_copy.json")
+    _, problems, _ = discover([str(res), str(copy)], ["single_turn"])
+    assert problems == []  # an identical copy is harmless
+    rerun = json.loads((res / "phi-ft_single_turn.json").read_text())
+    rerun["args_exact_match_rate"] = 0.0
+    (copy / "phi-ft_single_turn_copy.json").write_text(json.dumps(rerun))
+    models, problems, _ = discover([str(res), str(copy)], ["single_turn"])
+    assert models["phi-ft"].suites["single_turn"]["args_exact_match_rate"] == 0.0
+    assert any("a second, different single_turn result for 'phi-ft'" in p and "phi-ft_single_turn_copy.json" in p
+               for p in problems), problems
