@@ -142,6 +142,12 @@ case "$1" in
     mkdir -p /tmp/gjobs
     python3 -c "from fctune.models import materialize, resolve_model; print(materialize(resolve_model('$GEMMA')))"
     want() { [[ " ${JOBS:-train base fled} " == *" $1 "* ]]; }
+    job() {  # name, folder, command...: runs once in the background, done-marker on success
+      local name=$1 dir=$2; shift 2
+      [ -f /tmp/gjobs/$name.done ] && return 0
+      (cd "$dir" && PYTHONPATH=/tmp/site:$dir setsid nohup bash -c "$* && touch /tmp/gjobs/$name.done" \
+        > /tmp/gjobs/$name.log 2>&1 &)
+    }
     for N in ${PHASES:-2 1}; do
       for W in /tmp/g$N /tmp/g${N}f; do  # Fledgling in its own folder: Unsloth compiles into the working folder
         { [ "$W" = /tmp/g${N}f ] && want fled; } || { [ "$W" = /tmp/g$N ] && { want train || want base; }; } || continue
@@ -155,12 +161,6 @@ case "$1" in
       EV=(--batch-size 64 --max-new-tokens 256 --approach paper --family gemma --model "$GEMMA")
       FT=(--adapter paper_approach/adapters/gemma --label paper-gemma-ft --role finetuned)
       BASE=(--label paper-gemma-base --role base)
-      job() {  # name, folder, command...: runs once in the background, done-marker on success
-        local name=$1 dir=$2; shift 2
-        [ -f /tmp/gjobs/$name.done ] && return 0
-        (cd "$dir" && PYTHONPATH=/tmp/site:$dir setsid nohup bash -c "$* && touch /tmp/gjobs/$name.done" \
-          > /tmp/gjobs/$name.log 2>&1 &)
-      }
       want train && job "train$N" /tmp/g$N "python3 docker/unsloth-paper/scripts/train_function_call.py --model $GEMMA --name gemma \
         && python3 docker/unsloth-paper/scripts/eval_function_call.py ${EV[*]} ${FT[*]} \
         && python3 -m fctune.bfcl run ${BF[*]} ${EV[*]} ${FT[*]}"
