@@ -25,6 +25,8 @@ def read_gguf_vocab(path: str | Path) -> dict:
     fields = GGUFReader(str(path)).fields
 
     def array(key, cast):
+        if key not in fields:
+            raise ValueError(f"{path}: the GGUF file has no {key} field, so no tokenizer can be built from it")
         f = fields[key]
         return [cast(f.parts[i]) for i in f.data]
 

@@ -141,3 +141,16 @@ def test_template_less_gemma_vocabulary_gets_gemma_turns_and_stops_at_end_of_tur
     marked = tok.decode([t for t, m in zip(feats["input_ids"], feats["assistant_masks"]) if m])
     assert marked == "hello<end_of_turn>\n"
     assert tok.convert_tokens_to_ids("<end_of_turn>") in stop_token_ids(tok)
+
+
+def test_a_gguf_without_a_vocabulary_is_a_clear_error(tmp_path):
+    gguf = pytest.importorskip("gguf")
+    path = tmp_path / "no-vocab.gguf"
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_block_count(1)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    with pytest.raises(ValueError, match=r"no-vocab\.gguf: the GGUF file has no tokenizer\.ggml\.tokens field"):
+        read_gguf_vocab(path)
