@@ -38,10 +38,11 @@ def main() -> int:
     backend = LocalBackend(a.model, adapter=a.adapter, device=a.device, dtype="fp32", batch_size=1)
     tok, net = backend.tokenizer, backend.model
     preds = {r["id"]: r["output"] for r in read_jsonl_tolerant(a.predictions)[0]}
-    rows = []
+    rows, without_call = [], []
     for ex in read_examples(a.split):
         out = preds.get(ex.id) or ""
         if CALL_END not in out:
+            without_call.append(ex.id)
             continue
         prefix = backend.prompt_for(ex) + out[: out.index(CALL_END) + len(CALL_END)]
         ids = tok(prefix, add_special_tokens=False, return_tensors="pt").input_ids.to(backend.device)
@@ -60,7 +61,8 @@ def main() -> int:
               "split": a.split, "split_sha256": hashlib.sha256(Path(a.split).read_bytes()).hexdigest(),
               "predictions": a.predictions,
               "stop_tokens": tok.convert_ids_to_tokens(backend.stop_ids),
-              "expecting_one_call": summary(1), "expecting_two_calls": summary(2), "rows": rows}
+              "expecting_one_call": summary(1), "expecting_two_calls": summary(2),
+              "rows_without_a_complete_call": without_call, "rows": rows}
     write_json_atomic(a.out, result)
     print({k: result[k] for k in ("stop_tokens", "expecting_one_call", "expecting_two_calls")})
     return 0

@@ -80,7 +80,7 @@ def discover(dirs: list[str], suites: list[str]) -> tuple[dict[str, ModelResults
     """Every result present, and every Fledgling gate decision; unreadable files are reported, not fatal."""
     models: dict[str, ModelResults] = {}
     problems, gates = [], []
-    seen: dict[str, dict[str, tuple[Path, dict]]] = {}  # label -> suite -> (file, summary)
+    read_from: dict[tuple[str, str], Path] = {}  # (label, suite) -> the file its result came from
     known = set(suites) | {"bfcl", *FLEDGLING_TRACKS}
     for d in dirs:
         p = Path(d)
@@ -103,11 +103,11 @@ def discover(dirs: list[str], suites: list[str]) -> tuple[dict[str, ModelResults
             info = s["model"]
             label = info.get("label") or f.stem.rsplit("_", 1)[0]
             m = models.setdefault(label, ModelResults(label, info, source_dir=str(p)))
-            first = seen.setdefault(label, {}).get(s["suite"])
-            if first and first[1] != s:  # an identical copy (the LLM's tracks beside each Fledgling run) is harmless
+            first = m.bfcl if s["suite"] == "bfcl" else m.suites.get(s["suite"])
+            if first is not None and first != s:  # an identical copy (the LLM's tracks by each Fledgling run) is harmless
                 problems.append(f"{f}: a second, different {s['suite']} result for {label!r} (the first: "
-                                f"{first[0]}); the later file is used")
-            seen[label][s["suite"]] = (f, s)
+                                f"{read_from[label, s['suite']]}); the later file is used")
+            read_from[label, s["suite"]] = f
             if s["suite"] == "bfcl":
                 m.bfcl = s
             else:

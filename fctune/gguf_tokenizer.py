@@ -24,9 +24,11 @@ def read_gguf_vocab(path: str | Path) -> dict:
 
     fields = GGUFReader(str(path)).fields
 
-    def array(key, cast):
+    def array(key, cast, required=True):
         if key not in fields:
-            raise ValueError(f"{path}: the GGUF file has no {key} field, so no tokenizer can be built from it")
+            if required:
+                raise ValueError(f"{path}: the GGUF file has no {key} field, so no tokenizer can be built from it")
+            return None
         f = fields[key]
         return [cast(f.parts[i]) for i in f.data]
 
@@ -38,10 +40,9 @@ def read_gguf_vocab(path: str | Path) -> dict:
              "tokens": array("tokenizer.ggml.tokens", lambda p: bytes(p).decode("utf-8")),
              "merges": "tokenizer.ggml.merges" in fields,
              "chat_template": scalar("tokenizer.chat_template")}
-    vocab["scores"] = (array("tokenizer.ggml.scores", lambda p: float(p[0]))
-                       if "tokenizer.ggml.scores" in fields else None)
-    vocab["types"] = (array("tokenizer.ggml.token_type", lambda p: int(p[0]))
-                      if "tokenizer.ggml.token_type" in fields else [NORMAL] * len(vocab["tokens"]))
+    vocab["scores"] = array("tokenizer.ggml.scores", lambda p: float(p[0]), required=False)
+    vocab["types"] = (array("tokenizer.ggml.token_type", lambda p: int(p[0]), required=False)
+                      or [NORMAL] * len(vocab["tokens"]))
     for name in ("bos", "eos", "unknown", "padding"):
         vocab[f"{name}_id"] = scalar(f"tokenizer.ggml.{name}_token_id")
     for flag, default in (("add_bos_token", True), ("add_eos_token", False), ("add_space_prefix", True)):
@@ -82,7 +83,12 @@ def tokenizer_from_gguf(path: str | Path, vocab: dict | None = None):
         raise ValueError(f"{path}: tokenizer.ggml.model is {vocab['model']!r} with merges={vocab['merges']}; "
                          "only SentencePiece vocabularies without merges are rebuilt")
     tokens, types = vocab["tokens"], vocab["types"]
-    unk = tokens[vocab["unknown_id"]] if vocab["unknown_id"] is not None else None
+
+    def name(key):
+        i = vocab[key]
+        return tokens[i] if i is not None and 0 <= i < len(tokens) else None
+
+    unk = name("unknown_id")
     bpe = BPE({t: i for i, t in enumerate(tokens)}, score_ranked_merges(tokens, vocab["scores"], types),
               unk_token=unk, fuse_unk=True, byte_fallback=BYTE in types)
     tok = Tokenizer(bpe)
@@ -97,10 +103,6 @@ def tokenizer_from_gguf(path: str | Path, vocab: dict | None = None):
                     if k == USER_DEFINED])
     tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t, k in zip(tokens, types)
                             if k in (CONTROL, UNKNOWN)])
-
-    def name(key):
-        i = vocab[key]
-        return tokens[i] if i is not None and 0 <= i < len(tokens) else None
 
     bos, eos = name("bos_id"), name("eos_id")
     single, pair, specials = "$A", "$A $B", []
