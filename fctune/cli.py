@@ -3,29 +3,25 @@ clear one-line errors (file, row, field) instead of tracebacks for bad input."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
+import re
 import sys
+from pathlib import Path
 from typing import Callable
 
-from fctune.config import ConfigError, parse_config
-from fctune.io import DataFileError
-from fctune.schema import SchemaError
+from fctune.config import explicit_fields, parse_config
+from fctune.errors import UserError
 from fctune.secrets import install_log_redaction, load_dotenv, redact_text
 
-
-class UserError(RuntimeError):
-    """Raised by pipeline steps for problems the user can fix (bad input, missing prerequisite)."""
+__all__ = ["UserError", "run_script", "setup_logging", "user_errors"]
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from fctune.data import SourceUnavailable
-    from fctune.formats.bfcl import BfclDataMissing
-    from fctune.models import ModelUnavailable
-    from fctune.render import RenderError
-
-    return (ConfigError, DataFileError, SchemaError, UserError, SourceUnavailable, BfclDataMissing,
-            ModelUnavailable, RenderError, FileNotFoundError)
+def user_errors() -> tuple[type[BaseException], ...]:
+    """What a command line reports in one line (exit 2) instead of a traceback: every :class:`UserError`, and a path
+    the user named that is missing or of the wrong kind (the OS message names it)."""
+    return (UserError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
 
 
 def setup_logging(level: str | None = None) -> None:
@@ -37,22 +33,67 @@ def setup_logging(level: str | None = None) -> None:
     install_log_redaction()
 
 
+def find_project_dir(start: Path | None = None) -> Path | None:
+    """The project's root: FCTUNE_PROJECT_DIR, else the nearest folder at or above ``start`` (the working directory)
+    holding ``run_phase1_experiment.sh`` and ``fctune/``, else the checkout this package was installed from."""
+    if os.environ.get("FCTUNE_PROJECT_DIR"):
+        return Path(os.environ["FCTUNE_PROJECT_DIR"]).resolve()
+    here = (start or Path.cwd()).resolve()
+    installed_from = Path(__file__).resolve().parent.parent
+    for d in [here, *here.parents, installed_from]:
+        if (d / "run_phase1_experiment.sh").is_file() and (d / "fctune").is_dir():
+            return d
+    return None
+
+
+# Fields whose value is a path: a relative one given on the command line or in YAML means "from where I am", so it
+# is made absolute before the script moves to the project's root (where the default paths are relative to).
+_PATH_FIELD = re.compile(r"(_dirs?|_files?|^out|^output|^adapter$|^predictions$|^workdir$|^gates$|^source$|^model$)")
+
+
+def _absolutize(cfg, explicit: set[str], cwd: Path) -> None:
+    for f in dataclasses.fields(cfg):
+        if f.name not in explicit or not _PATH_FIELD.search(f.name):
+            continue
+        value = getattr(cfg, f.name)
+        fix = (lambda v: str(cwd / v) if isinstance(v, str) and v and not Path(v).is_absolute()
+               and (f.name not in ("source", "model") or (cwd / v).exists()) else v)  # ids stay ids
+        setattr(cfg, f.name, [fix(v) for v in value] if isinstance(value, list) else fix(value))
+
+
 def run_script(cls, fn: Callable, argv=None, summary: Callable | None = None, presets: dict | None = None,
                description: str | None = None) -> int:
-    """Parse ``cls`` from flags/YAML, run ``fn(config)``, print a summary; user errors exit 2 with one line."""
+    """Parse ``cls`` from flags/YAML, move to the project's root (``--project-dir``, or found from here), run
+    ``fn(config)``, print a summary; user errors exit 2 with one line."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    project = None
+    if "--project-dir" in argv:  # shared by every script, so taken off before the script's own parser
+        i = argv.index("--project-dir")
+        if i + 1 >= len(argv):
+            print("error: --project-dir needs a folder", file=sys.stderr)
+            return 2
+        project = Path(argv[i + 1]).resolve()
+        del argv[i:i + 2]
+        if not project.is_dir():
+            print(f"error: --project-dir {project}: no such folder", file=sys.stderr)
+            return 2
+    project = project or find_project_dir()
+    cwd = Path.cwd()
+    cfg = parse_config(cls, argv, description=description, presets=presets)
+    if project is not None and project != cwd.resolve():
+        _absolutize(cfg, explicit_fields(cls, argv), cwd)
+        os.chdir(project)  # outputs land in the project's folders, and its .env is read, wherever this ran from
     load_dotenv(os.environ.get("FCTUNE_ENV_FILE", ".env"))
     setup_logging()
-    cfg = parse_config(cls, argv, description=description, presets=presets)
     try:
         result = fn(cfg)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except _user_errors() as e:
-        if os.environ.get("FCTUNE_DEBUG"):
+    except user_errors() as e:
+        if os.environ.get("FCTUNE_DEBUG"):  # documented in the README: the traceback behind the one line
             raise
         print(f"error: {redact_text(str(e))}", file=sys.stderr)
-        print("(set FCTUNE_DEBUG=1 for a traceback)", file=sys.stderr)
         return 2
     if summary is not None and result is not None:
         print(redact_text(summary(result)))

@@ -101,6 +101,9 @@ def discover(dirs: list[str], suites: list[str]) -> tuple[dict[str, ModelResults
             if not isinstance(s, dict) or s.get("suite") not in known or "model" not in s:
                 continue
             info = s["model"]
+            if not isinstance(info, dict):  # who the model is decides where it goes: no guessing from a name
+                raise DataFileError(f"{f}: field 'model' must be an object with label and role, got "
+                                    f"{type(info).__name__}")
             label = info.get("label") or f.stem.rsplit("_", 1)[0]
             m = models.setdefault(label, ModelResults(label, info, source_dir=str(p)))
             first = m.bfcl if s["suite"] == "bfcl" else m.suites.get(s["suite"])
@@ -316,18 +319,74 @@ def roi_line(costs: dict, llm_label: str | None, best_slm: str | None) -> str | 
             f"{a / b:.1f}x {'cheaper' if a > b else 'more expensive'} per token.")
 
 
-# -- the whole comparison ------------------------------------------------------------------------------------
-def compare(cfg: CompareConfig) -> dict:
+# -- inputs that must hold before any verdict ----------------------------------------------------------------
+# (key path, type, what it is): every reader of the gates file relies on these
+_GATES_SCHEMA = [
+    (("gates",), list, "a list of {name, metric, op, threshold}"),
+    (("relative", "metrics"), list, "the metrics compared with the LLM, as <suite>.<metric>"),
+    (("relative", "aggregate"), str, "mean or min"),
+    (("phase1", "proceed_ratio"), (int, float), "a number"),
+    (("phase1", "winner_margin"), (int, float), "a number"),
+    (("phase1", "winner_metric"), str, "<suite>.<metric>"),
+    (("phase2", "max_delta"), (int, float), "a number"),
+    (("suites",), list, "the suite names"),
+    (("prices",), dict, "the ROI prices"),
+]
+
+
+def load_gates(path) -> dict:
+    """The gates file, checked field by field: a missing or mistyped field is one error naming the file and field."""
     import yaml
 
+    path = Path(path)
+    if not path.exists():
+        raise DataFileError(f"{path}: gates file not found")
+    try:
+        g = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise DataFileError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(g, dict):
+        raise DataFileError(f"{path}: expected a mapping of sections (gates, relative, phase1, phase2, ...)")
+    for keys, typ, what in _GATES_SCHEMA:
+        v = g
+        for k in keys:
+            v = v.get(k) if isinstance(v, dict) else None
+        if not isinstance(v, typ) or isinstance(v, bool):
+            raise DataFileError(f"{path}: field {'.'.join(keys)} is missing or not {what}")
+    if g["relative"]["aggregate"] not in ("mean", "min"):
+        raise DataFileError(f"{path}: field relative.aggregate is {g['relative']['aggregate']!r}, not mean or min")
+    for i, gate in enumerate(g["gates"]):
+        if not isinstance(gate, dict) or not {"name", "metric", "op", "threshold"} <= set(gate):
+            raise DataFileError(f"{path}: gates[{i}] needs name, metric, op and threshold")
+        if gate["op"] not in (">=", ">", "<=", "<"):
+            raise DataFileError(f"{path}: gates[{i}].op is {gate['op']!r}, not one of >=, >, <=, <")
+    for i, m in enumerate(g["relative"]["metrics"] + [g["phase1"]["winner_metric"]]):
+        if not isinstance(m, str) or "." not in m:
+            raise DataFileError(f"{path}: metric {m!r} is not <suite>.<metric>")
+    return g
+
+
+def require_llm_results(llm: ModelResults | None, metrics: list[str], cfg: CompareConfig) -> None:
+    """No verdict against nothing: the LLM baseline must exist and have scored rows on the compared metrics."""
+    from fctune.errors import UserError
+
+    if llm is None:
+        raise UserError(f"no LLM baseline result in {', '.join(cfg.results_dirs)} (no summary with role 'llm'): "
+                        "nothing to compare against; evaluate the LLM first or name its label with --llm-label")
+    have = [m for m in metrics if (metric(llm, m) or {}).get("value") is not None]
+    if not have:
+        n_err = {s: v.get("n_errors") for s, v in llm.suites.items()}
+        raise UserError(f"the LLM baseline {llm.label!r} has no scored rows on any compared metric "
+                        f"({', '.join(metrics)}; errors per suite: {n_err}): nothing to compare against")
+
+
+# -- the whole comparison ------------------------------------------------------------------------------------
+def compare(cfg: CompareConfig) -> dict:
     from fctune.config import run_metadata
     from fctune.io import write_json_atomic
     from fctune.report import write_csvs, write_html
 
-    gates_path = Path(cfg.gates)
-    if not gates_path.exists():
-        raise DataFileError(f"{gates_path}: gates file not found")
-    gcfg = yaml.safe_load(gates_path.read_text())
+    gcfg = load_gates(cfg.gates)
     models, problems, fledgling_gates = discover(cfg.results_dirs, gcfg["suites"])
     if cfg.llm_label:
         llm = models.get(cfg.llm_label)
@@ -339,6 +398,7 @@ def compare(cfg: CompareConfig) -> dict:
         if len(llms) > 1:
             problems.append(f"several LLM baselines ({[m.label for m in llms]}); using {llm.label} "
                             "(choose with --llm-label)")
+    require_llm_results(llm, gcfg["relative"]["metrics"], cfg)
     missing_models = []
     for want in gcfg.get("expected_models", []):
         if not any(all(_matches(m.info.get(k), v) for k, v in want.items()) for m in models.values()):

@@ -20,13 +20,14 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from fctune.errors import UserError
 from fctune.secrets import redact_config
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config file or flag is invalid; the message names the file or flag."""
 
 
@@ -74,6 +75,8 @@ def _coerce(field: dataclasses.Field, tp, value, where: str):
         if base in (int, float):
             if isinstance(value, bool):
                 raise ValueError("a boolean is not a number")
+            if base is int and isinstance(value, float) and not value.is_integer():
+                raise ValueError(f"{value} is not a whole number")  # int(1.7) would quietly be 1
             return base(value)
         if base is str:
             return str(value)
@@ -107,9 +110,16 @@ def load_yaml(path) -> dict:
     return data
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad flag in one line (its usage block would bury the message), exit 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message} (--help lists every option)\n")
+
+
 def build_parser(cls, description: str | None = None, presets: dict | None = None) -> argparse.ArgumentParser:
     hints = typing.get_type_hints(cls)
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         description=description or (cls.__doc__ or "").strip(),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -157,6 +167,15 @@ def parse_config(cls, argv=None, description: str | None = None, presets: dict |
         parser.error(str(e))
 
 
+def explicit_fields(cls, argv) -> set[str]:
+    """Names of the fields that ``argv`` sets, by flag or in its ``--config`` YAML (not defaults or presets)."""
+    ns = vars(build_parser(cls).parse_known_args(argv)[0])
+    names = {k for k in ns if k != "config"}
+    if ns.get("config"):
+        names |= {str(k).replace("-", "_") for k in load_yaml(ns["config"])}
+    return names
+
+
 def config_from_sources(cls, yaml_path=None, overrides: dict | None = None, presets: dict | None = None):
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -183,7 +202,25 @@ def config_from_sources(cls, yaml_path=None, overrides: dict | None = None, pres
         f = fields[k]
         if "choices" in f.metadata and v is not None and v not in f.metadata["choices"]:
             raise ConfigError(f"field {k!r}: {v!r} is not one of {f.metadata['choices']}")
+        check_range(f, v)
     return cls(**values)
+
+
+def check_range(f: dataclasses.Field, value) -> None:
+    """A field's declared range (metadata ``min``/``max`` inclusive, ``gt`` exclusive, ``not`` a forbidden value),
+    checked before anything runs: a negative limit would slice from the end, zero epochs would save an untrained
+    adapter, a step number past the last would run nothing."""
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    md, flag = f.metadata, "--" + f.name.replace("_", "-")
+    if "min" in md and value < md["min"]:
+        raise ConfigError(f"{flag}: {value} is below the minimum {md['min']}")
+    if "max" in md and value > md["max"]:
+        raise ConfigError(f"{flag}: {value} is above the maximum {md['max']}")
+    if "gt" in md and value <= md["gt"]:
+        raise ConfigError(f"{flag}: {value} must be greater than {md['gt']}")
+    if "not" in md and value == md["not"]:
+        raise ConfigError(f"{flag}: {value} is not allowed")
 
 
 def config_to_dict(cfg) -> dict:

@@ -21,6 +21,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fctune.errors import UserError
 from fctune.formats import HermesConverter, OpenAIChatConverter, RowError, XlamConverter, detect_format
 from fctune.formats.hermes import CONFIGS as HERMES_CONFIGS
 from fctune.io import DataFileError, iter_jsonl, read_json
@@ -32,7 +33,7 @@ PHASE_SIZES = {1: (100, 50, 50), 2: (1000, 200, 200)}
 OFFLINE = "offline"
 
 
-class SourceUnavailable(RuntimeError):
+class SourceUnavailable(UserError, RuntimeError):
     pass
 
 
@@ -63,6 +64,8 @@ def convert_rows(rows, hermes_config: str = "func_calling_singleturn", where: st
         res.rows_read += 1
         fmt = detect_format(row)
         try:
+            if isinstance(row, dict) and row.get("metadata") is not None and not isinstance(row["metadata"], dict):
+                raise RowError("bad_shape", f"field 'metadata' is a {type(row['metadata']).__name__}, not an object")
             if fmt == "canonical":
                 try:
                     ex = Example.from_dict(row)
@@ -71,7 +74,13 @@ def convert_rows(rows, hermes_config: str = "func_calling_singleturn", where: st
             elif fmt == "unknown":
                 raise RowError("bad_shape", f"unrecognized row shape (keys: {sorted(row)[:6] if isinstance(row, dict) else type(row).__name__})")
             else:
-                ex = _converter_for(fmt, hermes_config).convert(row, i)
+                try:
+                    ex = _converter_for(fmt, hermes_config).convert(row, i)
+                except (TypeError, AttributeError, KeyError, IndexError, ValueError, RecursionError) as e:
+                    # a field of an unexpected type deep in a row: that row is malformed, the others still count
+                    if isinstance(e, RowError):
+                        raise
+                    raise RowError("malformed", f"{type(e).__name__}: {e}") from None
         except RowError as e:
             res.skipped[e.reason] += 1
             if len(res.skipped_examples) < 20:
@@ -101,7 +110,11 @@ def _iter_file(path: Path):
     elif suffix == ".parquet":
         import pandas as pd
 
-        for i, row in enumerate(pd.read_parquet(path).to_dict(orient="records"), 1):
+        try:
+            frame = pd.read_parquet(path)
+        except Exception as e:  # noqa: BLE001 - pyarrow raises its own types for corrupt files
+            raise DataFileError(f"{path}: not a readable parquet file ({str(e).splitlines()[0][:160]})") from None
+        for i, row in enumerate(frame.to_dict(orient="records"), 1):
             yield i, {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in row.items()}
     else:
         raise DataFileError(f"{path}: unsupported file type (json, jsonl, jsonl.gz or parquet)")
@@ -152,13 +165,20 @@ def load_offline(n: int, seed: int, shape: str = "hermes", mix: dict | None = No
     return convert_rows(enumerate(rows, 1), "func_calling", where=f"offline[{shape}]", result=res)
 
 
+def looks_like_path(source: str) -> bool:
+    """A source meant as a local file or folder, not a hub id (``owner/name``): a missing one is then an error
+    naming it, not 24 seconds of hub look-ups followed by a fallback."""
+    return (source.startswith((".", "/", "~")) or "\\" in source or source.count("/") > 1
+            or bool(re.search(r"\.(jsonl?|parquet|csv|arrow)(\.gz)?$", source, re.I)))
+
+
 def load_source(source: str, config: str | None, fallback: str, n_needed: int, seed: int,
                 shape: str = "hermes") -> LoadResult:
     """Load ``source``; on a hub failure switch to the offline source only if ``fallback == 'offline'``."""
     offline_rows = max(2 * n_needed, 400)
     if source == OFFLINE:
         return load_offline(offline_rows, seed, shape)
-    if Path(source).exists() or source.startswith((".", "/", "~")):
+    if Path(source).exists() or looks_like_path(source):
         return load_local(str(Path(source).expanduser()), config if config in HERMES_CONFIGS else "func_calling")
     try:
         return load_hub(source, config)
@@ -298,14 +318,19 @@ class PrepareConfig:
                 "'none': stop with an error", "choices": ["none", "offline"]})
     phase: int | None = field(default=None, metadata={"help": "size preset: 1 = 100/50/50, 2 = 1000/200/200",
                                                        "choices": [1, 2, None]})
-    train_size: int = field(default=100, metadata={"help": "train examples (overridden by --phase)"})
-    val_size: int = field(default=50, metadata={"help": "validation examples"})
-    test_size: int = field(default=50, metadata={"help": "test examples"})
+    train_size: int = field(default=100, metadata={"min": 1, "help": "train examples (overridden by --phase)"})
+    val_size: int = field(default=50, metadata={"min": 1, "help": "validation examples"})
+    test_size: int = field(default=50, metadata={"min": 1, "help": "test examples"})
     seed: int = field(default=42, metadata={"help": "seed for the offline source and the split"})
     output_dir: str = field(default="paper_approach/datasets", metadata={"help": "where the splits go"})
     prefix: str = field(default="hermes", metadata={"help": "file prefix: <prefix>_{train,val,test}.jsonl"})
     tokenizer: str = field(default="smollm2", metadata={
         "help": "model whose tokenizer and chat template measure token lengths ('none' to skip)"})
+
+
+def _first_skip(res: LoadResult) -> str:
+    s = res.skipped_examples[0] if res.skipped_examples else None
+    return f"; first skipped: {s['where']}: {s['reason']}: {s['detail']}" if s else ""
 
 
 def prepare(cfg: PrepareConfig) -> dict:
@@ -320,8 +345,13 @@ def prepare(cfg: PrepareConfig) -> dict:
     if dupes:
         res.skipped["duplicate"] += dupes
     if not pool:
-        raise DataFileError(f"{cfg.source}: no usable rows ({dict(res.skipped)} skipped)")
+        raise DataFileError(f"{cfg.source}: no usable rows ({dict(res.skipped)} skipped){_first_skip(res)}")
     (train, val, test), shortfall = stratified_split(pool, sizes, cfg.seed)
+    empty = [name for name, exs in (("train", train), ("val", val), ("test", test)) if not exs]
+    if empty:  # a split without rows would train on nothing or score nothing, and every later step would still run
+        raise DataFileError(f"{cfg.source}: only {len(pool)} usable rows, too few for train/val/test "
+                            f"({len(train)}/{len(val)}/{len(test)}; {', '.join(empty)} empty; "
+                            f"{dict(res.skipped)} skipped){_first_skip(res)}")
     check_disjoint({"train": train, "val": val, "test": test})
     if shortfall:
         log.warning("the source has %d usable rows, fewer than the %d asked for: splits were scaled down",

@@ -24,12 +24,13 @@ def predictions_path(results_dir, label: str, suite: str) -> Path:
     return Path(results_dir) / f"{safe_label(label)}_{suite}_predictions.jsonl"
 
 
+import dataclasses
 import logging
 import os
 import time
 from dataclasses import dataclass, field
 
-from fctune.cli import UserError
+from fctune.errors import UserError
 from fctune.io import JsonlAppender, read_json, read_jsonl_tolerant, sha256_file, write_json_atomic, write_jsonl_atomic
 
 log = logging.getLogger(__name__)
@@ -47,8 +48,9 @@ class EvalConfig:
                 "AZURE_OPENAI_API_KEY), or llamacpp (starts llama.cpp's OpenAI-compatible server on 127.0.0.1 for "
                 "the GGUF --model and talks to it like any endpoint)", "choices": ["local", "openai", "azure",
                                                                                     "llamacpp"]})
-    model: str = field(default="smollm2", metadata={
-        "help": "local: hub id, folder, .gguf or 'smollm2'; openai: model name; azure: deployment (default from .env)"})
+    model: str | None = field(default=None, metadata={
+        "help": "local / llamacpp: hub id, folder, .gguf or 'smollm2' (the default); openai: model name (default "
+                "OPENAI_MODEL from .env); azure: deployment (default AZURE_OPENAI_DEPLOYMENT)"})
     adapter: str | None = field(default=None, metadata={"help": "LoRA adapter folder (local backend)"})
     label: str | None = field(default=None, metadata={
         "help": "result label: files are <label>_<suite>.json (default from the model and adapter)"})
@@ -63,18 +65,18 @@ class EvalConfig:
     split_files: list[str] = field(default_factory=list, metadata={
         "help": "evaluate these split files instead of the suites (suite name = file stem without '_test')"})
     results_dir: str = field(default="paper_approach/eval_results", metadata={"help": "where results go"})
-    limit: int | None = field(default=None, metadata={"help": "only the first N rows of each split"})
-    max_new_tokens: int = field(default=256, metadata={"help": "generation budget per answer"})
-    batch_size: int = field(default=8, metadata={"help": "local backend: prompts per generate() call"})
+    limit: int | None = field(default=None, metadata={"min": 1, "help": "only the first N rows of each split"})
+    max_new_tokens: int = field(default=256, metadata={"min": 1, "help": "generation budget per answer"})
+    batch_size: int = field(default=8, metadata={"min": 1, "help": "local backend: prompts per generate() call"})
     prompt_format: str | None = field(default=None, metadata={
         "help": "local backend: auto, native or hermes (default: the adapter's training format)"})
     device: str = field(default="auto", metadata={"help": "local backend: auto, cpu or cuda"})
     base_url: str | None = field(default=None, metadata={"help": "openai backend: endpoint (default OPENAI_BASE_URL)"})
     api_key_env: str = field(default="OPENAI_API_KEY", metadata={"help": "environment variable holding the API key"})
-    max_concurrency: int = field(default=4, metadata={"help": "API backends: requests in flight"})
-    request_timeout_s: float = field(default=60.0, metadata={"help": "API backends: per-request timeout"})
-    max_retries: int = field(default=4, metadata={"help": "API backends: retries on 429/5xx/timeouts"})
-    backoff_base_s: float = field(default=1.0, metadata={"help": "API backends: first retry delay (doubles)"})
+    max_concurrency: int = field(default=4, metadata={"min": 1, "help": "API backends: requests in flight"})
+    request_timeout_s: float = field(default=60.0, metadata={"gt": 0, "help": "API backends: per-request timeout"})
+    max_retries: int = field(default=4, metadata={"min": 0, "help": "API backends: retries on 429/5xx/timeouts"})
+    backoff_base_s: float = field(default=1.0, metadata={"min": 0, "help": "API backends: first retry delay (doubles)"})
     structured_mode: str = field(default="auto", metadata={
         "help": "API backends: response_format json_schema, prompt instructions, or auto (try, then fall back)",
         "choices": ["auto", "response_format", "prompt"]})
@@ -83,6 +85,9 @@ class EvalConfig:
                 "calls parsed from text); auto = native, except prompt for --backend llamacpp, whose grammar-"
                 "constrained tool calls take 40-120 s per call on CPU", "choices": ["auto", "native", "prompt"]})
     resume: bool = field(default=True, metadata={"help": "skip rows already answered by the same model and split"})
+    max_error_rate: float = field(default=0.1, metadata={"min": 0, "max": 1, "help": (
+        "fail (exit 2, no summary) when more than this share of a split's rows, or all of them, ended in a backend "
+        "error after retries; the answered rows stay saved and a rerun tries only the failed ones")})
 
 
 def auto_llm_backend() -> tuple[str, str]:
@@ -92,6 +97,41 @@ def auto_llm_backend() -> tuple[str, str]:
     if os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_KEY"):
         return "openai", "OPENAI_BASE_URL / OPENAI_API_KEY is set"
     return "llamacpp", "no Azure/OpenAI endpoint in .env: llama.cpp server on 127.0.0.1 with a local GGUF"
+
+
+API_MODEL_ENV = {"openai": "OPENAI_MODEL", "azure": "AZURE_OPENAI_DEPLOYMENT"}
+
+
+def with_model(cfg: EvalConfig) -> EvalConfig:
+    """The config with its model filled in: the offline model for local backends, the .env default for an API; an
+    API backend without either is an error (the model that answered is part of every result)."""
+    if cfg.model:
+        return cfg
+    from fctune.models import OFFLINE_MODEL
+
+    env = API_MODEL_ENV.get(cfg.backend)
+    if env is None:
+        return dataclasses.replace(cfg, model=OFFLINE_MODEL)
+    if os.environ.get(env):
+        return dataclasses.replace(cfg, model=os.environ[env])
+    raise UserError(f"--backend {cfg.backend} needs --model (or {env} in .env): no model is assumed for an API")
+
+
+class TooManyErrors(UserError):
+    """More of a run's requests failed than --max-error-rate allows: the results would describe the endpoint."""
+
+
+def check_error_rate(preds: list[dict], max_error_rate: float, where: str, pred_path: Path) -> None:
+    """Raise :class:`TooManyErrors` when all rows, or more than ``max_error_rate`` of them, ended in an error."""
+    from collections import Counter
+
+    errors = [p for p in preds if p.get("error")]
+    if not errors or (len(errors) < len(preds) and len(errors) / len(preds) <= max_error_rate):
+        return
+    kinds = ", ".join(f"{k} x{n}" for k, n in Counter(str(p["error"]).split(":", 1)[0] for p in errors).most_common(3))
+    raise TooManyErrors(f"{where}: {len(errors)} of {len(preds)} requests failed after retries ({kinds}; above "
+                        f"--max-error-rate {max_error_rate:g}); first: {str(errors[0]['error'])[:200]}. Nothing was "
+                        f"scored; answered rows are kept in {pred_path} and a rerun tries only the failed ones")
 
 
 def default_label(cfg: EvalConfig) -> str:
@@ -130,6 +170,7 @@ def make_backend(cfg: EvalConfig):
         log_path.parent.mkdir(parents=True, exist_ok=True)
         srv = LlamaServer(cfg.model, log_path=str(log_path)).start()
         return OpenAIBackend(Path(srv.gguf).name, base_url=srv.base_url, api_key="not-needed", on_close=srv.stop,
+                             server_failure=srv.failure,
                              extra_identity={"served_by": "llama.cpp server (llama-cpp-python, "
                                                           "chatml-function-calling)",
                                              "model_description": srv.description,
@@ -139,9 +180,8 @@ def make_backend(cfg: EvalConfig):
         endpoint = os.environ.get("AZURE_OPENAI_ENDPOINT")
         key = os.environ.get("AZURE_OPENAI_API_KEY")
         version = os.environ.get("AZURE_OPENAI_API_VERSION", "2024-10-21")
-        deployment = cfg.model if cfg.model and cfg.model != "smollm2" else os.environ.get("AZURE_OPENAI_DEPLOYMENT")
-        missing = [n for n, v in (("AZURE_OPENAI_ENDPOINT", endpoint), ("AZURE_OPENAI_API_KEY", key),
-                                  ("AZURE_OPENAI_DEPLOYMENT", deployment)) if not v]
+        deployment = cfg.model
+        missing = [n for n, v in (("AZURE_OPENAI_ENDPOINT", endpoint), ("AZURE_OPENAI_API_KEY", key)) if not v]
         if missing:
             raise UserError(f"--backend azure needs {', '.join(missing)} (set them in .env; see .env.example)")
         return OpenAIBackend(deployment, azure_endpoint=endpoint, api_key=key, api_version=version, **common)
@@ -217,6 +257,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     from fctune.schema import read_examples
     from fctune.score import score_predictions, write_scores
 
+    cfg = with_model(cfg)
     files = split_files(cfg)
     label = default_label(cfg)
     results: dict = {"label": label, "suites": {}}
@@ -235,6 +276,7 @@ def evaluate(cfg: EvalConfig) -> dict:
                 preds, counts = generate_resumable(backend, examples, pred_path, run_identity, cfg.resume,
                                                    desc=f"{label} {suite}")
                 wall = time.time() - t0
+                check_error_rate(preds, cfg.max_error_rate, f"{label} on {suite}", pred_path)
                 throughput = suite_throughput(before, backend.stats())
                 details, issues = score_predictions(examples, preds, where=str(pred_path))
                 summary_path, details_path = result_paths(cfg.results_dir, label, suite)

@@ -46,8 +46,8 @@ class FledglingConfig:
         "help": "when the hub cannot be reached: 'offline' uses the offline data and SmolLM2 (warned, recorded); "
                 "'none' stops", "choices": ["offline", "none"]})
     phase: int = field(default=1, metadata={"help": "data sizes: 1 = 100/50/50, 2 = 1000/200/200", "choices": [1, 2]})
-    train_size: int | None = field(default=None, metadata={"help": "override the phase's train size"})
-    test_size: int | None = field(default=None, metadata={"help": "override the phase's val/test sizes"})
+    train_size: int | None = field(default=None, metadata={"min": 1, "help": "override the phase's train size"})
+    test_size: int | None = field(default=None, metadata={"min": 1, "help": "override the phase's val/test sizes"})
     seed: int = field(default=42, metadata={"help": "seed"})
     llm_backend: str = field(default="auto", metadata={
         "help": "auto = azure if AZURE_OPENAI_ENDPOINT is set, openai if OPENAI_BASE_URL or OPENAI_API_KEY is, "
@@ -57,13 +57,13 @@ class FledglingConfig:
     llm_model: str | None = field(default=None, metadata={
         "help": "deployment / model name / GGUF for the LLM (default from .env, or smollm2 for llamacpp)"})
     llm_label: str | None = field(default=None, metadata={"help": "label of the LLM results (default derived)"})
-    gate_threshold: float = field(default=0.10, metadata={
+    gate_threshold: float = field(default=0.10, metadata={"min": 0, "max": 1,
         "help": "skip fine-tuning when the base SLM is within this share of the LLM"})
     train_preset: str | None = field(default=None, metadata={"help": "training preset (smoke on CPU)"})
-    max_steps: int | None = field(default=None, metadata={"help": "override the training steps"})
-    max_new_tokens: int = field(default=256, metadata={"help": "generation budget"})
-    batch_size: int = field(default=8, metadata={"help": "local SLM evaluation: prompts per generate() call"})
-    eval_limit: int | None = field(default=None, metadata={"help": "only the first N rows of each split"})
+    max_steps: int | None = field(default=None, metadata={"min": 1, "help": "override the training steps"})
+    max_new_tokens: int = field(default=256, metadata={"min": 1, "help": "generation budget"})
+    batch_size: int = field(default=8, metadata={"min": 1, "help": "local SLM evaluation: prompts per generate() call"})
+    eval_limit: int | None = field(default=None, metadata={"min": 1, "help": "only the first N rows of each split"})
     shared_suites: bool = field(default=True, metadata={
         "help": "also run the final model on comparison_framework/test_splits (when they exist)"})
     splits_dir: str = field(default="comparison_framework/test_splits", metadata={"help": "shared suite splits"})
@@ -79,7 +79,7 @@ def _sizes(cfg: FledglingConfig):
 
 def existing_llm_results(results: Path, test_files: list[str], label: str | None) -> dict:
     """LLM track results made elsewhere; each must have been scored on byte-identical splits."""
-    from fctune.cli import UserError
+    from fctune.errors import UserError
     from fctune.io import read_json, sha256_file
 
     found: dict = {}
@@ -114,8 +114,12 @@ def resolve_llm(cfg: FledglingConfig) -> tuple[str, str, str]:
         b, why = cfg.llm_backend, f"--llm-backend {cfg.llm_backend}"
     else:
         b, why = auto_llm_backend()
-    model = cfg.llm_model or {"azure": os.environ.get("AZURE_OPENAI_DEPLOYMENT", ""),
-                              "openai": os.environ.get("OPENAI_MODEL", "gpt-4o-mini"), "llamacpp": "smollm2"}[b]
+    from fctune.evaluate import API_MODEL_ENV
+
+    env = API_MODEL_ENV.get(b)
+    model = cfg.llm_model or (os.environ.get(env) if env else "smollm2")
+    if not model:
+        raise UserError(f"the LLM baseline is {b} ({why}) but names no model: set {env} in .env or pass --llm-model")
     return b, model, why
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fctune.io import DataFileError
+
 # llama.cpp's token types (gguf-py ``TokenType``).
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
 SPACE = "\u2581"
@@ -27,7 +29,7 @@ def read_gguf_vocab(path: str | Path) -> dict:
     def array(key, cast, required=True):
         if key not in fields:
             if required:
-                raise ValueError(f"{path}: the GGUF file has no {key} field, so no tokenizer can be built from it")
+                raise DataFileError(f"{path}: the GGUF file has no {key} field, so no tokenizer can be built from it")
             return None
         f = fields[key]
         return [cast(f.parts[i]) for i in f.data]
@@ -80,7 +82,7 @@ def tokenizer_from_gguf(path: str | Path, vocab: dict | None = None):
 
     vocab = vocab or read_gguf_vocab(path)
     if not needs_rebuild(vocab):
-        raise ValueError(f"{path}: tokenizer.ggml.model is {vocab['model']!r} with merges={vocab['merges']}; "
+        raise DataFileError(f"{path}: tokenizer.ggml.model is {vocab['model']!r} with merges={vocab['merges']}; "
                          "only SentencePiece vocabularies without merges are rebuilt")
     tokens, types = vocab["tokens"], vocab["types"]
 

@@ -10,8 +10,10 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from fctune.errors import UserError
 
-class DataFileError(ValueError):
+
+class DataFileError(UserError, ValueError):
     """A data file could not be read; the message names the file and line."""
 
 
@@ -22,18 +24,35 @@ def _open_text(path: Path, mode: str):
 
 
 def iter_jsonl(path) -> Iterator[tuple[int, Any]]:
-    """Yield ``(line_number, object)`` for each non-empty line; a bad line raises DataFileError."""
+    """Yield ``(line_number, object)`` for each non-empty line; a bad line raises DataFileError naming it."""
     path = Path(path)
     if not path.exists():
         raise DataFileError(f"{path}: file not found")
-    with _open_text(path, "r") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                yield lineno, json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataFileError(f"{path}:{lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
+    if path.is_dir():
+        raise DataFileError(f"{path}: is a folder, not a JSONL file")
+    # bytes, decoded line by line: a bad byte is then an error that names its line, not a bare UnicodeDecodeError
+    with (gzip.open(path, "rb") if str(path).endswith(".gz") else open(path, "rb")) as f:
+        try:
+            for lineno, raw in enumerate(f, 1):
+                if not raw.strip():
+                    continue
+                yield lineno, _json_line(raw, path, lineno)
+        except (OSError, EOFError) as e:  # a corrupt .gz
+            raise DataFileError(f"{path}: cannot be read ({e})") from None
+
+
+def _json_line(raw: bytes, path: Path, lineno: int) -> Any:
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataFileError(f"{path}:{lineno}: not UTF-8 text (byte {raw[e.start]:#04x} at column {e.start + 1})") \
+            from None
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as e:
+        raise DataFileError(f"{path}:{lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
+    except RecursionError:
+        raise DataFileError(f"{path}:{lineno}: JSON nested too deeply to read") from None
 
 
 def read_jsonl(path) -> list[Any]:
@@ -52,7 +71,7 @@ def read_jsonl_tolerant(path) -> tuple[list[Any], int]:
                 continue
             try:
                 rows.append(json.loads(line))
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):
                 torn += 1
     return rows, torn
 
@@ -143,10 +162,16 @@ def read_json(path) -> Any:
     path = Path(path)
     if not path.exists():
         raise DataFileError(f"{path}: file not found")
+    if path.is_dir():
+        raise DataFileError(f"{path}: is a folder, not a JSON file")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise DataFileError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    except UnicodeDecodeError as e:
+        raise DataFileError(f"{path}: not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start})") from None
+    except RecursionError:
+        raise DataFileError(f"{path}: JSON nested too deeply to read") from None
 
 
 def sha256_file(path, length: int = 16) -> str:

@@ -2,6 +2,18 @@
 by pid. It serves a local GGUF as the offline LLM baseline and is the real peer of the OpenAI-backend tests.
 
     python -m fctune.llama_server --model smollm2 --port 8080      # serve until Ctrl-C
+    python -m fctune.llama_server --check                          # does this build decode a long prompt?
+
+A server that dies is noticed at once: :meth:`LlamaServer.failure` reports the process's exit (a signal by name)
+with the tail of its log, and the OpenAI backend raises it instead of retrying a dead endpoint.
+
+CPUs with AMX: llama-cpp-python 0.3.36 built with ``-march=native`` on such a CPU compiles ggml's AMX kernels, and
+where the machine does not grant AMX tile state to processes they die in ``libggml-cpu`` (a general protection
+fault during tile setup) on any prompt longer than a few tokens. ``scripts/bootstrap.sh`` therefore builds it
+without them (``-mno-amx-*``, recorded in ``.venv/.fctune-llama-build``) and runs :func:`check_long_prompt`. A
+build that has them anyway (``AMX_INT8 = 1`` in its system info) is started with llama.cpp's extra buffer types
+off (``use_extra_bufts=False`` in the model params, which is what routes weights to the AMX kernels), with a
+warning in the server log and ``llama_cpp_build()`` saying so.
 """
 
 from __future__ import annotations
@@ -17,11 +29,13 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from fctune.errors import UserError
+
 log = logging.getLogger(__name__)
 
 
-class ServerError(RuntimeError):
-    pass
+class ServerError(UserError, RuntimeError):
+    """The llama.cpp server cannot start or has died; the message carries the tail of its log."""
 
 
 def free_port() -> int:
@@ -34,6 +48,97 @@ def installed() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("llama_cpp") is not None and importlib.util.find_spec("uvicorn") is not None
+
+
+BUILD_RECORD = Path(sys.prefix) / ".fctune-llama-build"   # written by scripts/bootstrap.sh
+LONG_PROMPT = " ".join(["Weather in Paris, Tokyo and Lima today and tomorrow, in Celsius please."] * 16)
+
+
+def llama_cpp_build() -> dict:
+    """What llama.cpp this environment has: version, the bootstrap's build flags, ggml's CPU features, and whether
+    the AMX kernels are compiled in (then the extra buffer types are switched off, see the module doc)."""
+    from importlib import metadata
+
+    info: dict = {"installed": installed()}
+    if not info["installed"]:
+        return info
+    import llama_cpp
+
+    info["version"] = metadata.version("llama-cpp-python")
+    info["system_info"] = llama_cpp.llama_print_system_info().decode(errors="replace").strip()
+    info["amx_kernels"] = "AMX_INT8 = 1" in info["system_info"]
+    info["extra_buffer_types"] = not info["amx_kernels"]
+    info["build"] = BUILD_RECORD.read_text().strip() if BUILD_RECORD.exists() else "not built by scripts/bootstrap.sh"
+    return info
+
+
+def _avoid_amx_kernels() -> bool:
+    """Switch off llama.cpp's extra buffer types in every model this process loads when the build has AMX kernels."""
+    import llama_cpp
+    import llama_cpp.llama_cpp as ll
+
+    if b"AMX_INT8 = 1" not in llama_cpp.llama_print_system_info():
+        return False
+    default = ll.llama_model_default_params
+
+    def params():
+        p = default()
+        p.use_extra_bufts = False  # Llama() takes no such keyword: the field must be set in the params struct
+        return p
+
+    ll.llama_model_default_params = params
+    print("fctune: this llama.cpp build has AMX kernels: extra buffer types (AMX, repacking) are off "
+          "(see fctune/llama_server.py)", file=sys.stderr, flush=True)
+    return True
+
+
+def check_long_prompt(model: str = "smollm2", timeout_s: float = 300) -> dict:
+    """Decode a ~200-token prompt in a child process: a build that crashes on long prompts fails here, by name."""
+    from fctune.models import resolve_model
+
+    gguf = resolve_model(model).location
+    t0 = time.time()
+    try:
+        r = subprocess.run([sys.executable, "-m", "fctune.llama_server", "--check-model", gguf], capture_output=True,
+                           text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise ServerError(f"llama.cpp did not decode a long prompt of {Path(gguf).name} within {timeout_s:.0f}s")
+    if r.returncode != 0:
+        raise ServerError(f"llama.cpp {exit_description(r.returncode)} decoding a long prompt of {Path(gguf).name}; "
+                          f"rebuild it with scripts/bootstrap.sh (see fctune/llama_server.py). Last output: "
+                          f"{' | '.join((r.stdout + r.stderr).strip().splitlines()[-3:])}")
+    return {"ok": True, "model": Path(gguf).name, "seconds": round(time.time() - t0, 1), "reply": r.stdout.strip()}
+
+
+def _check_model(gguf: str) -> int:
+    import llama_cpp
+
+    _avoid_amx_kernels()
+    llm = llama_cpp.Llama(model_path=gguf, n_ctx=1024, verbose=False)
+    n = len(llm.tokenize(LONG_PROMPT.encode()))
+    out = llm(LONG_PROMPT, max_tokens=8)
+    print(f"decoded a {n}-token prompt: {out['choices'][0]['text']!r}", flush=True)
+    return 0
+
+
+def exit_description(code: int | None) -> str:
+    """``exited with code 3`` or ``was killed by SIGSEGV``."""
+    if code is not None and code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+def log_tail(path: str | None, n: int = 8) -> str:
+    if not path:
+        return "(no log)"
+    try:
+        lines = Path(path).read_text(errors="replace").splitlines()
+    except OSError:
+        return f"(log {path} unreadable)"
+    return f"last lines of {path}: " + " | ".join(x.strip() for x in lines[-n:] if x.strip())
 
 
 def _die_with_parent() -> None:
@@ -66,13 +171,17 @@ class LlamaServer:
         self.startup_timeout_s = startup_timeout_s
         self.extra_args = extra_args or []
         self.proc: subprocess.Popen | None = None
+        self._stopping = self._reported = False
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
     def command(self) -> list[str]:
-        cmd = [sys.executable, "-m", "llama_cpp.server", "--model", self.gguf, "--chat_format", self.chat_format,
+        # through this module's --serve, which switches off AMX kernels when the build has them, then runs
+        # llama_cpp.server's own main with the arguments that follow
+        cmd = [sys.executable, "-m", "fctune.llama_server", "--serve", "--model", self.gguf,
+               "--chat_format", self.chat_format,
                "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", str(self.n_ctx)]
         if self.n_threads:
             cmd += ["--n_threads", str(self.n_threads)]
@@ -88,8 +197,8 @@ class LlamaServer:
         deadline = time.time() + self.startup_timeout_s
         while time.time() < deadline:
             if self.proc.poll() is not None:
-                raise ServerError(f"llama.cpp server exited with code {self.proc.returncode} during start-up"
-                                  + (f" (log: {self.log_path})" if self.log_path else ""))
+                raise ServerError(f"llama.cpp server {exit_description(self.proc.returncode)} during start-up; "
+                                  f"{log_tail(self.log_path)}")
             if self.healthy():
                 log.info("llama.cpp server pid %d serving %s at %s", self.proc.pid, Path(self.gguf).name,
                          self.base_url)
@@ -97,6 +206,18 @@ class LlamaServer:
             time.sleep(0.5)
         self.stop()
         raise ServerError(f"llama.cpp server did not answer within {self.startup_timeout_s:.0f}s")
+
+    def failure(self) -> str | None:
+        """None while the server process runs; once it has exited, what happened (a signal by name) and the tail
+        of its log, also written at the end of the log (a crashed server writes nothing itself)."""
+        if self.proc is None or self.proc.poll() is None or self._stopping:
+            return None
+        what = f"llama.cpp server (pid {self.proc.pid}) {exit_description(self.proc.returncode)}"
+        if not self._reported and self.log_path:
+            with open(self.log_path, "a") as f:
+                f.write(f"\n[fctune {time.strftime('%H:%M:%S')}] {what}\n")
+        self._reported = True
+        return f"{what}; {log_tail(self.log_path)}"
 
     def healthy(self) -> bool:
         try:
@@ -106,6 +227,7 @@ class LlamaServer:
             return False
 
     def stop(self) -> None:
+        self._stopping = True
         if self.proc is None or self.proc.poll() is not None:
             return
         try:
@@ -125,17 +247,44 @@ class LlamaServer:
         self.stop()
 
 
+def _serve(args: list[str]) -> int:
+    """Child process of :class:`LlamaServer`: llama_cpp.server's main, AMX kernels off when the build has them."""
+    _avoid_amx_kernels()
+    from llama_cpp.server.__main__ import main as server_main
+
+    sys.argv = ["llama_cpp.server", *args]
+    server_main()
+    return 0
+
+
 def main(argv=None) -> int:
     import argparse
 
     from fctune.cli import setup_logging
 
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--serve"]:
+        return _serve(argv[1:])
+    if argv[:1] == ["--check-model"] and len(argv) == 2:
+        return _check_model(argv[1])
+
     ap = argparse.ArgumentParser(prog="python -m fctune.llama_server", description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="smollm2", help="GGUF file or 'smollm2'")
     ap.add_argument("--port", type=int, default=8080)
     ap.add_argument("--chat-format", default="chatml-function-calling")
+    ap.add_argument("--check", action="store_true", help="decode a long prompt in a child process and print the "
+                    "build (what scripts/bootstrap.sh runs after building llama-cpp-python)")
     args = ap.parse_args(argv)
     setup_logging()
+    if args.check:
+        import json
+
+        try:
+            print(json.dumps({**llama_cpp_build(), "long_prompt": check_long_prompt(args.model)}, indent=1))
+        except ServerError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        return 0
     srv = LlamaServer(args.model, args.port, args.chat_format).start()
     print(f"serving at {srv.base_url} (pid {srv.proc.pid}); Ctrl-C stops it", flush=True)
     try:

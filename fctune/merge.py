@@ -11,8 +11,8 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fctune.cli import UserError
 from fctune.config import now_iso
+from fctune.errors import UserError
 from fctune.io import write_json_atomic
 
 log = logging.getLogger(__name__)

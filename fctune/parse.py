@@ -13,6 +13,12 @@ A call object may be ``{"name", "arguments"}``, ``{"name", "parameters"}``, ``{"
 ``{"tool_calls": [...]}``; with ``tool_names`` given, also ``{"<tool name>": {args}}``. Text is read
 with ``json.loads`` first, then with an ``ast`` literal reader that accepts Python literals and
 JSON's ``true``/``false``/``null``; nothing is evaluated.
+
+Model text is adversarial input, so every reading is bounded and scanning is linear in the text's length:
+an output longer than :data:`MAX_OUTPUT_CHARS`, or with more than :data:`MAX_CALLS` calls, is read as
+``too_large``; a value nested deeper than :data:`MAX_DEPTH` (brackets or chained unary operators) is not
+a value (``invalid_json``); Python's parser only ever sees texts of at most :data:`MAX_LITERAL_CHARS`
+characters (its memory grows ~500 bytes per character). No output makes these functions raise.
 """
 
 from __future__ import annotations
@@ -20,16 +26,88 @@ from __future__ import annotations
 import ast
 import json
 import re
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 from fctune.schema import ToolCall
+
+# Bounds on what is read from one output (see the module doc). A legitimate answer is far inside each: BFCL's
+# largest expected answer has 9 calls and nesting depth 6; 512 generated tokens are about 2,000 characters.
+MAX_OUTPUT_CHARS = 100_000
+MAX_CALLS = 64
+MAX_DEPTH = 64
+MAX_LITERAL_CHARS = 20_000
 
 _NAMED_CONSTANTS = {"true": True, "false": False, "null": None, "True": True, "False": False, "None": None}
 
 
 class LiteralError(ValueError):
     pass
+
+
+class TooLarge(ValueError):
+    """A text over one of the module's bounds: read as a ``too_large`` verdict, never parsed."""
+
+
+def nesting_depth(text: str) -> int:
+    """Deepest nesting of ``{[(`` outside quoted strings, counting a run of unary ``+ - ~`` as that many levels
+    (Python's parser recurses on both). One linear pass; an upper bound on what ``json``/``ast`` would recurse."""
+    depth = deepest = run = 0
+    quote = None
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if quote:
+            if c == "\\":
+                i += 2
+                continue
+            if c == quote:
+                quote = None
+        elif c in "\"'":
+            quote, run = c, 0
+        elif c in "{[(":
+            depth += 1
+            deepest = max(deepest, depth + run)
+        elif c in "}])":
+            depth = max(0, depth - 1)
+            run = 0
+        elif c in "+-~":
+            run += 1
+            deepest = max(deepest, depth + run)
+        elif not c.isspace():
+            run = 0
+        i += 1
+    return deepest
+
+
+def value_depth(value: Any) -> int:
+    """Nesting depth of a parsed value (containers only), without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, dict):
+            v = list(v.values())
+        if isinstance(v, (list, tuple)):
+            deepest = max(deepest, d)
+            if d <= MAX_DEPTH:  # deeper than the bound is all a caller needs to know
+                stack.extend((x, d + 1) for x in v)
+    return deepest
+
+
+def _ast_parse(text: str) -> ast.AST:
+    """Python's parser on model text, quietly: its warnings about odd escapes in a string say nothing here."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return ast.parse(text, mode="eval").body
+
+
+def _check_bounds(text: str, limit: int = MAX_OUTPUT_CHARS) -> None:
+    if len(text) > limit:
+        raise TooLarge(f"{len(text):,} characters, over the {limit:,} this reader parses")
+    d = nesting_depth(text)
+    if d > MAX_DEPTH:
+        raise ValueError(f"nested {d} levels deep, over the {MAX_DEPTH} this reader parses")
 
 
 def _literal(node: ast.AST) -> Any:
@@ -54,15 +132,27 @@ def _literal(node: ast.AST) -> Any:
 
 
 def loads_lenient(text: str) -> Any:
-    """JSON first; then a Python literal (single quotes, True/None, tuples). Raises ValueError."""
+    """JSON first; then a Python literal (single quotes, True/None, tuples). Raises ValueError (``TooLarge`` for a
+    text over the bounds) and nothing else, whatever the text."""
+    return _load_value(text)[0]
+
+
+def _load_value(text: str, allow_literal: bool = True) -> tuple[Any, bool]:
+    """``(value, parsed_as_json)`` of a text within the bounds; ValueError otherwise."""
     text = text.strip()
+    _check_bounds(text)
     try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        pass
+        return json.loads(text), True
+    except (json.JSONDecodeError, RecursionError) as e:
+        if not allow_literal:
+            raise ValueError(f"not JSON: {e}") from None
+    if len(text) > MAX_LITERAL_CHARS:
+        raise TooLarge(f"not JSON, and {len(text):,} characters is over the {MAX_LITERAL_CHARS:,} read as a Python "
+                       "literal")
     try:
-        return _literal(ast.parse(text, mode="eval").body)
-    except (SyntaxError, LiteralError, ValueError, RecursionError) as e:
+        return _literal(_ast_parse(text)), False
+    # MemoryError too: CPython's parser reports some inputs it cannot build that way, not as SyntaxError
+    except (SyntaxError, LiteralError, ValueError, RecursionError, MemoryError) as e:
         raise ValueError(f"neither JSON nor a Python literal: {e}") from None
 
 
@@ -77,12 +167,21 @@ def _tupless(v: Any) -> Any:
 
 
 # -- balanced JSON spans in free text ------------------------------------------------------------------
+_CLOSER = {"{": "}", "[": "]"}
+
+
 def iter_json_spans(text: str):
-    """Yield ``(start, end)`` of balanced ``{...}`` / ``[...]`` spans, skipping brackets inside strings."""
+    """Yield ``(start, end)`` of balanced ``{...}`` / ``[...]`` spans, skipping brackets inside strings.
+
+    Each opening bracket is matched as if scanning began there (quotes before it do not matter). The scan is
+    linear: an opener met inside another's scan gets its answer memoised (its end, or None when it cannot
+    close), and a later scan that meets it jumps over it, so no stretch of text is read more than a few times.
+    """
+    memo: dict[int, int | None] = {}
     i, n = 0, len(text)
     while i < n:
-        if text[i] in "{[":
-            end = _match_bracket(text, i)
+        if text[i] in _CLOSER:
+            end = memo[i] if i in memo else _match_bracket(text, i, memo)
             if end is not None:
                 yield i, end
                 i = end
@@ -90,12 +189,12 @@ def iter_json_spans(text: str):
         i += 1
 
 
-def _match_bracket(text: str, start: int) -> int | None:
-    pairs = {"{": "}", "[": "]"}
-    stack = [pairs[text[start]]]
+def _match_bracket(text: str, start: int, memo: dict[int, int | None]) -> int | None:
+    """End of the span opened at ``start`` (or None), memoising the answer for every opener met on the way."""
+    stack = [start]       # positions of the open brackets
     quote = None
-    i = start + 1
-    while i < len(text):
+    i, n = start + 1, len(text)
+    while i < n:
         c = text[i]
         if quote:
             if c == "\\":
@@ -105,15 +204,22 @@ def _match_bracket(text: str, start: int) -> int | None:
                 quote = None
         elif c in "\"'":
             quote = c
-        elif c in pairs:
-            stack.append(pairs[c])
+        elif c in _CLOSER:
+            if i in memo:  # scanned before from outside a string, as now: its content reads the same
+                if memo[i] is None:
+                    break
+                i = memo[i]
+                continue
+            stack.append(i)
         elif c in "}]":
-            if not stack or c != stack[-1]:
-                return None
-            stack.pop()
+            if c != _CLOSER[text[stack[-1]]]:
+                break
+            memo[stack.pop()] = i + 1
             if not stack:
                 return i + 1
         i += 1
+    for pos in stack:  # a mismatch or the end of the text: every bracket still open fails the same way
+        memo[pos] = None
     return None
 
 
@@ -127,20 +233,12 @@ def first_json_value(text: str, want=(dict,), strict: bool = False) -> tuple[Any
     candidates = [m.group(1) for m in _FENCE.finditer(text)] + [text]
     for chunk in candidates:
         for s, e in iter_json_spans(chunk):
-            span = chunk[s:e]
             try:
-                v = json.loads(span)
-                if isinstance(v, want):
-                    return v, True
-            except json.JSONDecodeError:
-                if strict:
-                    continue
-                try:
-                    v = loads_lenient(span)
-                except ValueError:
-                    continue
-                if isinstance(v, want):
-                    return _tupless(v), False
+                v, is_json = _load_value(chunk[s:e], allow_literal=not strict)
+            except ValueError:
+                continue
+            if isinstance(v, want):
+                return (v if is_json else _tupless(v)), is_json
     return None, False
 
 
@@ -207,9 +305,11 @@ def parse_python_calls(text: str) -> list[ToolCall] | None:
     s = text.strip().rstrip(";").strip()
     if not s or "(" not in s:
         return None
+    if len(s) > MAX_LITERAL_CHARS or nesting_depth(s) > MAX_DEPTH:
+        return None  # what Python's parser would need too much memory or recursion for is not read as calls
     try:
-        tree = ast.parse(s, mode="eval").body
-    except (SyntaxError, ValueError, RecursionError):
+        tree = _ast_parse(s)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
     nodes = tree.elts if isinstance(tree, (ast.List, ast.Tuple)) else [tree]
     calls = []
@@ -248,6 +348,11 @@ class ParsedCalls:
     valid_json: bool = False  # the output held parseable JSON or call syntax
     shape: str = "none"
     errors: list[str] = field(default_factory=list)
+    too_large: bool = False   # over MAX_OUTPUT_CHARS or MAX_CALLS: not read (calls empty)
+
+
+def _too_large(why: str) -> ParsedCalls:
+    return ParsedCalls(shape="too_large", errors=[why], too_large=True)
 
 
 def _calls_from_body(body: str, tool_names) -> tuple[list[ToolCall], list[str], bool]:
@@ -287,11 +392,29 @@ def _calls_from_body(body: str, tool_names) -> tuple[list[ToolCall], list[str], 
 
 
 def parse_tool_calls(output: str | None, tool_calls: list | None = None, tool_names=None) -> ParsedCalls:
-    """Every tool call in a model's output, whatever shape it was written in (see module doc)."""
+    """Every tool call in a model's output, whatever shape it was written in (see module doc). Never raises;
+    an output over the bounds comes back with ``too_large`` set and no calls."""
+    if output is not None and not isinstance(output, str):
+        return ParsedCalls(errors=[f"the output is a {type(output).__name__}, not text"])
+    if output and len(output) > MAX_OUTPUT_CHARS:
+        return _too_large(f"output of {len(output):,} characters, over the {MAX_OUTPUT_CHARS:,} read")
+    if tool_calls is not None and not isinstance(tool_calls, list):
+        return ParsedCalls(errors=[f"tool_calls is a {type(tool_calls).__name__}, not a list"])
+    res = _parse_tool_calls(output, tool_calls, tool_names)
+    if len(res.calls) > MAX_CALLS:
+        return _too_large(f"{len(res.calls)} calls, over the {MAX_CALLS} read from one output")
+    return res
+
+
+def _parse_tool_calls(output: str | None, tool_calls: list | None, tool_names) -> ParsedCalls:
     if tool_calls:
+        if len(tool_calls) > MAX_CALLS:
+            return _too_large(f"{len(tool_calls)} tool_calls, over the {MAX_CALLS} read from one output")
         res = ParsedCalls(shape="openai_tool_calls", valid_json=True)
         for i, c in enumerate(tool_calls):
             try:
+                if value_depth(c) > MAX_DEPTH:  # read from a file, not from text: depth checked on the value
+                    raise ValueError(f"nested deeper than the {MAX_DEPTH} levels read")
                 got = call_from_object(c, tool_names)
             except ValueError as e:
                 res.errors.append(f"tool_calls[{i}]: {e}")
@@ -342,11 +465,16 @@ class ParsedJson:
     value: Any = None
     found: bool = False  # a JSON object was found and parsed
     strict_json: bool = False  # it parsed with json.loads (not only as a Python literal)
+    too_large: bool = False  # the output is over MAX_OUTPUT_CHARS: not read
 
 
 def parse_json_output(output: str | None) -> ParsedJson:
-    """The first JSON object in a structured-output answer (fences and surrounding prose allowed)."""
-    value, strict = first_json_value(output or "", want=(dict,))
+    """The first JSON object in a structured-output answer (fences and surrounding prose allowed). Never raises."""
+    if not isinstance(output, str):
+        return ParsedJson()
+    if len(output) > MAX_OUTPUT_CHARS:
+        return ParsedJson(too_large=True)
+    value, strict = first_json_value(output, want=(dict,))
     if value is None:
         return ParsedJson()
     return ParsedJson(value=value, found=True, strict_json=strict)

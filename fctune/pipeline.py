@@ -26,7 +26,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fctune.cli import UserError
+from fctune.errors import UserError
+from fctune.evaluate import API_MODEL_ENV, auto_llm_backend
 from fctune.models import DEFAULT_PAPER_MODELS, OFFLINE_MODEL
 from fctune.suites import SUITES
 
@@ -60,18 +61,19 @@ class PipelineConfig:
                 "splits)", "choices": ["auto", "azure", "openai", "llamacpp", "none"]})
     llm_model: str | None = field(default=None, metadata={"help": "LLM model / deployment / GGUF (default by backend)"})
     bfcl: bool = field(default=False, metadata={"help": "also run BFCL non-live for every model"})
-    bfcl_sample: int | None = field(default=None, metadata={
+    bfcl_sample: int | None = field(default=None, metadata={"min": 1,
         "help": "BFCL: a seeded sample of N rows per category (the same rows for every model)"})
     fledgling: bool = field(default=True, metadata={"help": "also run the Fledgling pipeline"})
-    fledgling_test_size: int | None = field(default=None, metadata={
+    fledgling_test_size: int | None = field(default=None, metadata={"min": 1,
         "help": "Fledgling: rows per track test split (default: the phase's size)"})
     docker: bool = field(default=False, metadata={"help": "build the Docker images (step 4)"})
-    from_step: int = field(default=1, metadata={"help": "start at this step (1-7)"})
-    only_step: int | None = field(default=None, metadata={"help": "run only this step (1-7)"})
+    from_step: int = field(default=1, metadata={"min": 1, "max": 7, "help": "start at this step (1-7)"})
+    only_step: int | None = field(default=None, metadata={"min": 1, "max": 7, "help": "run only this step (1-7)"})
     dry_run: bool = field(default=False, metadata={"help": "print the commands without running them"})
     force: bool = field(default=False, metadata={"help": "rerun steps even when their outputs are up to date"})
-    eval_limit: int | None = field(default=None, metadata={"help": "rows per suite (default: by profile)"})
-    eval_batch_size: int | None = field(default=None, metadata={"help": "local backend batch (default: by profile)"})
+    eval_limit: int | None = field(default=None, metadata={"min": 1, "help": "rows per suite (default: by profile)"})
+    eval_batch_size: int | None = field(default=None, metadata={
+        "min": 1, "help": "local backend batch (default: by profile)"})
     logs_dir: str = field(default="paper_approach/logs", metadata={"help": "step logs, stamps and timings"})
 
 
@@ -121,8 +123,6 @@ def assign_gpu_sets(gpus: list[str], n_models: int) -> list[list[str]] | None:
 
 
 def resolve_llm(choice: str) -> str:
-    from fctune.evaluate import auto_llm_backend
-
     return choice if choice != "auto" else auto_llm_backend()[0]
 
 
@@ -196,6 +196,11 @@ def plan(cfg: PipelineConfig) -> list[Step]:
             eval_cmds.append((f"paper-{fam}-ft-bfcl", bf + who, {}))
     llm = resolve_llm(cfg.llm)
     llm_model = cfg.llm_model or ("smollm2" if llm == "llamacpp" else None)
+    env = API_MODEL_ENV.get(llm)
+    if env and not llm_model and not os.environ.get(env):
+        # found before anything runs: an API baseline must name its model (no default model is assumed)
+        raise UserError(f"the LLM baseline is --llm {llm} ({auto_llm_backend()[1] if cfg.llm == 'auto' else 'chosen'}) "
+                        f"but names no model: set {env} in .env or pass --llm-model")
     llm_who = ["--backend", llm, "--role", "llm", "--approach", "llm"] + (["--model", llm_model] if llm_model else [])
     if llm != "none":
         eval_cmds.append(("llm", ev + llm_who, {}))
@@ -382,6 +387,17 @@ def check_prerequisites(gpus: str, docker: bool, logs_dir: str = "paper_approach
         problems.append("Python 3.10 or newer is needed")
     if info["llm_baseline"] == "llamacpp" and not info["llama_cpp_server"]:
         problems.append("no Azure/OpenAI endpoint in .env and llama-cpp-python[server] is not installed")
+    elif info["llama_cpp_server"]:
+        from fctune.llama_server import ServerError, check_long_prompt, llama_cpp_build
+
+        # the environment report names the llama.cpp build, and a build that crashes on long prompts stops the run
+        # here rather than as a baseline whose every request failed
+        info["llama_cpp"] = llama_cpp_build()
+        if info["llm_baseline"] == "llamacpp":
+            try:
+                info["llama_cpp"]["long_prompt"] = check_long_prompt()
+            except ServerError as e:
+                problems.append(str(e))
     if docker:
         if not shutil.which("docker"):
             problems.append("--docker: the docker command is not installed")

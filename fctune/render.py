@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 
+from fctune.errors import UserError
 from fctune.formats.hermes import SYSTEM_SCHEMA_TEMPLATE
 from fctune.schema import Example, Message
 
@@ -63,7 +64,7 @@ def hermes_tool_response(m: Message) -> str:
     return f"<tool_response>\n{body}\n</tool_response>"
 
 
-class RenderError(ValueError):
+class RenderError(UserError, ValueError):
     pass
 
 

@@ -19,12 +19,14 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from fctune.errors import UserError
+
 ROLES = ("system", "user", "assistant", "tool")
 EXPECTED_KINDS = ("tool_calls", "json", "no_call")
 METADATA_KEYS = ("source", "source_id", "complexity", "turn_type", "domain", "category")
 
 
-class SchemaError(ValueError):
+class SchemaError(UserError, ValueError):
     """A record does not fit the canonical schema; the message names the field."""
 
 
@@ -126,6 +128,8 @@ class Message:
             content = json.dumps(content, ensure_ascii=False)
         calls = d.get("tool_calls")
         tool_calls = None
+        if calls is not None and not isinstance(calls, list):
+            raise SchemaError(f"{where}.tool_calls: expected a list, got {type(calls).__name__}")
         if calls:
             if role != "assistant":
                 raise SchemaError(f"{where}.tool_calls: only assistant messages carry tool calls")
@@ -142,6 +146,20 @@ def _unwrap_openai_call(c: Any) -> Any:
         fn = c["function"]
         return {"name": fn.get("name"), "arguments": fn.get("arguments", {}), "id": c.get("id")}
     return c
+
+
+def check_json_schema(schema: Any, where: str) -> None:
+    """A JSON Schema that scoring can validate against (checked when data is read, not when a model is scored)."""
+    if not isinstance(schema, dict):
+        raise SchemaError(f"{where}: expected a JSON Schema object, got {type(schema).__name__}")
+    import jsonschema
+
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as e:
+        path = "/".join(map(str, e.absolute_path))
+        raise SchemaError(f"{where}{'/' + path if path else ''}: not a valid JSON Schema ({e.message[:160]})") \
+            from None
 
 
 @dataclass
@@ -174,8 +192,8 @@ class Expected:
         if kind == "tool_calls" and not calls:
             raise SchemaError(f"{where}.tool_calls: kind 'tool_calls' needs at least one call")
         schema = d.get("json_schema")
-        if kind == "json" and schema is not None and not isinstance(schema, dict):
-            raise SchemaError(f"{where}.json_schema: expected a JSON Schema object")
+        if kind == "json" and schema is not None:
+            check_json_schema(schema, f"{where}.json_schema")
         return cls(kind=kind, tool_calls=calls, json=d.get("json"), json_schema=schema, text=d.get("text"))
 
 
@@ -233,6 +251,8 @@ class Example:
             raise SchemaError(f"{where}.tools: expected a list")
         if "expected" not in d:
             raise SchemaError(f"{where}.expected: missing")
+        if d.get("metadata") is not None and not isinstance(d["metadata"], dict):
+            raise SchemaError(f"{where}.metadata: expected an object, got {type(d['metadata']).__name__}")
         return cls(
             id=ex_id,
             messages=[Message.from_dict(m, f"{where}.messages[{i}]") for i, m in enumerate(msgs)],

@@ -19,8 +19,9 @@ Field precision / recall / F1 count items ``(call, argument path, value)``: ever
 name and each leaf of its arguments; structured rows contribute each leaf of the object.
 
 Failure reasons: ``no_call``, ``invalid_json``, ``wrong_name``, ``missing_arg``, ``extra_arg``,
-``wrong_value``, ``wrong_type``, ``extra_call``, ``missing_call``, ``called_when_irrelevant`` and, for
-structured rows, ``schema_violation``. A backend error is not a failure reason: it is recorded as
+``wrong_value``, ``wrong_type``, ``extra_call``, ``missing_call``, ``called_when_irrelevant``, ``too_large``
+(an output over the parser's bounds, :mod:`fctune.parse`) and, for structured rows, ``schema_violation``. A backend
+error is not a failure reason: it is recorded as
 ``error`` and left out of every rate.
 """
 
@@ -32,11 +33,12 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from fctune.parse import parse_json_output, parse_tool_calls
+from fctune.io import DataFileError
+from fctune.parse import MAX_OUTPUT_CHARS, parse_json_output, parse_tool_calls
 from fctune.schema import Example, ToolCall
 
-FAILURE_REASONS = ("no_call", "invalid_json", "wrong_name", "missing_arg", "extra_arg", "wrong_value",
-                   "wrong_type", "extra_call", "missing_call", "called_when_irrelevant", "schema_violation")
+FAILURE_REASONS = ("no_call", "invalid_json", "wrong_name", "missing_arg", "extra_arg", "wrong_value", "wrong_type",
+                   "extra_call", "missing_call", "called_when_irrelevant", "too_large", "schema_violation")
 MODES = ("strict", "lenient")
 _MISSING = object()
 
@@ -316,7 +318,8 @@ def _score_json(v: Verdict, output: str | None, example: Example) -> None:
     v.valid_json = parsed.found and parsed.strict_json
     exp = example.expected
     if not parsed.found:
-        v.failure_reason, v.failure_detail = "invalid_json", "no JSON object in the output"
+        v.failure_reason, v.failure_detail = ("too_large", f"output over {MAX_OUTPUT_CHARS:,} characters") \
+            if parsed.too_large else ("invalid_json", "no JSON object in the output")
         v.exact_match, v.schema_valid = False, False
         v.field_precision = v.field_recall = v.field_f1 = 0.0
         v.field_precision_lenient = v.field_recall_lenient = v.field_f1_lenient = 0.0
@@ -377,7 +380,7 @@ def score_example(example: Example, output: str | None, tool_calls: list | None 
         v.field_precision = v.field_recall = v.field_f1 = 0.0
         v.field_precision_lenient = v.field_recall_lenient = v.field_f1_lenient = 0.0
         broken = bool(parsed.errors) and parsed.shape != "none"
-        v.failure_reason = "invalid_json" if broken else "no_call"
+        v.failure_reason = "too_large" if parsed.too_large else "invalid_json" if broken else "no_call"
         v.failure_detail = "; ".join(parsed.errors[:2]) if parsed.errors else "no tool call in the output"
         return v
     _score_calls(v, parsed.calls, example)
@@ -388,35 +391,65 @@ def score_example(example: Example, output: str | None, tool_calls: list | None 
 DETAIL_METADATA = ("complexity", "turn_type", "domain", "category", "multi_turn_kind", "source")
 
 
+def index_predictions(predictions: list, known_ids, where: str = "predictions") -> tuple[dict[str, dict], dict]:
+    """Predictions by id, checked row by row; returns ``(by_id, issues)``. A row that is not an object, has no id, or
+    whose ``output`` / ``tool_calls`` has the wrong type is an error naming the file and line; unknown ids,
+    duplicate ids (the first is kept) and ids without a prediction are listed in ``issues``."""
+    known = list(known_ids)
+    known_set = set(known)
+    by_id: dict[str, dict] = {}
+    unknown, duplicates = [], []
+    for k, p in enumerate(predictions, 1):
+        if not isinstance(p, dict):
+            raise DataFileError(f"{where}:{k}: expected a JSON object, got {type(p).__name__}")
+        if p.get("id") is None:
+            raise DataFileError(f"{where}:{k}: field 'id' is missing")
+        if p.get("output") is not None and not isinstance(p["output"], str):
+            raise DataFileError(f"{where}:{k}: field 'output' must be a string, got {type(p['output']).__name__}")
+        if p.get("tool_calls") is not None and not isinstance(p["tool_calls"], list):
+            raise DataFileError(f"{where}:{k}: field 'tool_calls' must be a list, got "
+                                f"{type(p['tool_calls']).__name__}")
+        pid = str(p["id"])
+        if pid not in known_set:
+            unknown.append(pid)
+        elif pid in by_id:
+            duplicates.append(pid)
+        else:
+            by_id[pid] = p
+    missing = [i for i in known if i not in by_id]
+    return by_id, {"unknown_ids": unknown, "duplicate_ids": duplicates, "missing_predictions": missing,
+                   "coverage": round(len(by_id) / len(known), 4) if known else None}
+
+
+def require_complete(issues: dict, n_expected: int, where: str, allow_partial: bool = False) -> None:
+    """Scoring saved outputs: no prediction matching the split is always an error; unknown ids, duplicate ids and
+    rows without a prediction are errors unless ``allow_partial`` (then they are listed in the summary)."""
+    n_matched = n_expected - len(issues["missing_predictions"])
+    if n_matched == 0:
+        raise DataFileError(f"{where}: none of its ids is in the split ({len(issues['unknown_ids'])} unknown, e.g. "
+                            f"{issues['unknown_ids'][:3]}): are these predictions for another split?")
+    if allow_partial:
+        return
+    for key, what in (("duplicate_ids", "duplicate ids"), ("unknown_ids", "ids not in the split"),
+                      ("missing_predictions", "split rows without a prediction")):
+        if issues[key]:
+            raise DataFileError(f"{where}: {len(issues[key])} {what} (e.g. {issues[key][:3]}); fix the file or pass "
+                                "--allow-partial to score what matches")
+
+
 def score_predictions(examples: list[Example], predictions: list[dict], where: str = "predictions"):
     """Verdicts for every example, plus the problems found in the predictions (never silently ignored).
 
     Returns ``(details, issues)``: ``details`` are verdict dicts with the raw output and the example's
     metadata; ``issues`` lists unknown ids, duplicate ids and examples with no prediction.
     """
-    by_id = {e.id: e for e in examples}
-    seen: dict[str, dict] = {}
-    unknown, duplicates = [], []
-    for k, p in enumerate(predictions, 1):
-        pid = p.get("id") if isinstance(p, dict) else None
-        if pid is None:
-            raise ValueError(f"{where}: line {k}: field 'id' is missing")
-        pid = str(pid)
-        if pid not in by_id:
-            unknown.append(pid)
-        elif pid in seen:
-            duplicates.append(pid)
-        else:
-            seen[pid] = p
-    missing = [e.id for e in examples if e.id not in seen]
+    seen, issues = index_predictions(predictions, [e.id for e in examples], where)
     details = []
     for e in examples:
         p = seen.get(e.id)
         if p is None:
             continue
         output = p.get("output")
-        if output is not None and not isinstance(output, str):
-            raise ValueError(f"{where}: id {e.id}: field 'output' must be a string")
         v = score_example(e, output, p.get("tool_calls"), p.get("error")).to_dict()
         v["output"] = output
         if p.get("tool_calls"):
@@ -426,8 +459,6 @@ def score_predictions(examples: list[Example], predictions: list[dict], where: s
             if k in p:
                 v[k] = p[k]
         details.append(v)
-    issues = {"unknown_ids": unknown, "duplicate_ids": duplicates, "missing_predictions": missing,
-              "coverage": round(len(details) / len(examples), 4) if examples else None}
     return details, issues
 
 
@@ -450,8 +481,9 @@ def main(argv=None) -> int:
     import sys
     from pathlib import Path
 
-    from fctune.io import DataFileError, read_jsonl
-    from fctune.schema import SchemaError, read_examples
+    from fctune.cli import user_errors
+    from fctune.io import read_jsonl
+    from fctune.schema import read_examples
 
     ap = argparse.ArgumentParser(prog="python -m fctune.score",
                                  description="Score saved model outputs against a split (pure scoring, no model).")
@@ -459,17 +491,22 @@ def main(argv=None) -> int:
     ap.add_argument("--predictions", required=True,
                     help='JSONL of {"id", "output": raw text} or {"id", "tool_calls": [OpenAI shape]}')
     ap.add_argument("--out", required=True, help="folder for summary.json and details.jsonl")
+    ap.add_argument("--allow-partial", action="store_true",
+                    help="score what matches even when ids are unknown, duplicated or missing (listed in the summary)")
     args = ap.parse_args(argv)
+    out = Path(args.out)
     try:
+        if out.exists() and not out.is_dir():
+            raise DataFileError(f"--out {out}: is a file; give a folder for summary.json and details.jsonl")
         examples = read_examples(args.expected)
         preds = read_jsonl(args.predictions)
         details, issues = score_predictions(examples, preds, where=args.predictions)
-    except (DataFileError, SchemaError, ValueError) as e:
+        require_complete(issues, len(examples), args.predictions, args.allow_partial)
+        summary = write_scores(examples, details, issues, out / "summary.json", out / "details.jsonl",
+                               {"expected_file": args.expected, "predictions_file": args.predictions})
+    except user_errors() as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    out = Path(args.out)
-    summary = write_scores(examples, details, issues, out / "summary.json", out / "details.jsonl",
-                           {"expected_file": args.expected, "predictions_file": args.predictions})
     for k in ("unknown_ids", "duplicate_ids", "missing_predictions"):
         if issues[k]:
             print(f"warning: {len(issues[k])} {k.replace('_', ' ')}: {issues[k][:5]}", file=sys.stderr)

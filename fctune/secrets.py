@@ -1,8 +1,9 @@
 """Keep secrets from .env out of logs, metadata and reports.
 
-Values of secret-named environment variables (``*KEY*``, ``*TOKEN*``, ``*SECRET*``, ``*PASSWORD*``) and
-token-looking strings (``sk-...``, ``hf_...``, bearer headers) are replaced by ``***``. Endpoints are
-recorded by host only (:func:`endpoint_host`).
+Values of secret-named environment variables (``*KEY*``, ``*TOKEN*``, ``*SECRET*``, ``*PASSWORD*``),
+token-looking strings (``sk-...``, ``hf_...``, bearer headers) and, inside any URL, the user and password and the
+values of secret-looking query parameters (``api_token=``, ``key=``, ``sig=`` ...) are replaced by ``***``.
+Endpoints are recorded by host only (:func:`endpoint_host`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,26 @@ _PATTERNS = [
     re.compile(r"(?i)(api[-_]?key[\"'=:\s]+)[A-Za-z0-9._\-]{8,}"),
 ]
 MASK = "***"
+_URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s'\"<>]+")
+_SECRET_PARAM = re.compile(r"(key|token|secret|password|passwd|pwd|sig|signature|auth|credential|session|code)", re.I)
+
+
+def redact_url(url: str) -> str:
+    """A URL without its credentials (``user:pw@``) and with the values of secret-looking query parameters masked."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+        if "@" in netloc:
+            netloc = MASK + "@" + netloc.rsplit("@", 1)[1]
+        query = parts.query
+        if query:
+            pairs = parse_qsl(query, keep_blank_values=True)
+            query = urlencode([(k, MASK if _SECRET_PARAM.search(k) else v) for k, v in pairs], safe="*")
+        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    except ValueError:  # not parseable as a URL: keep nothing after the scheme
+        return url.split("://", 1)[0] + "://" + MASK
 
 
 def secret_values() -> list[str]:
@@ -33,6 +54,8 @@ def secret_values() -> list[str]:
 def redact_text(text: str) -> str:
     if not isinstance(text, str) or not text:
         return text
+    if "://" in text:
+        text = _URL.sub(lambda m: redact_url(m.group(0)), text)
     for v in secret_values():
         text = text.replace(v, MASK)
     for pat in _PATTERNS:

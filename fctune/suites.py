@@ -22,6 +22,7 @@ from pathlib import Path
 
 from fctune.data import OFFLINE, dedupe, dedupe_key, load_source
 from fctune.domains import DOMAINS, OTHER
+from fctune.errors import UserError
 from fctune.schema import Example, read_examples
 
 log = logging.getLogger(__name__)
@@ -162,7 +163,7 @@ def run_suite(suite: str, cfg: SuiteConfig) -> dict:
         from fctune.score import score_predictions, write_scores
 
         if not cfg.model:
-            raise ValueError("--model is needed with --predictions (it names the result files)")
+            raise UserError("--model is needed with --predictions (it names the result files)")
         details, issues = score_predictions(examples, read_jsonl(cfg.predictions), where=cfg.predictions)
         summary_path, details_path = result_paths(cfg.results_dir, cfg.model, suite)
         result["summary"] = write_scores(examples, details, issues, summary_path, details_path,

@@ -23,8 +23,8 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from fctune.cli import UserError
 from fctune.config import config_to_dict, git_commit, hardware, library_versions, now_iso
+from fctune.errors import UserError
 from fctune.io import sha256_file, sha256_json, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -59,23 +59,26 @@ class TrainConfig:
     output_dir: str = field(default="paper_approach/adapters", metadata={"help": "adapters go in OUTPUT_DIR/NAME"})
     preset: str | None = field(default=None, metadata={"help": "a named bundle of values; flags override it",
                                                        "choices": [None, *PRESETS]})
-    lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
-    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha"})
-    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout"})
+    lora_r: int = field(default=16, metadata={"min": 1, "help": "LoRA rank"})
+    lora_alpha: int = field(default=32, metadata={"min": 1, "help": "LoRA alpha"})
+    lora_dropout: float = field(default=0.05, metadata={"min": 0, "max": 1, "help": "LoRA dropout"})
     target_modules: list[str] = field(default_factory=lambda: list(TARGET_MODULES), metadata={
         "help": "projections that get LoRA adapters"})
-    per_device_train_batch_size: int = field(default=4, metadata={"help": "batch size per device"})
-    gradient_accumulation_steps: int = field(default=4, metadata={"help": "gradient accumulation"})
+    per_device_train_batch_size: int = field(default=4, metadata={"min": 1, "help": "batch size per device"})
+    gradient_accumulation_steps: int = field(default=4, metadata={"min": 1, "help": "gradient accumulation"})
     keep_global_batch: bool = field(default=True, metadata={
         "help": "data-parallel runs divide gradient accumulation by the number of processes, so the effective batch "
                 "(and the loss curve) stays that of one GPU; false: each process accumulates the full amount"})
-    learning_rate: float = field(default=2e-4, metadata={"help": "peak learning rate"})
+    learning_rate: float = field(default=2e-4, metadata={"gt": 0, "help": "peak learning rate"})
     lr_scheduler_type: str = field(default="cosine", metadata={"help": "learning-rate schedule"})
-    warmup_ratio: float = field(default=0.05, metadata={"help": "share of steps for linear warm-up"})
-    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
-    num_train_epochs: float = field(default=3.0, metadata={"help": "epochs"})
-    max_steps: int = field(default=-1, metadata={"help": "stop after this many optimizer steps (-1: epochs decide)"})
-    max_seq_length: int = field(default=2048, metadata={"help": "longest sequence in tokens (longer rows are cut)"})
+    warmup_ratio: float = field(default=0.05, metadata={
+        "min": 0, "max": 1, "help": "share of steps for linear warm-up"})
+    weight_decay: float = field(default=0.0, metadata={"min": 0, "help": "AdamW weight decay"})
+    num_train_epochs: float = field(default=3.0, metadata={"gt": 0, "help": "epochs"})
+    max_steps: int = field(default=-1, metadata={
+        "min": -1, "not": 0, "help": "stop after this many optimizer steps (-1: epochs decide)"})
+    max_seq_length: int = field(default=2048, metadata={
+        "min": 16, "help": "longest sequence in tokens (longer rows are cut)"})
     precision: str = field(default="auto", metadata={
         "help": "auto = bf16 on a GPU that has it (else fp16), fp32 on CPU", "choices": ["auto", "bf16", "fp16", "fp32"]})
     quantization: str = field(default="auto", metadata={
@@ -91,11 +94,11 @@ class TrainConfig:
         "choices": ["auto", "unsloth", "transformers"]})
     prompt_format: str = field(default="auto", metadata={
         "help": "chat template with tools, or Hermes-style prompt", "choices": ["auto", "native", "hermes"]})
-    logging_steps: int = field(default=5, metadata={"help": "log the loss every N steps"})
-    eval_steps: int = field(default=50, metadata={"help": "validation loss every N steps"})
-    save_steps: int = field(default=50, metadata={"help": "checkpoint every N steps (for resuming)"})
-    save_total_limit: int = field(default=2, metadata={"help": "checkpoints kept"})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "cap on validation rows"})
+    logging_steps: int = field(default=5, metadata={"min": 1, "help": "log the loss every N steps"})
+    eval_steps: int = field(default=50, metadata={"min": 1, "help": "validation loss every N steps"})
+    save_steps: int = field(default=50, metadata={"min": 1, "help": "checkpoint every N steps (for resuming)"})
+    save_total_limit: int = field(default=2, metadata={"min": 1, "help": "checkpoints kept"})
+    max_eval_samples: int | None = field(default=None, metadata={"min": 1, "help": "cap on validation rows"})
     resume: str = field(default="auto", metadata={
         "help": "auto = continue from the last checkpoint in the adapter folder", "choices": ["auto", "never"]})
     seed: int = field(default=42, metadata={"help": "seed"})

@@ -11,6 +11,12 @@ want_test=0
 PY=${PYTHON:-python3}
 VENV=.venv
 BFCL_EVAL_VERSION=2026.3.23
+LLAMA_CPP_VERSION=0.3.36
+# llama.cpp is built for this CPU (-march=native) but without ggml's AMX kernels: on CPUs with AMX that a machine
+# does not let processes use, 0.3.36's AMX path dies in libggml-cpu (a general protection fault in tile setup) on
+# any prompt longer than a few tokens. The wheel is cached outside the clone under a name that carries these
+# flags, so a fresh clone reuses it and a wheel built with other flags is never picked up (pip's own cache would).
+LLAMA_CPP_CFLAGS="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
 
 if ! "$PY" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)'; then
   echo "bootstrap: $PY is older than Python 3.10" >&2; exit 1
@@ -29,6 +35,17 @@ pip=("$VENV/bin/python" -m pip install --disable-pip-version-check --progress-ba
 "${pip[@]}" -q --upgrade pip setuptools wheel
 # torch first and pinned: an open range would download a multi-GB CUDA build.
 "${pip[@]}" -q torch==2.13.0
+llama_key=$(printf '%s %s' "$LLAMA_CPP_VERSION" "$LLAMA_CPP_CFLAGS" | sha256sum | cut -c1-12)
+wheels=${FCTUNE_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/fctune/wheels}/llama_cpp_python-$LLAMA_CPP_VERSION-$llama_key
+if ! ls "$wheels"/llama_cpp_python-*.whl >/dev/null 2>&1; then
+  echo "bootstrap: building llama-cpp-python $LLAMA_CPP_VERSION (CFLAGS=$LLAMA_CPP_CFLAGS) into $wheels" >&2
+  mkdir -p "$wheels"
+  CFLAGS="$LLAMA_CPP_CFLAGS" CXXFLAGS="$LLAMA_CPP_CFLAGS" CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) \
+    "$VENV/bin/python" -m pip wheel -q --disable-pip-version-check --no-deps --no-cache-dir --no-binary llama-cpp-python \
+    -w "$wheels" "llama-cpp-python==$LLAMA_CPP_VERSION"
+fi
+# installed first, so that the [server] extra below finds it satisfied and never builds another
+"${pip[@]}" -q --force-reinstall --no-deps "$wheels"/llama_cpp_python-*.whl
 extras=server
 [ "$want_test" = 1 ] && extras=server,dev
 "${pip[@]}" -q -e ".[$extras]"
@@ -45,6 +62,13 @@ if [ "$want_test" = 1 ] && ! command -v chromium >/dev/null 2>&1; then
   else
     echo "bootstrap: chromium is missing; install it (Debian: apt-get install chromium) for the report test" >&2
   fi
+fi
+printf 'llama-cpp-python %s built from source with CFLAGS="%s" (wheel: %s)\n' "$LLAMA_CPP_VERSION" \
+  "$LLAMA_CPP_CFLAGS" "$(ls "$wheels"/llama_cpp_python-*.whl)" > "$VENV/.fctune-llama-build"
+# The build must decode a long prompt: a crashing build fails here, named, not later as a run of failed requests.
+if ! "$VENV/bin/python" -m fctune.llama_server --check >"$VENV/.fctune-llama-check.json"; then
+  echo "bootstrap: llama.cpp cannot decode a long prompt on this machine (see above); remove $wheels to rebuild" >&2
+  exit 1
 fi
 stamp_of "$want_test" > "$stamp_file"
 echo "bootstrap: done" >&2

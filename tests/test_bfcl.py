@@ -137,8 +137,11 @@ def test_score_command(tmp_path):
              {"id": exs[1].id, "output": "no idea"}]
     p = tmp_path / "p.jsonl"
     p.write_text("\n".join(json.dumps(x) for x in preds) + "\n")
-    out = subprocess.run([sys.executable, "-m", "fctune.bfcl", "score", "--category", "simple_python", "--predictions",
-                          str(p), "--out", str(tmp_path / "o")], cwd=REPO, capture_output=True, text=True, timeout=60)
+    cmd = [sys.executable, "-m", "fctune.bfcl", "score", "--category", "simple_python", "--predictions", str(p),
+           "--out", str(tmp_path / "o")]
+    strict = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert strict.returncode == 2 and "398 split rows without a prediction" in strict.stderr
+    out = subprocess.run(cmd + ["--allow-partial"], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     s = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert (s["accuracy"], s["correct"], s["total"]) == (0.5, 1, 2)

@@ -291,3 +291,75 @@ def test_per_suite_throughput_is_the_suites_own_share():
                          {"examples": 80, "generated_tokens": 6500, "generation_s": 30.0, "load_s": 4.0})
     assert t == {"load_s": 4.0, "examples": 30, "generated_tokens": 1500, "generation_s": 10.0,
                  "examples_per_s": 3.0, "generated_tokens_per_s": 150.0}
+
+
+def test_urls_keep_no_credentials_or_query_secrets(monkeypatch):
+    """Credentials inside --base-url (not from .env, so not known as secrets) never reach run.command or run.config."""
+    from fctune.config import run_metadata
+    from fctune.secrets import redact_text
+
+    url = "http://user:pw-9x8y7z6w@host:8080/v1?api_token=tok-5e6f7g8h&model=x"
+    monkeypatch.setattr(sys, "argv", ["eval_function_call.py", "--base-url", url, f"--base-url={url}"])
+    meta = run_metadata(EvalConfig(backend="openai", model="m", base_url=url))
+    blob = json.dumps(meta)
+    assert "pw-9x8y7z6w" not in blob and "tok-5e6f7g8h" not in blob
+    clean = "http://***@host:8080/v1?api_token=***&model=x"
+    assert meta["config"]["base_url"] == clean and meta["command"].count(clean) == 2
+    assert redact_text(f"GET {url} failed") == f"GET {clean} failed"  # what the log filter applies
+    assert redact_text("https://example.com/a?b=c") == "https://example.com/a?b=c"  # nothing secret: unchanged
+
+
+def test_every_request_failing_exits_nonzero_without_a_summary(tmp_path, mini_split):
+    """A baseline whose every request failed is not a finished step: exit 2, no summary, the rows kept for a rerun."""
+    from fctune.llama_server import free_port
+
+    port = free_port()  # nothing listens there: every request is refused, for real
+    out = subprocess.run([sys.executable, "docker/unsloth-paper/scripts/eval_function_call.py", "--backend", "openai",
+                          "--base-url", f"http://127.0.0.1:{port}/v1", "--model", "m", "--split-file",
+                          str(mini_split), "--results-dir", str(tmp_path), "--label", "llm", "--max-retries", "1",
+                          "--backoff-base-s", "0.01"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2, out.stderr[-2000:]
+    err = [x for x in out.stderr.splitlines() if x.startswith("error:")]
+    assert len(err) == 1 and "10 of 10 requests failed" in err[0] and "APIConnectionError x10" in err[0]
+    assert not (tmp_path / "llm_mini.json").exists()
+    preds = [json.loads(x) for x in (tmp_path / "llm_mini_predictions.jsonl").read_text().splitlines()]
+    assert len(preds) == 10 and all(p["error"] for p in preds)
+
+
+def test_error_rate_under_the_bound_still_scores(tmp_path, mini_split):
+    from fctune.evaluate import TooManyErrors, check_error_rate
+
+    ok = [{"id": str(i), "output": "x"} for i in range(9)]
+    check_error_rate(ok + [{"id": "9", "error": "APITimeoutError: t"}], 0.1, "m", tmp_path)  # 10% is allowed
+    with pytest.raises(TooManyErrors, match="2 of 11 requests failed"):
+        check_error_rate(ok + [{"id": "9", "error": "E: a"}, {"id": "10", "error": "E: b"}], 0.1, "m", tmp_path)
+    with pytest.raises(TooManyErrors, match="1 of 1 requests failed"):  # all failed fails even at 100%
+        check_error_rate([{"id": "0", "error": "E: a"}], 1.0, "m", tmp_path)
+
+
+@pytest.mark.server
+def test_llamacpp_server_killed_mid_run_stops_the_run_with_its_exit(tmp_path, mini_split):
+    """The server dies (here: SIGKILL) after a few answers: the run stops at once with the server's exit and log
+    tail, exit 2, no summary; the answered rows stay for a rerun."""
+    proc = subprocess.Popen([sys.executable, "docker/unsloth-paper/scripts/eval_function_call.py", "--backend",
+                             "llamacpp", "--model", "smollm2", "--split-file", str(mini_split), "--results-dir",
+                             str(tmp_path), "--label", "llm", "--max-concurrency", "1", "--max-new-tokens", "48"],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    preds = tmp_path / "llm_mini_predictions.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and (not preds.exists() or len(preds.read_text().splitlines()) < 2):
+        time.sleep(0.2)
+    children = subprocess.run(["pgrep", "-f", "-P", str(proc.pid), "fctune.llama_server --serve"],
+                              capture_output=True, text=True).stdout.split()
+    assert len(children) == 1, children
+    os.kill(int(children[0]), signal.SIGKILL)
+    t_kill = time.time()
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 2, stderr[-2000:]
+    assert time.time() - t_kill < 30  # at once, not after every row's retries
+    err = [x for x in stderr.splitlines() if x.startswith("error:")]
+    assert len(err) == 1 and "was killed by SIGKILL" in err[0] and "llama_server.log" in err[0], stderr[-2000:]
+    assert "was killed by SIGKILL" in (tmp_path / "llama_server.log").read_text()
+    assert not (tmp_path / "llm_mini.json").exists()
+    kept = [json.loads(x) for x in preds.read_text().splitlines()]
+    assert sum(1 for p in kept if not p.get("error")) >= 2

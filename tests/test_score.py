@@ -183,9 +183,13 @@ def test_score_command(tmp_path):
              {"id": "zzz", "output": "unknown"},
              {"id": "c", "tool_calls": [{"type": "function", "function": {"name": "send_email", "arguments": "{}"}}]}]
     (tmp_path / "pred.jsonl").write_text("\n".join(json.dumps(p) for p in preds) + "\n")
-    out = subprocess.run([sys.executable, "-m", "fctune.score", "--expected", str(tmp_path / "split.jsonl"),
-                          "--predictions", str(tmp_path / "pred.jsonl"), "--out", str(tmp_path / "out")],
-                         capture_output=True, text=True, timeout=60)
+    cmd = [sys.executable, "-m", "fctune.score", "--expected", str(tmp_path / "split.jsonl"),
+           "--predictions", str(tmp_path / "pred.jsonl"), "--out", str(tmp_path / "out")]
+    strict = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    # a duplicate id is an error by default (which of the two would count?), nothing is written
+    assert strict.returncode == 2 and "1 duplicate ids (e.g. ['a'])" in strict.stderr
+    assert not (tmp_path / "out").exists()
+    out = subprocess.run(cmd + ["--allow-partial"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     s = json.loads((tmp_path / "out" / "summary.json").read_text())
     for key in ("valid_json_rate", "name_match_rate", "args_exact_match_rate", "args_field_precision",

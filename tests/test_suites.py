@@ -9,6 +9,7 @@ import pytest
 
 from fctune.data import PrepareConfig, dedupe_key, prepare
 from fctune.domains import DOMAINS, detect_domain, normalize_domain
+from fctune.errors import UserError
 from fctune.schema import ToolSpec, read_examples
 from fctune.suites import SUITES, SuiteConfig, build_suite, run_suite
 
@@ -103,5 +104,5 @@ def test_suite_script_builds_then_scores(tmp_path):
 
 
 def test_run_suite_requires_model_with_predictions(tmp_path):
-    with pytest.raises(ValueError, match="--model"):
+    with pytest.raises(UserError, match="--model"):
         run_suite("single_turn", SuiteConfig(output_dir=str(tmp_path), exclude=[], predictions=str(tmp_path / "x")))

@@ -79,7 +79,7 @@ class LocalBackend:
             return {}
         p = Path(adapter)
         if not (p / "adapter_config.json").exists():
-            from fctune.cli import UserError
+            from fctune.errors import UserError
 
             raise UserError(f"{adapter}: not an adapter folder (adapter_config.json missing)")
         meta = p / "metadata.json"

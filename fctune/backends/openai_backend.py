@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Iterator
 
 from fctune.backends.base import Generation
+from fctune.errors import UserError
 from fctune.formats.hermes import SYSTEM_SCHEMA_TEMPLATE
 from fctune.formats.openai import message_to_openai
 from fctune.schema import Example
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 _NAME_OK = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
 
-class EndpointError(RuntimeError):
+class EndpointError(UserError, RuntimeError):
     """The endpoint cannot be used at all (bad key, wrong deployment); raised, not recorded per row."""
 
 
@@ -51,10 +52,13 @@ class OpenAIBackend:
                  max_concurrency: int = 4, timeout_s: float = 60.0, max_retries: int = 4, backoff_base_s: float = 1.0,
                  backoff_max_s: float = 30.0, max_tokens: int = 512, temperature: float = 0.0,
                  structured_mode: str = "auto", tools_mode: str = "native", extra_identity: dict | None = None,
-                 on_close=None):
+                 on_close=None, server_failure=None):
         import openai
 
         self.extra_identity, self.on_close = extra_identity or {}, on_close
+        # for a server this process started: () -> None while it runs, else why it is gone (checked before every
+        # attempt and after every failure, so a dead server ends the run at once instead of after every retry)
+        self.server_failure = server_failure
         if tools_mode not in ("native", "prompt"):
             raise ValueError(f"tools_mode {tools_mode!r}: native or prompt")
         self.tools_mode = tools_mode
@@ -179,6 +183,7 @@ class OpenAIBackend:
         attempts, t0 = 0, time.time()
         while True:
             attempts += 1
+            self._raise_if_server_died()
             if e.expected.kind == "json":  # decided per attempt: another request may have found the fallback
                 structured = "prompt" if self.structured_mode == "prompt" else "response_format"
             kwargs, back = self._request(e, structured)
@@ -191,6 +196,7 @@ class OpenAIBackend:
                 raise EndpointError(f"model or deployment {self.model!r} not found at "
                                     f"{endpoint_host(self.base_url)} ({redact_text(str(err))[:200]})") from None
             except Exception as err:  # noqa: BLE001 - classified below
+                self._raise_if_server_died()
                 if structured == "response_format" and self.structured_mode != "response_format" and \
                         self._rejects_response_format(err):
                     with self._lock:
@@ -214,6 +220,11 @@ class OpenAIBackend:
                 return Generation(id=e.id, error=f"{type(err).__name__}: {redact_text(str(err))[:300]}",
                                   latency_s=round(time.time() - t0, 3), attempts=attempts, structured_mode=structured)
             return self._to_generation(e, resp, back, attempts, time.time() - t0, structured)
+
+    def _raise_if_server_died(self) -> None:
+        why = self.server_failure() if self.server_failure else None
+        if why:
+            raise EndpointError(why)
 
     def _to_generation(self, e, resp, back, attempts, latency, structured) -> Generation:
         choice = resp.choices[0] if resp.choices else None

@@ -16,19 +16,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fctune.bfcl.checker import calls_from_output, check_bfcl
-from fctune.evaluate import EvalConfig, default_label, generate_resumable, make_backend, safe_label
+from fctune.evaluate import (
+    EvalConfig,
+    check_error_rate,
+    default_label,
+    generate_resumable,
+    make_backend,
+    safe_label,
+    with_model,
+)
 from fctune.formats.bfcl import CATEGORIES, LIVE, NON_LIVE, load_category, package_version
-from fctune.io import read_json, read_jsonl, sha256_json, write_json_atomic, write_jsonl_atomic
+from fctune.io import DataFileError, read_json, read_jsonl, sha256_json, write_json_atomic, write_jsonl_atomic
 from fctune.metrics import bootstrap_ci
+from fctune.score import index_predictions, require_complete
 
 log = logging.getLogger(__name__)
 NON_LIVE_AST = ("simple_python", "multiple", "parallel", "parallel_multiple")
 LIVE_AST = ("live_simple", "live_multiple", "live_parallel", "live_parallel_multiple")
 
 
-def score_rows(examples, predictions: list[dict]) -> tuple[list[dict], dict]:
-    """Verdict per row (pure scoring over saved outputs); errors are excluded from accuracy."""
-    by_id = {p["id"]: p for p in predictions}
+def score_rows(examples, predictions: list[dict], where: str = "predictions") -> tuple[list[dict], dict]:
+    """Verdict per row (pure scoring over saved outputs); errors are excluded from accuracy. Rows are checked and
+    indexed as the suites' are (:func:`fctune.score.index_predictions`)."""
+    by_id, issues = index_predictions(predictions, [e.id for e in examples], where)
     details = []
     for e in examples:
         p = by_id.get(e.id)
@@ -46,9 +56,7 @@ def score_rows(examples, predictions: list[dict]) -> tuple[list[dict], dict]:
             row.update(valid=err is None, error_type=err[0] if err else None, reason=err[1] if err else None,
                        calls=[{"name": n, "arguments": a} for n, a in calls])
         details.append(row)
-    missing = [e.id for e in examples if e.id not in by_id]
-    return details, {"missing_predictions": missing, "unknown_ids": [i for i in by_id if i not in
-                                                                      {e.id for e in examples}]}
+    return details, issues
 
 
 def category_summary(category: str, details: list[dict]) -> dict:
@@ -81,7 +89,8 @@ class BfclConfig(EvalConfig):
 
     categories: list[str] = field(default_factory=lambda: list(NON_LIVE), metadata={
         "help": f"BFCL categories ({', '.join(CATEGORIES)}); 'non_live', 'live' and 'all' are shorthands"})
-    sample: int | None = field(default=None, metadata={"help": "a seeded random subset of N rows per category"})
+    sample: int | None = field(default=None, metadata={
+        "min": 1, "help": "a seeded random subset of N rows per category"})
     seed: int = field(default=0, metadata={"help": "seed for --sample"})
 
 
@@ -92,7 +101,7 @@ def expand_categories(cats: list[str]) -> list[str]:
             else [c]
     bad = [c for c in out if c not in CATEGORIES]
     if bad:
-        from fctune.cli import UserError
+        from fctune.errors import UserError
 
         raise UserError(f"unknown BFCL categories {bad}; known: {', '.join(CATEGORIES)}")
     return list(dict.fromkeys(out))
@@ -101,6 +110,7 @@ def expand_categories(cats: list[str]) -> list[str]:
 def run_bfcl(cfg: BfclConfig) -> dict:
     from fctune.config import run_metadata
 
+    cfg = with_model(cfg)
     cats = expand_categories(cfg.categories)
     label = default_label(cfg)
     results = Path(cfg.results_dir)
@@ -118,7 +128,8 @@ def run_bfcl(cfg: BfclConfig) -> dict:
             t0 = time.time()
             preds, counts = generate_resumable(backend, examples, pred_path, run_identity, cfg.resume,
                                                desc=f"{label} bfcl {cat}")
-            details, issues = score_rows(examples, preds)
+            check_error_rate(preds, cfg.max_error_rate, f"{label} on BFCL {cat}", pred_path)
+            details, issues = score_rows(examples, preds, where=str(pred_path))
             per_category[cat] = {**category_summary(cat, details), "wall_s": round(time.time() - t0, 1), **counts}
             all_details.extend(details)
             log.info("%s BFCL %s: %s/%s = %s", label, cat, per_category[cat]["correct"], per_category[cat]["total"],
@@ -163,9 +174,12 @@ def rescore(results_dir: str, label: str, categories: list[str], sample: int | N
     return summary
 
 
-def score_command(category: str, predictions: str, out: str) -> dict:
+def score_command(category: str, predictions: str, out: str, allow_partial: bool = False) -> dict:
+    if Path(out).exists() and not Path(out).is_dir():
+        raise DataFileError(f"--out {out}: is a file; give a folder for summary.json and details.jsonl")
     examples = load_category(category)
-    details, issues = score_rows(examples, read_jsonl(predictions))
+    details, issues = score_rows(examples, read_jsonl(predictions), where=predictions)
+    require_complete(issues, len(examples), predictions, allow_partial)
     summary = {**category_summary(category, details), **issues, "predictions_file": predictions,
                "bfcl_eval_version": package_version()}
     write_jsonl_atomic(Path(out) / "details.jsonl", details)

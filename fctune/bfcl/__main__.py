@@ -39,13 +39,15 @@ def main(argv=None) -> int:
     ap.add_argument("--category", required=True)
     ap.add_argument("--predictions", required=True, help='JSONL of {"id", "output"} or {"id", "tool_calls"}')
     ap.add_argument("--out", required=True)
+    ap.add_argument("--allow-partial", action="store_true",
+                    help="score what matches even when ids are unknown, duplicated or missing (listed in the summary)")
     a = ap.parse_args(argv[1:])
     from fctune.bfcl import score_command
-    from fctune.io import DataFileError
+    from fctune.cli import user_errors
 
     try:
-        s = score_command(a.category, a.predictions, a.out)
-    except (DataFileError, ValueError, KeyError) as e:
+        s = score_command(a.category, a.predictions, a.out, a.allow_partial)
+    except user_errors() as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"{a.category}: {s['correct']}/{s['total']} = {s['accuracy']} -> {a.out}")

@@ -13,6 +13,7 @@ import importlib.util
 import random
 from pathlib import Path
 
+from fctune.errors import UserError
 from fctune.formats.common import finalize
 from fctune.io import DataFileError, iter_jsonl
 from fctune.schema import Example, Expected, Message, ToolCall, ToolSpec
@@ -25,7 +26,7 @@ _TYPE_MAP = {"dict": "object", "float": "number", "tuple": "array", "int": "inte
              "bool": "boolean", "list": "array"}
 
 
-class BfclDataMissing(RuntimeError):
+class BfclDataMissing(UserError, RuntimeError):
     pass
 
 
@@ -110,7 +111,7 @@ def load_category(category: str, limit: int | None = None, sample: int | None = 
                   root: Path | None = None) -> list[Example]:
     """Examples of one BFCL category; ``sample`` draws a seeded subset, ``limit`` keeps the first N."""
     if category not in CATEGORIES:
-        raise ValueError(f"unknown BFCL category {category!r}; known: {', '.join(CATEGORIES)}")
+        raise UserError(f"unknown BFCL category {category!r}; known: {', '.join(CATEGORIES)}")
     root = root or data_dir()
     qfile = root / f"BFCL_v4_{category}.json"
     afile = root / "possible_answer" / f"BFCL_v4_{category}.json"

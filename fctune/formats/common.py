@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fctune.domains import detect_domain
+from fctune.errors import UserError
 from fctune.taxonomy import classify_complexity, classify_turn_type, infer_multi_turn_kind
 
 # Reasons a row is skipped; dataset_stats.json counts them.
@@ -17,7 +18,7 @@ SKIP_REASONS = (
 )
 
 
-class RowError(ValueError):
+class RowError(UserError, ValueError):
     """A source row that cannot become an example; ``reason`` is one of SKIP_REASONS."""
 
     def __init__(self, reason: str, detail: str):

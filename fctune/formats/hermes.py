@@ -17,6 +17,7 @@ import json
 import random
 import re
 
+from fctune.errors import UserError
 from fctune.formats.common import RowError, check_calls_offered, finalize
 from fctune.parse import iter_json_spans, loads_lenient
 from fctune.schema import Example, Expected, Message, ToolCall, ToolSpec
@@ -128,7 +129,7 @@ class HermesConverter:
 
     def __init__(self, config: str = "func_calling_singleturn"):
         if config not in CONFIGS:
-            raise ValueError(f"unknown Hermes config {config!r}; known: {', '.join(CONFIGS)}")
+            raise UserError(f"unknown Hermes config {config!r}; known: {', '.join(CONFIGS)}")
         self.config = config
 
     def convert(self, row: dict, index: int = 0) -> Example:
