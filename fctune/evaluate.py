@@ -114,6 +114,8 @@ def with_model(cfg: EvalConfig) -> EvalConfig:
         return dataclasses.replace(cfg, model=OFFLINE_MODEL)
     if os.environ.get(env):
         return dataclasses.replace(cfg, model=os.environ[env])
+    if cfg.backend == "azure":
+        return cfg  # make_backend names every missing Azure setting at once, the deployment among them
     raise UserError(f"--backend {cfg.backend} needs --model (or {env} in .env): no model is assumed for an API")
 
 
@@ -181,7 +183,8 @@ def make_backend(cfg: EvalConfig):
         key = os.environ.get("AZURE_OPENAI_API_KEY")
         version = os.environ.get("AZURE_OPENAI_API_VERSION", "2024-10-21")
         deployment = cfg.model
-        missing = [n for n, v in (("AZURE_OPENAI_ENDPOINT", endpoint), ("AZURE_OPENAI_API_KEY", key)) if not v]
+        missing = [n for n, v in (("AZURE_OPENAI_ENDPOINT", endpoint), ("AZURE_OPENAI_API_KEY", key),
+                                  ("AZURE_OPENAI_DEPLOYMENT or --model", deployment)) if not v]
         if missing:
             raise UserError(f"--backend azure needs {', '.join(missing)} (set them in .env; see .env.example)")
         return OpenAIBackend(deployment, azure_endpoint=endpoint, api_key=key, api_version=version, **common)
