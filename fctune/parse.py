@@ -50,23 +50,30 @@ class TooLarge(ValueError):
     """A text over one of the module's bounds: read as a ``too_large`` verdict, never parsed."""
 
 
+def _after_string(text: str, i: int) -> int:
+    """Index just past the string whose quote is at ``text[i]`` (backslash escapes skipped), or ``len(text)``."""
+    quote, i, n = text[i], i + 1, len(text)
+    while i < n:
+        if text[i] == "\\":
+            i += 2
+        elif text[i] == quote:
+            return i + 1
+        else:
+            i += 1
+    return n
+
+
 def nesting_depth(text: str) -> int:
     """Deepest nesting of ``{[(`` outside quoted strings, counting a run of unary ``+ - ~`` as that many levels
     (Python's parser recurses on both). One linear pass; an upper bound on what ``json``/``ast`` would recurse."""
     depth = deepest = run = 0
-    quote = None
     i, n = 0, len(text)
     while i < n:
         c = text[i]
-        if quote:
-            if c == "\\":
-                i += 2
-                continue
-            if c == quote:
-                quote = None
-        elif c in "\"'":
-            quote, run = c, 0
-        elif c in "{[(":
+        if c in "\"'":
+            i, run = _after_string(text, i), 0
+            continue
+        if c in "{[(":
             depth += 1
             deepest = max(deepest, depth + run)
         elif c in "}])":
@@ -192,19 +199,13 @@ def iter_json_spans(text: str):
 def _match_bracket(text: str, start: int, memo: dict[int, int | None]) -> int | None:
     """End of the span opened at ``start`` (or None), memoising the answer for every opener met on the way."""
     stack = [start]       # positions of the open brackets
-    quote = None
     i, n = start + 1, len(text)
     while i < n:
         c = text[i]
-        if quote:
-            if c == "\\":
-                i += 2
-                continue
-            if c == quote:
-                quote = None
-        elif c in "\"'":
-            quote = c
-        elif c in _CLOSER:
+        if c in "\"'":
+            i = _after_string(text, i)
+            continue
+        if c in _CLOSER:
             if i in memo:  # scanned before from outside a string, as now: its content reads the same
                 if memo[i] is None:
                     break
