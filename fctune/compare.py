@@ -16,6 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fctune.errors import UserError
 from fctune.io import DataFileError, read_json, read_jsonl_tolerant
 from fctune.metrics import bootstrap_ci
 
@@ -360,7 +361,7 @@ def load_gates(path) -> dict:
             raise DataFileError(f"{path}: gates[{i}] needs name, metric, op and threshold")
         if gate["op"] not in (">=", ">", "<=", "<"):
             raise DataFileError(f"{path}: gates[{i}].op is {gate['op']!r}, not one of >=, >, <=, <")
-    for i, m in enumerate(g["relative"]["metrics"] + [g["phase1"]["winner_metric"]]):
+    for m in g["relative"]["metrics"] + [g["phase1"]["winner_metric"]]:
         if not isinstance(m, str) or "." not in m:
             raise DataFileError(f"{path}: metric {m!r} is not <suite>.<metric>")
     return g
@@ -368,8 +369,6 @@ def load_gates(path) -> dict:
 
 def require_llm_results(llm: ModelResults | None, metrics: list[str], cfg: CompareConfig) -> None:
     """No verdict against nothing: the LLM baseline must exist and have scored rows on the compared metrics."""
-    from fctune.errors import UserError
-
     if llm is None:
         raise UserError(f"no LLM baseline result in {', '.join(cfg.results_dirs)} (no summary with role 'llm'): "
                         "nothing to compare against; evaluate the LLM first or name its label with --llm-label")

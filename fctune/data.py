@@ -76,10 +76,10 @@ def convert_rows(rows, hermes_config: str = "func_calling_singleturn", where: st
             else:
                 try:
                     ex = _converter_for(fmt, hermes_config).convert(row, i)
+                except RowError:
+                    raise
                 except (TypeError, AttributeError, KeyError, IndexError, ValueError, RecursionError) as e:
                     # a field of an unexpected type deep in a row: that row is malformed, the others still count
-                    if isinstance(e, RowError):
-                        raise
                     raise RowError("malformed", f"{type(e).__name__}: {e}") from None
         except RowError as e:
             res.skipped[e.reason] += 1

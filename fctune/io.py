@@ -158,6 +158,14 @@ class JsonlAppender:
         self.close()
 
 
+def require_folder_or_absent(path, flag: str = "--out") -> Path:
+    """An output folder given by the user: a file in its place is an error naming the flag, not a traceback later."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise DataFileError(f"{flag} {path}: is a file; give a folder")
+    return path
+
+
 def read_json(path) -> Any:
     path = Path(path)
     if not path.exists():

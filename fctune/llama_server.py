@@ -66,18 +66,24 @@ def llama_cpp_build() -> dict:
 
     info["version"] = metadata.version("llama-cpp-python")
     info["system_info"] = llama_cpp.llama_print_system_info().decode(errors="replace").strip()
-    info["amx_kernels"] = "AMX_INT8 = 1" in info["system_info"]
+    info["amx_kernels"] = has_amx_kernels()
     info["extra_buffer_types"] = not info["amx_kernels"]
     info["build"] = BUILD_RECORD.read_text().strip() if BUILD_RECORD.exists() else "not built by scripts/bootstrap.sh"
     return info
 
 
+def has_amx_kernels() -> bool:
+    """Whether the installed llama.cpp was compiled with ggml's AMX kernels (its CPU feature list says so)."""
+    import llama_cpp
+
+    return b"AMX_INT8 = 1" in llama_cpp.llama_print_system_info()
+
+
 def _avoid_amx_kernels() -> bool:
     """Switch off llama.cpp's extra buffer types in every model this process loads when the build has AMX kernels."""
-    import llama_cpp
     import llama_cpp.llama_cpp as ll
 
-    if b"AMX_INT8 = 1" not in llama_cpp.llama_print_system_info():
+    if not has_amx_kernels():
         return False
     default = ll.llama_model_default_params
 

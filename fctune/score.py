@@ -482,7 +482,7 @@ def main(argv=None) -> int:
     from pathlib import Path
 
     from fctune.cli import user_errors
-    from fctune.io import read_jsonl
+    from fctune.io import read_jsonl, require_folder_or_absent
     from fctune.schema import read_examples
 
     ap = argparse.ArgumentParser(prog="python -m fctune.score",
@@ -496,8 +496,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     out = Path(args.out)
     try:
-        if out.exists() and not out.is_dir():
-            raise DataFileError(f"--out {out}: is a file; give a folder for summary.json and details.jsonl")
+        require_folder_or_absent(out)
         examples = read_examples(args.expected)
         preds = read_jsonl(args.predictions)
         details, issues = score_predictions(examples, preds, where=args.predictions)

@@ -26,7 +26,14 @@ from fctune.evaluate import (
     with_model,
 )
 from fctune.formats.bfcl import CATEGORIES, LIVE, NON_LIVE, load_category, package_version
-from fctune.io import DataFileError, read_json, read_jsonl, sha256_json, write_json_atomic, write_jsonl_atomic
+from fctune.io import (
+    read_json,
+    read_jsonl,
+    require_folder_or_absent,
+    sha256_json,
+    write_json_atomic,
+    write_jsonl_atomic,
+)
 from fctune.metrics import bootstrap_ci
 from fctune.score import index_predictions, require_complete
 
@@ -175,8 +182,7 @@ def rescore(results_dir: str, label: str, categories: list[str], sample: int | N
 
 
 def score_command(category: str, predictions: str, out: str, allow_partial: bool = False) -> dict:
-    if Path(out).exists() and not Path(out).is_dir():
-        raise DataFileError(f"--out {out}: is a file; give a folder for summary.json and details.jsonl")
+    require_folder_or_absent(out)
     examples = load_category(category)
     details, issues = score_rows(examples, read_jsonl(predictions), where=predictions)
     require_complete(issues, len(examples), predictions, allow_partial)
