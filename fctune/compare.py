@@ -372,11 +372,16 @@ def require_llm_results(llm: ModelResults | None, metrics: list[str], cfg: Compa
     if llm is None:
         raise UserError(f"no LLM baseline result in {', '.join(cfg.results_dirs)} (no summary with role 'llm'): "
                         "nothing to compare against; evaluate the LLM first or name its label with --llm-label")
-    have = [m for m in metrics if (metric(llm, m) or {}).get("value") is not None]
-    if not have:
-        n_err = {s: v.get("n_errors") for s, v in llm.suites.items()}
-        raise UserError(f"the LLM baseline {llm.label!r} has no scored rows on any compared metric "
-                        f"({', '.join(metrics)}; errors per suite: {n_err}): nothing to compare against")
+    # every suite a compared metric reads must have scored rows (json_quality pools the others: on its own it would
+    # let, say, two Fledgling tracks stand in for the four suites)
+    suites = sorted({m.split(".", 1)[0] for m in metrics} - {"json_quality"})
+    missing = [s for s in suites if not (llm.suites.get(s) or {}).get("n_scored")]
+    if missing or not any((metric(llm, m) or {}).get("value") is not None for m in metrics):
+        n_err = {s: (llm.suites.get(s) or {}).get("n_errors") for s in missing}
+        where = ", ".join(missing) or "any compared metric"
+        raise UserError(f"the LLM baseline {llm.label!r} has no scored rows on {where} (errors: {n_err}; found: "
+                        f"{', '.join(sorted(llm.suites)) or 'nothing'}): nothing to compare against; evaluate the LLM "
+                        "on every suite the gates file compares")
 
 
 # -- the whole comparison ------------------------------------------------------------------------------------

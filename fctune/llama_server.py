@@ -196,7 +196,7 @@ class LlamaServer:
     def start(self) -> "LlamaServer":
         if not installed():
             raise ServerError("llama-cpp-python[server] is not installed: pip install -e '.[server]' "
-                              "(scripts/bootstrap.sh does; the first build takes ~12 minutes on 2 cores)")
+                              "(scripts/bootstrap.sh does; the first build takes ~5 minutes on 2 cores)")
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self.proc = subprocess.Popen(self.command(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                                      preexec_fn=_die_with_parent)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fctune.errors import UserError
-from fctune.evaluate import API_MODEL_ENV, auto_llm_backend
+from fctune.evaluate import API_MODEL_ENV, EvalConfig, auto_llm_backend, default_label, result_paths, with_model
 from fctune.models import DEFAULT_PAPER_MODELS, OFFLINE_MODEL
 from fctune.suites import SUITES
 
@@ -179,6 +179,7 @@ def plan(cfg: PipelineConfig) -> list[Step]:
         ["--limit", str(prof["bfcl_limit"])] if prof["bfcl_limit"] else []) + (
         ["--sample", str(cfg.bfcl_sample)] if cfg.bfcl_sample else [])
     eval_cmds = []
+    labels = []  # every model the suites evaluate: step 6 is up to date only when each has every suite's summary
     by_model: dict[str, list[str]] = {}
     for fam, m in models.items():
         by_model.setdefault(m, []).append(fam)
@@ -186,12 +187,14 @@ def plan(cfg: PipelineConfig) -> list[Step]:
         label = f"paper-{'-'.join(fams)}-base"
         who = ["--model", m, "--label", label, "--role", "base", "--approach", "paper", "--family", "+".join(fams)]
         eval_cmds.append((label, ev + who, {}))
+        labels.append(label)
         if cfg.bfcl:
             eval_cmds.append((label + "-bfcl", bf + who, {}))
     for fam, m in models.items():
         who = ["--model", m, "--adapter", f"paper_approach/adapters/{fam}", "--label", f"paper-{fam}-ft",
                "--role", "finetuned", "--approach", "paper", "--family", fam]
         eval_cmds.append((f"paper-{fam}-ft", ev + who, {}))
+        labels.append(f"paper-{fam}-ft")
         if cfg.bfcl:
             eval_cmds.append((f"paper-{fam}-ft-bfcl", bf + who, {}))
     llm = resolve_llm(cfg.llm)
@@ -204,6 +207,7 @@ def plan(cfg: PipelineConfig) -> list[Step]:
     llm_who = ["--backend", llm, "--role", "llm", "--approach", "llm"] + (["--model", llm_model] if llm_model else [])
     if llm != "none":
         eval_cmds.append(("llm", ev + llm_who, {}))
+        labels.append(default_label(with_model(EvalConfig(backend=llm, model=llm_model))))
         if cfg.bfcl:
             eval_cmds.append(("llm-bfcl", bf + llm_who, {}))
     if cfg.fledgling:
@@ -222,7 +226,7 @@ def plan(cfg: PipelineConfig) -> list[Step]:
         eval_cmds.append(("fledgling", fl, {}))
     steps.append(Step(6, "evaluate", [[c] for c in eval_cmds],
                       inputs=split_files + [f"paper_approach/adapters/{f}/adapter_model.safetensors" for f in models],
-                      outputs=[f"{results}/paper-{f}-ft_single_turn.json" for f in models]))
+                      outputs=[str(result_paths(results, lb, s)[0]) for lb in labels for s in SUITES]))
     steps.append(Step(7, "compare", [[("compare", [PY, "comparison_framework/compare_approaches.py", "--phase",
                                                    str(cfg.phase)], {})]],
                       inputs=[results, "fledgling/eval_results", "comparison_framework/gates.yaml"],

@@ -2,7 +2,7 @@
 # Creates .venv with the project's pinned stack; does nothing when it is already up to date.
 #   scripts/bootstrap.sh          runtime stack + llama.cpp server + BFCL data
 #   scripts/bootstrap.sh --test   the same, plus test tools (pytest, linters) and Debian's Chromium
-# The first run builds llama-cpp-python from source (about 12 minutes on 2 cores); pip caches the wheel.
+# The first run builds llama-cpp-python from source (about 5 minutes on 2 cores); its wheel is cached (see below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,7 +29,7 @@ if [ -f "$stamp_file" ] && { [ "$(stamp_of "$want_test")" = "$(cat "$stamp_file"
   exit 0
 fi
 
-echo "bootstrap: setting up $VENV (first run builds llama-cpp-python: ~12 min on 2 cores)" >&2
+echo "bootstrap: setting up $VENV (the first run on a machine builds llama-cpp-python: ~5 min on 2 cores)" >&2
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 pip=("$VENV/bin/python" -m pip install --disable-pip-version-check --progress-bar off)
 "${pip[@]}" -q --upgrade pip setuptools wheel

@@ -258,3 +258,22 @@ def test_a_second_result_for_the_same_model_and_suite_is_reported(three_models, 
     assert models["phi-ft"].suites["single_turn"]["args_exact_match_rate"] == 0.0
     assert any("a second, different single_turn result for 'phi-ft'" in p and "phi-ft_single_turn_copy.json" in p
                for p in problems), problems
+
+
+def test_no_verdict_without_the_llm_on_every_compared_suite(three_models, tmp_path):
+    """An LLM found only on other suites (here: one suite left) is not a baseline; neither is no LLM at all."""
+    from fctune.compare import CompareConfig, compare
+    from fctune.errors import UserError
+
+    res = tmp_path / "res"
+    shutil.copytree(three_models / "paper_approach" / "eval_results", res)
+    for suite in ("multi_turn", "domain_diverse", "structured_json"):
+        (res / f"llm-azure_{suite}.json").unlink()
+    with pytest.raises(UserError, match=r"'llm-azure' has no scored rows on domain_diverse, multi_turn .*found: "
+                                        r"single_turn"):
+        compare(CompareConfig(results_dirs=[str(res)], output_dir=str(tmp_path / "rep")))
+    for f in res.glob("llm-azure_*"):
+        f.unlink()
+    with pytest.raises(UserError, match="no LLM baseline result"):
+        compare(CompareConfig(results_dirs=[str(res)], output_dir=str(tmp_path / "rep")))
+    assert not (tmp_path / "rep").exists()

@@ -363,3 +363,17 @@ def test_llamacpp_server_killed_mid_run_stops_the_run_with_its_exit(tmp_path, mi
     assert not (tmp_path / "llm_mini.json").exists()
     kept = [json.loads(x) for x in preds.read_text().splitlines()]
     assert sum(1 for p in kept if not p.get("error")) >= 2
+
+
+@pytest.mark.parametrize("status,says", [(401, "refused the credentials"), (404, "not found at http://127.0.0.1")])
+def test_unusable_endpoint_is_one_line_not_a_traceback(tmp_path, flaky_server, mini_split, status, says):
+    _Flaky.script = [status] * 20
+    env = dict(os.environ, FCTUNE_ENV_FILE=str(tmp_path / "none.env"))
+    out = subprocess.run([sys.executable, "docker/unsloth-paper/scripts/eval_function_call.py", "--backend", "openai",
+                          "--base-url", flaky_server, "--model", "m", "--split-file", str(mini_split), "--results-dir",
+                          str(tmp_path), "--label", "llm", "--max-concurrency", "1"], cwd=REPO, capture_output=True,
+                         text=True, env=env, timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    err = [x for x in out.stderr.splitlines() if x.startswith("error:")]
+    assert len(err) == 1 and says in err[0], out.stderr[-2000:]
+    assert not (tmp_path / "llm_mini.json").exists()

