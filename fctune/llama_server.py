@@ -24,6 +24,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -178,6 +179,7 @@ class LlamaServer:
         self.extra_args = extra_args or []
         self.proc: subprocess.Popen | None = None
         self._stopping = self._reported = False
+        self._report_lock = threading.Lock()
 
     @property
     def base_url(self) -> str:
@@ -219,10 +221,11 @@ class LlamaServer:
         if self.proc is None or self.proc.poll() is None or self._stopping:
             return None
         what = f"llama.cpp server (pid {self.proc.pid}) {exit_description(self.proc.returncode)}"
-        if not self._reported and self.log_path:
-            with open(self.log_path, "a") as f:
-                f.write(f"\n[fctune {time.strftime('%H:%M:%S')}] {what}\n")
-        self._reported = True
+        with self._report_lock:  # every request thread notices the exit; the log gets the line once
+            if not self._reported and self.log_path:
+                with open(self.log_path, "a") as f:
+                    f.write(f"\n[fctune {time.strftime('%H:%M:%S')}] {what}\n")
+            self._reported = True
         return f"{what}; {log_tail(self.log_path)}"
 
     def healthy(self) -> bool:
