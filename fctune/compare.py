@@ -29,9 +29,15 @@ CAPABILITIES = {
                    "name_match_rate", "valid_json_rate"],
     "domain_diverse": ["args_field_f1", "args_exact_match_rate", "valid_json_rate", "domain_f1_std"],
     "structured_json": ["valid_json_rate", "schema_valid_rate", "json_exact_match_rate", "field_f1"],
+    "no_call": ["abstention_accuracy", "exact_match_rate"],
     "json_quality": ["valid_json_rate"],
 }
 LOWER_IS_BETTER = {"domain_f1_std"}
+# the one number each suite is read by in the report's readings table (strict vs lenient)
+SUITE_HEADLINE = {"single_turn": "args_exact_match_rate", "multi_turn": "args_field_f1",
+                  "domain_diverse": "args_field_f1", "structured_json": "valid_json_rate",
+                  "no_call": "abstention_accuracy", "fledgling_structured": "exact_match_rate",
+                  "fledgling_toolcall": "exact_match_rate"}
 FLEDGLING_TRACKS = ("fledgling_structured", "fledgling_toolcall")
 
 
@@ -58,6 +64,7 @@ class ModelResults:
     details: dict = field(default_factory=dict)    # suite -> details path
     bfcl: dict | None = None
     source_dir: str = ""
+    strict_rows: dict = field(default_factory=dict, repr=False)  # suite -> verdicts in the strict reading (cache)
 
     @property
     def role(self):
@@ -124,29 +131,6 @@ def discover(dirs: list[str], suites: list[str]) -> tuple[dict[str, ModelResults
     return models, problems, gates
 
 
-def metric(m: ModelResults, path: str) -> dict | None:
-    """``{"value", "ci", "n"}`` for ``suite.metric`` (``json_quality`` pools every suite's verdicts)."""
-    suite, name = path.split(".", 1)
-    if suite == "json_quality":
-        vals = []
-        for det in m.details.values():
-            rows, _ = read_jsonl_tolerant(det)
-            vals += [1.0 if r["valid_json"] else 0.0 for r in rows
-                     if r.get("error") is None and r.get("valid_json") is not None
-                     and r.get("expected_kind") in ("tool_calls", "json")]
-        if not vals:
-            return None
-        return {"value": round(sum(vals) / len(vals), 4), "ci": bootstrap_ci(vals), "n": len(vals)}
-    s = m.suites.get(suite)
-    if s is None:
-        return None
-    if name in (s.get("metrics") or {}):
-        return dict(s["metrics"][name])
-    if s.get(name) is not None:
-        return {"value": s[name], "ci": None, "n": s.get("n_scored")}
-    return None
-
-
 # -- gates and decisions -------------------------------------------------------------------------------------
 def _passes(value, op, threshold) -> bool:
     return {">=": value >= threshold, ">": value > threshold, "<": value < threshold, "<=": value <= threshold}[op]
@@ -169,111 +153,304 @@ def gate_table(models: dict[str, ModelResults], gates: list[dict]) -> list[dict]
     return rows
 
 
-def relative_scores(m: ModelResults, llm: ModelResults, metrics: list[str], aggregate: str) -> dict:
-    """Per-metric ratio SLM / LLM (with bounds from both intervals) and their aggregate."""
-    per, lows, highs = {}, [], []
-    for path in metrics:
-        a, b = metric(m, path), metric(llm, path)
-        if not a or not b or a["value"] is None or b["value"] is None:
-            per[path] = {"ratio": None, "why": "missing"}
+# -- per-row scores (what the paired intervals resample) ------------------------------------------------------
+def legacy_call_format(info: dict) -> list[str]:
+    """The declared call format of a result written before summaries recorded it, from how the model was prompted."""
+    if info.get("tools_mode") == "prompt" or (info.get("prompt") or {}).get("prompt_format") == "hermes":
+        return ["hermes_tags"]
+    if info.get("tools_mode") == "native":
+        return ["openai_tool_calls"]
+    return ["any"]
+
+
+def call_format_of(m: ModelResults) -> list[str]:
+    for s in m.suites.values():
+        if s.get("call_format"):
+            return s["call_format"]
+    return legacy_call_format(m.info)
+
+
+def _rows(m: ModelResults, suite: str) -> list[dict]:
+    """A suite's verdicts in the strict reading (cached on the model)."""
+    from fctune.metrics import strict_view
+
+    if suite not in m.strict_rows:
+        det = m.details.get(suite)
+        rows = read_jsonl_tolerant(det)[0] if det else []
+        fmt = call_format_of(m)
+        m.strict_rows[suite] = [strict_view(r, fmt) for r in rows if r.get("error") is None]
+    return m.strict_rows[suite]
+
+
+def _extra_call(r: dict) -> float:
+    if r.get("n_expected_calls") is not None:
+        return 1.0 if len(r.get("predicted_calls") or []) > r["n_expected_calls"] else 0.0
+    return 1.0 if r.get("failure_reason") == "extra_call" else 0.0  # results written before n_expected_calls
+
+
+# pseudo-suites pooled over every suite's rows: metric -> (expected kinds, value of a row)
+POOLED = {
+    "json_quality.valid_json_rate": (("tool_calls", "json"), lambda r: 1.0 if r.get("valid_json") else 0.0),
+    "safety.abstention_accuracy": (("no_call",), lambda r: 1.0 if r.get("abstention_correct") else 0.0),
+    "safety.false_call_rate": (("no_call",), lambda r: 0.0 if r.get("abstention_correct") else 1.0),
+    "calls.extra_call_rate": (("tool_calls",), _extra_call),
+}
+
+
+def row_scores(m: ModelResults, path: str) -> dict[str, float]:
+    """Row id -> the row's score for ``suite.metric`` (strict reading), for the metrics that are means over rows."""
+    from fctune.metrics import METRICS
+
+    if path in POOLED:
+        kinds, value = POOLED[path]
+        return {f"{suite}/{r['id']}": value(r) for suite in sorted(m.details) for r in _rows(m, suite)
+                if r.get("expected_kind") in kinds and (path != "json_quality.valid_json_rate"
+                                                        or r.get("valid_json") is not None)}
+    suite, name = path.split(".", 1)
+    if name not in METRICS or suite not in m.details:
+        return {}
+    field_, kinds = METRICS[name]
+    return {r["id"]: float(r[field_]) for r in _rows(m, suite)
+            if r.get("expected_kind") in kinds and r.get(field_) is not None}
+
+
+def metric(m: ModelResults, path: str) -> dict | None:
+    """``{"value", "ci", "n"}`` for ``suite.metric`` (strict reading), pooled pseudo-suites included."""
+    if path in POOLED:
+        vals = list(row_scores(m, path).values())
+        if not vals:
+            return None
+        return {"value": round(sum(vals) / len(vals), 4), "ci": bootstrap_ci(vals), "n": len(vals)}
+    suite, name = path.split(".", 1)
+    s = m.suites.get(suite)
+    if s is None:
+        return None
+    if name in (s.get("metrics") or {}):
+        return dict(s["metrics"][name])
+    if s.get(name) is not None:
+        return {"value": s[name], "ci": None, "n": s.get("n_scored")}
+    return None
+
+
+# -- the verdict: paired ratios per capability, vetoes, and the phase decisions --------------------------------
+def capability_ratios(m: ModelResults, llm: ModelResults, caps: list[dict]) -> dict:
+    """Capability name -> paired ratio to the LLM over the rows both answered (see :mod:`fctune.decision`)."""
+    from fctune.decision import paired_ratio
+
+    out = {}
+    for c in caps:
+        r = paired_ratio(row_scores(m, c["metric"]), row_scores(llm, c["metric"]))
+        out[c["name"]] = {**r, "metric": c["metric"]}
+    return out
+
+
+def veto_checks(m: ModelResults, vetoes: list[dict]) -> dict:
+    from fctune.decision import check_veto
+
+    out = {}
+    for v in vetoes:
+        got = metric(m, v["metric"])
+        value = got["value"] if got else None
+        out[v["name"]] = {"metric": v["metric"], "op": v["op"], "threshold": v["threshold"], "value": value,
+                          "ci": got.get("ci") if got else None, "n": got.get("n") if got else 0,
+                          "status": check_veto(value, v["op"], v["threshold"])}
+    return out
+
+
+def judge_models(models: dict, llm: ModelResults, gcfg: dict, bar: float) -> dict:
+    """Label -> the verdict of every model but the LLM against ``bar`` (replicates dropped: not for the report)."""
+    from fctune.decision import judge
+
+    out = {}
+    for m in models.values():
+        if m is llm or m.role == "llm":  # another LLM measurement is a reference, not a candidate
             continue
-        if b["value"] == 0:
-            per[path] = {"slm": a["value"], "llm": 0.0, "ratio": None, "why": "the LLM scores 0: ratio undefined"}
-            continue
-        ratio = a["value"] / b["value"]
-        lo = hi = ratio
-        if a.get("ci") and b.get("ci"):
-            lo = a["ci"][0] / b["ci"][1] if b["ci"][1] else ratio
-            hi = a["ci"][1] / b["ci"][0] if b["ci"][0] else float("inf")
-        per[path] = {"slm": a["value"], "llm": b["value"], "ratio": round(ratio, 4), "ratio_range": [
-            round(lo, 4), round(hi, 4) if hi != float("inf") else None], "slm_ci": a.get("ci"), "llm_ci": b.get("ci")}
-        lows.append(lo)
-        highs.append(hi)
-    ratios = [p["ratio"] for p in per.values() if p["ratio"] is not None]
-    agg = (min if aggregate == "min" else (lambda xs: sum(xs) / len(xs)))
-    return {"per_metric": per, "score": round(agg(ratios), 4) if ratios else None,
-            "score_range": [round(agg(lows), 4), round(agg([h for h in highs if h != float("inf")] or [0]), 4)]
-            if ratios else None, "metrics_used": len(ratios)}
+        caps = capability_ratios(m, llm, gcfg["capabilities"])
+        vetoes = veto_checks(m, gcfg["vetoes"])
+        j = judge(caps, vetoes, bar, gcfg["relative"]["aggregate"])
+        for name, c in caps.items():
+            c.pop("replicates", None)
+            c.update(j["capabilities"][name])
+        out[m.label] = {**j, "capabilities": caps, "vetoes": vetoes, "role": m.role, "approach": m.approach,
+                        "family": m.family}
+    return out
 
 
-def _ci_overlap(a, b) -> bool:
-    return bool(a and b and a[0] <= b[1] and b[0] <= a[1])
+def _needed(j: dict) -> str:
+    return f"; about {j['rows_needed']} test rows would decide it at the observed variance" if j.get(
+        "rows_needed") else ""
 
 
-def phase1_decision(models, llm, rel: dict, cfg: dict) -> dict:
+NO_FINETUNED = {"verdict": "INCOMPLETE", "reason": "no fine-tuned model was evaluated"}
+
+
+def _candidates(judged: dict) -> tuple[list, list]:
+    """The fine-tuned models' verdicts, and those that pass."""
+    ft = [(k, j) for k, j in judged.items() if j["role"] == "finetuned"]
+    return ft, [(k, j) for k, j in ft if j["status"] == "pass"]
+
+
+def _best(cands: list[tuple[str, dict]]):
+    return max(cands, key=lambda kv: kv[1]["min_ratio"] if kv[1]["min_ratio"] is not None else -1)
+
+
+def phase1_decision(models, llm, judged: dict, cfg: dict) -> dict:
+    """PROCEED TO PHASE 2 when a fine-tuned model clears ``proceed_ratio`` on every capability; FOCUS ON WINNER when
+    one paper family beats the other (paired); ITERATE when every fine-tuned model is clearly below; else
+    INCONCLUSIVE."""
+    from fctune.decision import paired_difference
+
     p1 = cfg["phase1"]
-    slms = [m for m in models.values() if m.role == "finetuned"]
-    scored = [(m, rel[m.label]) for m in slms if rel.get(m.label, {}).get("score") is not None]
-    numbers = {m.label: {"relative_score": r["score"], "range": r["score_range"]} for m, r in scored}
-    notes = []
-    if llm is None:
-        return {"verdict": "INCOMPLETE", "reason": "no LLM baseline result: nothing to compare against",
-                "numbers": numbers}
-    above = [(m, r) for m, r in scored if r["score"] >= p1["proceed_ratio"]]
-    if above:
-        best = max(above, key=lambda mr: mr[1]["score"])
-        for m, r in above:
-            if r["score_range"] and r["score_range"][0] < p1["proceed_ratio"]:
-                notes.append(f"{m.label}: {r['score']:.1%} of the LLM, but the interval reaches down to "
-                             f"{r['score_range'][0]:.1%}: the difference to the {p1['proceed_ratio']:.0%} bar is "
-                             "inside the confidence interval")
-        return {"verdict": "PROCEED TO PHASE 2", "reason": f"{', '.join(m.label for m, _ in above)} reach "
-                f">= {p1['proceed_ratio']:.0%} of the LLM (best {best[0].label}: {best[1]['score']:.1%})",
-                "numbers": numbers, "notes": notes}
-    paper = {m.family: (m, r) for m, r in scored if m.approach == "paper" and m.family}
+    ft, passed = _candidates(judged)
+    if not ft:
+        return dict(NO_FINETUNED)  # a copy: the caller adds to it
+    if passed:
+        k, j = _best(passed)
+        return {"verdict": "PROCEED TO PHASE 2", "model": k, "reason": f"{', '.join(x for x, _ in passed)} clear "
+                f"{p1['proceed_ratio']:.0%} of the LLM on every capability (paired lower bounds); best {k}, lowest "
+                f"capability at {j['min_ratio']:.1%} of the LLM"}
+    paper = {j["family"]: (k, j) for k, j in ft if j["approach"] == "paper" and j["family"]}
+    winner = None
     if len(paper) >= 2:
-        (fa, (ma, ra)), (fb, (mb, rb)) = sorted(paper.items(), key=lambda kv: -kv[1][1]["score"])[:2]
-        margin = ra["score"] - rb["score"]
-        wa, wb = metric(ma, p1["winner_metric"]), metric(mb, p1["winner_metric"])
-        overlap = _ci_overlap(wa and wa.get("ci"), wb and wb.get("ci"))
-        numbers["winner_check"] = {"leader": ma.label, "runner_up": mb.label, "margin": round(margin, 4),
-                                   p1["winner_metric"]: {ma.label: wa, mb.label: wb}, "ci_overlap": overlap}
-        if margin >= p1["winner_margin"] and not overlap:
-            return {"verdict": "FOCUS ON WINNER", "winner": fa, "reason": f"{fa} ({ma.label}) leads {fb} by "
-                    f"{margin:.1%} of the LLM and its {p1['winner_metric']} interval does not overlap", "numbers": numbers,
-                    "notes": notes}
-        if margin >= p1["winner_margin"]:
-            notes.append(f"{fa} leads {fb} by {margin:.1%}, but their {p1['winner_metric']} intervals overlap: the "
-                         "difference is inside the confidence interval, so there is no clear winner")
-    for m, r in scored:
-        if r["score_range"] and r["score_range"][1] >= p1["proceed_ratio"]:
-            notes.append(f"{m.label}: {r['score']:.1%} of the LLM, but the interval reaches {r['score_range'][1]:.1%}: "
-                         f"reaching {p1['proceed_ratio']:.0%} is inside the confidence interval, not ruled out")
-    reason = (f"no approach reaches {p1['proceed_ratio']:.0%} of the LLM" if scored else
-              "no fine-tuned model has a relative score (missing results or the LLM scores 0 everywhere)")
-    return {"verdict": "ITERATE", "reason": reason, "numbers": numbers, "notes": notes}
+        (fa, (ka, ja)), (fb, (kb, jb)) = sorted(paper.items(), key=lambda kv: -(kv[1][1]["min_ratio"] or -1))[:2]
+        diff = paired_difference(row_scores(models[ka], p1["winner_metric"]),
+                                 row_scores(models[kb], p1["winner_metric"]))
+        margin = (ja["min_ratio"] or 0) - (jb["min_ratio"] or 0)
+        winner = {"leader": ka, "runner_up": kb, "margin": round(margin, 4), "metric": p1["winner_metric"], **diff}
+        if margin >= p1["winner_margin"] and diff["ci"] and diff["ci"][0] > 0:
+            return {"verdict": "FOCUS ON WINNER", "winner": fa, "winner_check": winner,
+                    "reason": f"{fa} ({ka}) leads {fb} by {margin:.1%} of the LLM, and its {p1['winner_metric']} is "
+                              f"higher by {diff['difference']:.3f} on the same rows (paired 95% interval "
+                              f"[{diff['ci'][0]:.3f}, {diff['ci'][1]:.3f}])"}
+    if all(j["status"] == "fail" for _, j in ft):
+        k, j = _best(ft)
+        return {"verdict": "ITERATE", "winner_check": winner, "reason": f"no fine-tuned model reaches "
+                f"{p1['proceed_ratio']:.0%} of the LLM: the best, {k}, {j['why']}"}
+    k, j = _best([(k, j) for k, j in ft if j["status"] in ("inconclusive", "incomplete")])
+    if j["status"] == "incomplete":
+        return {"verdict": "INCOMPLETE", "winner_check": winner, "reason": f"{k}: {j['why']}"}
+    return {"verdict": "INCONCLUSIVE", "model": k, "winner_check": winner, "rows_needed": j.get("rows_needed"),
+            "reason": f"{k}: {j['why']}{_needed(j)}"}
 
 
-def phase2_decision(models, llm, rel: dict, cfg: dict) -> dict:
+def phase2_decision(models, llm, judged: dict, cfg: dict) -> dict:
+    """DEPLOY TO PRODUCTION when a fine-tuned model is within ``max_delta`` of the LLM on every capability (paired
+    lower bounds) and no veto applies; ANALYZE FAILURE MODES when every one is clearly below or vetoed; else
+    INCONCLUSIVE (with the rows that would decide) or INCOMPLETE (a capability without a ratio)."""
     limit = cfg["phase2"]["max_delta"]
-    scored = {m.label: rel[m.label] for m in models.values()
-              if m.role == "finetuned" and rel.get(m.label, {}).get("score") is not None}
-    if llm is None or not scored:
-        return {"verdict": "INCOMPLETE", "reason": "no LLM baseline or no fine-tuned results", "numbers": {}}
-    best_label, best = max(scored.items(), key=lambda kv: kv[1]["score"])
-    delta = 1 - best["score"]
-    numbers = {k: {"relative_score": v["score"], "delta": round(1 - v["score"], 4), "range": v["score_range"]}
-               for k, v in scored.items()}
-    notes = []
-    if best["score_range"] and (1 - best["score_range"][0]) > limit >= delta:
-        notes.append(f"{best_label}: delta {delta:.1%} is within {limit:.0%}, but the interval allows up to "
-                     f"{1 - best['score_range'][0]:.1%}: inside the confidence interval")
-    if delta <= limit:
-        return {"verdict": "DEPLOY TO PRODUCTION", "model": best_label,
-                "reason": f"{best_label} is {delta:.1%} below the LLM (<= {limit:.0%})", "numbers": numbers,
-                "notes": notes}
-    if best["score_range"] and 1 - best["score_range"][1] <= limit:
-        notes.append(f"{best_label}: delta {delta:.1%}, but the interval reaches {best['score_range'][1]:.1%} of the LLM: "
-                     f"a gap within {limit:.0%} is inside the confidence interval, not ruled out")
-    return {"verdict": "ANALYZE FAILURE MODES", "reason": f"the best SLM ({best_label}) is {delta:.1%} below the "
-            f"LLM (> {limit:.0%})", "numbers": numbers, "notes": notes}
+    ft, passed = _candidates(judged)
+    if not ft:
+        return dict(NO_FINETUNED)  # a copy: the caller adds to it
+    if passed:
+        k, j = _best(passed)
+        return {"verdict": "DEPLOY TO PRODUCTION", "model": k, "reason": f"{k} is within {limit:.0%} of the LLM on "
+                f"every capability (lowest at {j['min_ratio']:.1%}, paired lower bounds all >= {1 - limit:.0%}) and "
+                "no safety veto applies"}
+    if all(j["status"] == "fail" for _, j in ft):
+        k, j = _best(ft)
+        return {"verdict": "ANALYZE FAILURE MODES", "model": k, "reason": f"no fine-tuned model is within "
+                f"{limit:.0%} of the LLM on every capability: the best, {k}, {j['why']}"}
+    open_ = [(k, j) for k, j in ft if j["status"] == "inconclusive"]
+    if open_:
+        k, j = _best(open_)
+        return {"verdict": "INCONCLUSIVE", "model": k, "rows_needed": j.get("rows_needed"),
+                "reason": f"{k}: {j['why']}{_needed(j)}"}
+    k, j = _best([(k, j) for k, j in ft if j["status"] == "incomplete"])
+    return {"verdict": "INCOMPLETE", "model": k, "reason": f"{k}: {j['why']}"}
+
+
+# -- the seed's four questions, each answered from the numbers ---------------------------------------------------
+def _ci(ci) -> str:
+    return f"[{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else "(no interval)"
+
+
+def _compare_pair(models, a: str, b: str, metric_path: str) -> str:
+    from fctune.decision import paired_difference
+
+    d = paired_difference(row_scores(models[a], metric_path), row_scores(models[b], metric_path))
+    if not d["n"]:
+        return f"no shared rows on {metric_path}"
+    clear = d["ci"][0] > 0 or d["ci"][1] < 0
+    return (f"{metric_path} {d['a']:.3f} vs {d['b']:.3f} on the same {d['n']} rows, difference {d['difference']:+.3f} "
+            f"(paired 95% interval {_ci(d['ci'])}: {'a real difference' if clear else 'not distinguishable'})")
+
+
+def seed_questions(models: dict, llm, judged: dict, costs: dict, per_domain: dict, gcfg: dict) -> list[dict]:
+    """The seed's four questions with a one-sentence answer each, or "not measurable" and what is missing."""
+    ft = {k: j for k, j in judged.items() if j["role"] == "finetuned"}
+    key = gcfg["phase1"]["winner_metric"]
+    out = []
+
+    def ask(q, answer, measurable=True):
+        out.append({"question": q, "answer": answer, "measurable": measurable})
+
+    def weakest(k):
+        j = ft[k]
+        return f"{j['min_ratio']:.0%}" if j.get("min_ratio") is not None else "no ratio"
+
+    paper = sorted(k for k, j in ft.items() if j["approach"] == "paper")
+    fl = sorted(k for k, j in ft.items() if j["approach"] == "fledgling")
+    q = "Does fine-tuning on Hermes data (paper) beat xLAM data (Fledgling)?"
+    if not paper or not fl:
+        ask(q, f"Not measurable: missing a fine-tuned {'paper' if not paper else 'Fledgling'} model.", False)
+    else:
+        a, b = max(paper, key=lambda k: ft[k]["min_ratio"] or -1), max(fl, key=lambda k: ft[k]["min_ratio"] or -1)
+        same = models[a].info.get("model") == models[b].info.get("model")
+        ask(q, f"{a} (Hermes) reaches {weakest(a)} of the LLM on its weakest capability, {b} (xLAM) {weakest(b)}; "
+               f"{_compare_pair(models, a, b, key)}." + ("" if same else " Their base models differ "
+                                                         f"({models[a].info.get('model')} vs {models[b].info.get('model')}):"
+                                                         " data and base model are confounded."))
+    fams = {ft[k]["family"]: k for k in paper if ft[k]["family"]}
+    q = "Is Llama-3.1-8B worth about twice the cost of Phi-4-mini?"
+    if "llama" not in fams or "phi" not in fams:
+        ask(q, f"Not measurable: missing a fine-tuned paper {'llama' if 'llama' not in fams else 'phi'} model.", False)
+    elif models[fams["llama"]].info.get("model") == models[fams["phi"]].info.get("model"):
+        ask(q, f"Not measurable: both families ran the same model ({models[fams['phi']].info.get('model')}), a "
+               "stand-in; run the full profile with the real models.", False)
+    else:
+        lc, pc = (costs.get(fams["llama"]) or {}), (costs.get(fams["phi"]) or {})
+        cost = (f"; per 1M tokens ${lc['cost_per_1m_tokens_usd']:.2f} vs ${pc['cost_per_1m_tokens_usd']:.2f}"
+                if lc and pc else "")
+        ask(q, f"Llama reaches {weakest(fams['llama'])} of the LLM on its weakest capability, Phi "
+               f"{weakest(fams['phi'])}; {_compare_pair(models, fams['llama'], fams['phi'], key)}{cost}.")
+    q = "Can either fine-tuned model match the LLM?"
+    if not ft:
+        ask(q, "Not measurable: no fine-tuned model was evaluated.", False)
+    else:
+        passed = [k for k, j in ft.items() if j["status"] == "pass"]
+        undecided = [k for k, j in ft.items() if j["status"] in ("inconclusive", "incomplete")]
+        if passed:
+            ask(q, f"Yes: {', '.join(passed)} within the bar ({ft[passed[0]]['bar']:.0%} of the LLM) on every "
+                   "capability, no veto.")
+        elif undecided:
+            k = max(undecided, key=lambda k: ft[k]["min_ratio"] or -1)
+            ask(q, f"Not decided: {k} {ft[k]['why']}{_needed(ft[k])}.")
+        else:
+            k = max(ft, key=lambda k: ft[k]["min_ratio"] or -1)
+            ask(q, f"No: the best, {k}, {ft[k]['why']} (weakest capability at {weakest(k)} of the LLM).")
+    q = "Which model generalizes across domains?"
+    spread = {k: v for k, v in per_domain.items() if len(v) >= 2 and k in judged}
+    if not spread:
+        ask(q, "Not measurable: no domain_diverse results with two or more domains.", False)
+    else:
+        def worst(k):
+            return min(spread[k].values())
+        k = max(spread, key=worst)
+        lab = llm.label if llm else None
+        llm_part = (f"; the LLM's worst domain is at {min(per_domain[lab].values()):.2f}"
+                    if len(per_domain.get(lab) or {}) >= 2 else "")
+        ask(q, f"{k}: its worst of {len(spread[k])} domains has field F1 {worst(k):.2f} "
+               f"({min(spread[k], key=spread[k].get)}){llm_part}. Per-domain rows are few (5 each in the suite): "
+               "read the heat map, not the ranking, for a close call.")
+    return out
 
 
 # -- failure analysis and cost -------------------------------------------------------------------------------
-def failure_analysis(m: ModelResults, per_reason: int = 3) -> dict:
+def failure_analysis(m: ModelResults, per_reason: int = 2) -> dict:
+    """Failure reasons per suite (strict reading), with ``per_reason`` example rows each."""
     out = {}
     for suite, det in m.details.items():
-        rows, _ = read_jsonl_tolerant(det)
+        rows = _rows(m, suite) + [r for r in read_jsonl_tolerant(det)[0] if r.get("error") is not None]
         failed = [r for r in rows if r.get("failure_reason")]
         counts = Counter(r["failure_reason"] for r in failed)
         out[suite] = {"n": len(rows), "n_failed": len(failed), "n_errors": sum(1 for r in rows if r.get("error")),
@@ -324,8 +501,9 @@ def roi_line(costs: dict, llm_label: str | None, best_slm: str | None) -> str | 
 # (key path, type, what it is): every reader of the gates file relies on these
 _GATES_SCHEMA = [
     (("gates",), list, "a list of {name, metric, op, threshold}"),
-    (("relative", "metrics"), list, "the metrics compared with the LLM, as <suite>.<metric>"),
-    (("relative", "aggregate"), str, "mean or min"),
+    (("capabilities",), list, "a list of {name, metric}: the headline metric of each capability"),
+    (("vetoes",), list, "a list of {name, metric, op, threshold}"),
+    (("relative", "aggregate"), str, "min or mean"),
     (("phase1", "proceed_ratio"), (int, float), "a number"),
     (("phase1", "winner_margin"), (int, float), "a number"),
     (("phase1", "winner_metric"), str, "<suite>.<metric>"),
@@ -355,13 +533,24 @@ def load_gates(path) -> dict:
         if not isinstance(v, typ) or isinstance(v, bool):
             raise DataFileError(f"{path}: field {'.'.join(keys)} is missing or not {what}")
     if g["relative"]["aggregate"] not in ("mean", "min"):
-        raise DataFileError(f"{path}: field relative.aggregate is {g['relative']['aggregate']!r}, not mean or min")
-    for i, gate in enumerate(g["gates"]):
-        if not isinstance(gate, dict) or not {"name", "metric", "op", "threshold"} <= set(gate):
-            raise DataFileError(f"{path}: gates[{i}] needs name, metric, op and threshold")
-        if gate["op"] not in (">=", ">", "<=", "<"):
-            raise DataFileError(f"{path}: gates[{i}].op is {gate['op']!r}, not one of >=, >, <=, <")
-    for m in g["relative"]["metrics"] + [g["phase1"]["winner_metric"]]:
+        raise DataFileError(f"{path}: field relative.aggregate is {g['relative']['aggregate']!r}, not min or mean")
+    for section in ("gates", "vetoes"):
+        for i, gate in enumerate(g[section]):
+            if not isinstance(gate, dict) or not {"name", "metric", "op", "threshold"} <= set(gate):
+                raise DataFileError(f"{path}: {section}[{i}] needs name, metric, op and threshold")
+            if gate["op"] not in (">=", ">", "<=", "<"):
+                raise DataFileError(f"{path}: {section}[{i}].op is {gate['op']!r}, not one of >=, >, <=, <")
+    for i, c in enumerate(g["capabilities"]):
+        if not isinstance(c, dict) or not {"name", "metric"} <= set(c):
+            raise DataFileError(f"{path}: capabilities[{i}] needs name and metric")
+    from fctune.metrics import METRICS
+
+    for m in [c["metric"] for c in g["capabilities"]] + [g["phase1"]["winner_metric"]]:
+        # a capability is compared row by row: its metric must be a mean over rows
+        if m not in POOLED and (not isinstance(m, str) or "." not in m or m.split(".", 1)[1] not in METRICS):
+            raise DataFileError(f"{path}: metric {m!r} is not <suite>.<per-row metric> (one of "
+                                f"{', '.join(METRICS)}) or one of {', '.join(POOLED)}")
+    for m in [x["metric"] for x in g["gates"] + g["vetoes"]]:
         if not isinstance(m, str) or "." not in m:
             raise DataFileError(f"{path}: metric {m!r} is not <suite>.<metric>")
     return g
@@ -374,7 +563,7 @@ def require_llm_results(llm: ModelResults | None, metrics: list[str], cfg: Compa
                         "nothing to compare against; evaluate the LLM first or name its label with --llm-label")
     # every suite a compared metric reads must have scored rows (json_quality pools the others: on its own it would
     # let, say, two Fledgling tracks stand in for the four suites)
-    suites = sorted({m.split(".", 1)[0] for m in metrics} - {"json_quality"})
+    suites = sorted({m.split(".", 1)[0] for m in metrics} - {m.split(".", 1)[0] for m in POOLED})
     missing = [s for s in suites if not (llm.suites.get(s) or {}).get("n_scored")]
     if missing or not any((metric(llm, m) or {}).get("value") is not None for m in metrics):
         n_err = {s: (llm.suites.get(s) or {}).get("n_errors") for s in missing}
@@ -402,7 +591,7 @@ def compare(cfg: CompareConfig) -> dict:
         if len(llms) > 1:
             problems.append(f"several LLM baselines ({[m.label for m in llms]}); using {llm.label} "
                             "(choose with --llm-label)")
-    require_llm_results(llm, gcfg["relative"]["metrics"], cfg)
+    require_llm_results(llm, [c["metric"] for c in gcfg["capabilities"]], cfg)
     missing_models = []
     for want in gcfg.get("expected_models", []):
         if not any(all(_matches(m.info.get(k), v) for k, v in want.items()) for m in models.values()):
@@ -431,16 +620,26 @@ def compare(cfg: CompareConfig) -> dict:
     per_domain = {m.label: {d: v["args_field_f1"]["value"] for d, v in
                             ((m.suites.get("domain_diverse") or {}).get("breakdown") or {}).get("domain", {}).items()
                             if "args_field_f1" in v} for m in models.values() if "domain_diverse" in m.suites}
-    rel = {m.label: relative_scores(m, llm, gcfg["relative"]["metrics"], gcfg["relative"]["aggregate"])
-           for m in models.values() if llm is not None and m is not llm}
-    decision = phase1_decision(models, llm, rel, gcfg) if cfg.phase == 1 else phase2_decision(models, llm, rel, gcfg)
+    for m in models.values():  # a model whose calls the strict reading does not read: say so next to the verdict
+        differ = sum(s.get("n_read_differently") or 0 for s in m.suites.values())
+        scored = sum(s.get("n_scored") or 0 for s in m.suites.values())
+        if scored and differ / scored >= 0.1:
+            problems.append(f"{m.label}: {differ} of {scored} rows carry calls outside its declared call format "
+                            f"({', '.join(call_format_of(m))}); the strict reading does not read them (see the strict "
+                            "and lenient readings)")
+    bar = gcfg["phase1"]["proceed_ratio"] if cfg.phase == 1 else 1 - gcfg["phase2"]["max_delta"]
+    judged = judge_models(models, llm, gcfg, bar)
+    decision = phase1_decision(models, llm, judged, gcfg) if cfg.phase == 1 else phase2_decision(models, llm, judged,
+                                                                                                  gcfg)
+    decision.update(aggregate=gcfg["relative"]["aggregate"], bar=bar, reading="strict")
     gates = gate_table(models, gcfg["gates"])
     costs = cost_summary(models, gcfg["prices"])
-    best = max((m for m in models.values() if m.role == "finetuned" and rel.get(m.label, {}).get("score") is not None),
-               key=lambda m: rel[m.label]["score"], default=None)
+    best = decision.get("model")
     bfcl = {m.label: {"non_live_ast": m.bfcl.get("non_live_ast"), "live_ast": m.bfcl.get("live_ast"),
                       "hallucination": m.bfcl.get("hallucination"),
-                      "categories": {c: {k: v[k] for k in ("accuracy", "correct", "total", "ci")}
+                      "non_live_ast_lenient": m.bfcl.get("non_live_ast_lenient"),
+                      "categories": {c: {k: v.get(k) for k in ("accuracy", "accuracy_lenient", "correct", "total",
+                                                               "ci", "n_truncated")}
                                      for c, v in m.bfcl["categories"].items()}}
             for m in models.values() if m.bfcl}
     fledgling = {"gates": fledgling_gates,
@@ -464,13 +663,19 @@ def compare(cfg: CompareConfig) -> dict:
         "problems": problems,
         "capabilities": capabilities,
         "per_domain_field_f1": per_domain,
-        "relative_to_llm": rel,
+        "verdicts": judged,
+        "questions": seed_questions(models, llm, judged, costs, per_domain, gcfg),
+        "readings": {m.label: {"call_format": call_format_of(m), **{
+            suite: {"strict": (sm.get("metrics") or {}).get(k, {}).get("value"),
+                    "lenient": (sm.get("metrics_lenient") or {}).get(k, {}).get("value"), "metric": k}
+            for suite, sm in m.suites.items() if sm.get("metrics_lenient") is not None
+            for k in [SUITE_HEADLINE.get(suite)] if k}} for m in models.values()},
         "gates": gates,
         "bfcl": bfcl,
         "fledgling": fledgling,
         "failure_analysis": {m.label: failure_analysis(m) for m in models.values()},
         "cost": costs,
-        "roi": roi_line(costs, llm.label if llm else None, best.label if best else None),
+        "roi": roi_line(costs, llm.label if llm else None, best),
         "data_sources": sources,
         "run": run_metadata(cfg),
     }

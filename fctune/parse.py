@@ -9,6 +9,11 @@ Shapes understood by :func:`parse_tool_calls`, tried in this order:
 3. JSON inside ``` fences, then a bare JSON object or list anywhere in the text (prose around it ok);
 4. Python call syntax, ``f(a=1, b="x")`` or ``[f(...), g(...)]`` (BFCL style), read with ``ast.parse``.
 
+Two readings of one output (both reported; the verdict uses the strict one for every model alike):
+*lenient* reads any recoverable call (all of the above); *strict* reads only calls written in the model's
+declared call format (:func:`declared_call_format`: the shapes its prompt or chat template asks for), as a
+leaderboard's model-specific decoder does. :func:`in_declared_format` tells them apart from the parse shape.
+
 A call object may be ``{"name", "arguments"}``, ``{"name", "parameters"}``, ``{"function": {...}}``, or
 ``{"tool_calls": [...]}``; with ``tool_names`` given, also ``{"<tool name>": {args}}``. Text is read
 with ``json.loads`` first, then with an ``ast`` literal reader that accepts Python literals and
@@ -479,3 +484,42 @@ def parse_json_output(output: str | None) -> ParsedJson:
     if value is None:
         return ParsedJson()
     return ParsedJson(value=value, found=True, strict_json=strict)
+
+
+# -- the declared call format (the strict reading) -----------------------------------------------------------
+# chat-template marker -> the parse shapes that template's model writes calls in
+_TEMPLATE_CALL_FORMATS = [
+    ("<tool_call>", ["hermes_tags"]),                  # Qwen2.5, Hermes, SmolLM3 ...
+    ("<|tool_call|>", ["phi_tags"]),                   # Phi-4-mini
+    ("[TOOL_CALLS]", ["mistral_tag"]),                 # Mistral
+    ("<|python_tag|>", ["bare_json", "python_tag"]),   # Llama 3.1: a JSON object {"name", "parameters"} as the turn
+]
+
+
+def declared_call_format(renderer) -> list[str]:
+    """The shapes a model's calls are read from in the strict reading, given the prompt renderer that prompts it:
+    the Hermes prompt asks for ``<tool_call>`` tags; a native template's own markers name its format; a template
+    that names none leaves the reading lenient (``["any"]``, recorded as such)."""
+    if renderer is None:
+        return ["any"]
+    if renderer.mode == "hermes":
+        return ["hermes_tags"]
+    template = getattr(renderer.tokenizer, "chat_template", None) or ""
+    for marker, shapes in _TEMPLATE_CALL_FORMATS:
+        if marker in template:
+            return shapes
+    return ["any"]
+
+
+def in_declared_format(shape: str | None, call_format: list[str] | None) -> bool:
+    """Whether calls parsed in ``shape`` count in the strict reading (no calls at all always "count")."""
+    return (not call_format or "any" in call_format or shape in (None, "none", "too_large")
+            or shape in call_format)
+
+
+def rename_calls(parsed: ParsedCalls, renamed: dict | None) -> ParsedCalls:
+    """Calls with API-safe tool names (``math_hcf``) mapped back to the tools' own (``math.hcf``), in every shape."""
+    if renamed:
+        for c in parsed.calls:
+            c.name = renamed.get(c.name, c.name)
+    return parsed

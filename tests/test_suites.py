@@ -67,6 +67,12 @@ def test_suites_build_offline_with_exact_counts(suite, prepared, tmp_path):
         assert all(any(m.role == "tool" for m in e.messages) for e in seq)
     if suite == "domain_diverse":
         assert set(got) == set(DOMAINS) and "other_domain_rows" in report
+    if suite == "no_call":
+        # a request offered only another domain's tools; the data's own text answers are the rest
+        fits = [e for e in rows if e.metadata["no_call_kind"] == "no_tool_fits"]
+        assert fits and all(e.metadata["tools_domain"] != e.metadata["domain"] for e in fits)
+        assert all([m.role for m in e.messages] == ["user"] and e.tools for e in fits)
+        assert len({e.messages[0].content for e in fits}) == len(fits)
 
 
 def test_suite_reports_shortfall_instead_of_padding(tmp_path):

@@ -21,6 +21,8 @@ class Generation:
     completion_tokens: int | None = None
     attempts: int = 1
     structured_mode: str | None = None   # "response_format" or "prompt" for structured rows (API backends)
+    finish_reason: str | None = None     # "stop", or "length" when the generation budget cut the answer
+    renamed_tools: dict | None = None    # API name -> tool name, for tools renamed to fit the API's name rule
 
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -32,6 +34,9 @@ class Backend(Protocol):
 
     def generate(self, examples: list[Example]) -> Iterator[Generation]:
         """One Generation per example, yielded as each finishes (order not guaranteed)."""
+
+    def set_max_new_tokens(self, n: int) -> None:
+        """The generation budget for the requests that follow (sized per split by the runner)."""
 
     def stats(self) -> dict:
         """Throughput of the calls so far (examples/s, generated tokens/s)."""

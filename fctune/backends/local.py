@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Iterator
 
 from fctune.backends.base import Generation
+from fctune.parse import declared_call_format
 from fctune.schema import Example
 
 log = logging.getLogger(__name__)
@@ -89,8 +90,12 @@ class LocalBackend:
         return {"backend": "local", "model": self.model_spec, "model_description": self.model_ref.description,
                 "adapter": self.adapter, "adapter_version_id": self.adapter_meta.get("version_id"),
                 "adapter_base_model": self.adapter_meta.get("base_model"), "device": self.device, "dtype": self.dtype,
-                "prompt": self.renderer.describe(), "max_new_tokens": self.max_new_tokens,
+                "prompt": self.renderer.describe(), "call_format": declared_call_format(self.renderer),
+                "max_new_tokens": self.max_new_tokens,
                 "batch_size": self.batch_size, "decoding": "greedy"}
+
+    def set_max_new_tokens(self, n: int) -> None:
+        self.max_new_tokens = n
 
     def prompt_for(self, example: Example) -> str:
         """The exact text generation starts from (the training renderer's prompt)."""
@@ -120,7 +125,9 @@ class LocalBackend:
                 body = ids[: n - 1] if n and ids[n - 1] in self.stop_ids else ids[:n]
                 text = self.tokenizer.decode(body, skip_special_tokens=False)
                 self._gen_tokens += n
+                stopped = bool(n) and ids[n - 1] in self.stop_ids
                 yield Generation(id=e.id, output=text, latency_s=round(per_example, 4),
+                                 finish_reason="stop" if stopped else "length",
                                  prompt_tokens=lengths[e.id], completion_tokens=n)
             self._n += len(batch)
             self._time += dt

@@ -1,11 +1,19 @@
 """OpenAI-compatible endpoints through the official ``openai`` package: Azure OpenAI (endpoint,
 api-version, deployment) and any ``base_url`` (OpenAI, vLLM, llama.cpp server, Ollama).
 
-Tools go natively (``tools=``, ``tool_choice="auto"``) and ``tool_calls`` are read back
-(``tools_mode="native"``, the default). ``tools_mode="prompt"`` instead lists the tools in a Hermes-style
-system message and parses calls from the text, for servers whose native tool calling is unusable
-(llama-cpp-python's grammar-constrained tool calls took 40-120 s per call on 2 CPU cores for schemas with
-enums, measured here); the mode is part of the backend identity in every result. Structured rows
+Three ways to put the tools in front of the model (``tools_mode``, part of the backend identity in every result):
+
+* ``native`` (hosted APIs: Azure, OpenAI): ``tools=`` with ``tool_choice="auto"``; ``tool_calls`` are read back.
+  Tool names the API refuses (BFCL's ``math.hcf``) are renamed (``math_hcf``) and mapped back in every output
+  shape, the text of an answer included (``Generation.renamed_tools``).
+* ``completions`` (local OpenAI-compatible servers: llama.cpp, vLLM): the prompt is rendered here by
+  :class:`~fctune.render.PromptRenderer` from the model's tokenizer, exactly as the local backend renders it (the
+  model's own chat template with its tools, or the Hermes prompt where the template has none), and sent as text to
+  ``/v1/completions``; calls are parsed from the answer. The same weights then see the same prompt on every path.
+  (llama-cpp-python's ``chatml-function-calling`` chat handler escapes the template's HTML, ``&lt;tools&gt;``, and
+  lists tools only inside a system message: it is not used for evaluation.)
+* ``prompt``: the tools in a Hermes-style system message through ``/v1/chat/completions``, calls parsed from the
+  text, for chat-only endpoints whose native tool calling is unusable. Structured rows
 ask for ``response_format`` ``json_schema``; an endpoint that rejects it gets the schema as instructions
 in the prompt instead, and each row records which (``structured_mode``). Requests run with bounded
 concurrency and a per-request timeout; 429, 5xx, timeouts and connection errors are retried with
@@ -33,6 +41,7 @@ from fctune.secrets import endpoint_host, redact_text
 
 log = logging.getLogger(__name__)
 _NAME_OK = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+TOOLS_MODES = ("native", "completions", "prompt")
 
 
 class EndpointError(UserError, RuntimeError):
@@ -52,16 +61,20 @@ class OpenAIBackend:
                  max_concurrency: int = 4, timeout_s: float = 60.0, max_retries: int = 4, backoff_base_s: float = 1.0,
                  backoff_max_s: float = 30.0, max_tokens: int = 512, temperature: float = 0.0,
                  structured_mode: str = "auto", tools_mode: str = "native", extra_identity: dict | None = None,
-                 on_close=None, server_failure=None):
+                 on_close=None, server_failure=None, renderer=None, stop: list[str] | None = None):
         import openai
 
         self.extra_identity, self.on_close = extra_identity or {}, on_close
         # for a server this process started: () -> None while it runs, else why it is gone (checked before every
         # attempt and after every failure, so a dead server ends the run at once instead of after every retry)
         self.server_failure = server_failure
-        if tools_mode not in ("native", "prompt"):
-            raise ValueError(f"tools_mode {tools_mode!r}: native or prompt")
-        self.tools_mode = tools_mode
+        if tools_mode not in TOOLS_MODES:
+            raise ValueError(f"tools_mode {tools_mode!r}: one of {TOOLS_MODES}")
+        if tools_mode == "completions" and renderer is None:
+            raise ValueError("tools_mode 'completions' needs the model's prompt renderer (its tokenizer)")
+        self.tools_mode, self.renderer = tools_mode, renderer
+        # end-of-turn markers as text: the server stops at its EOS token, not always at the turn's end
+        self.stop = stop or None
         self.openai = openai
         self.model, self.azure = model, bool(azure_endpoint)
         self.base_url = azure_endpoint or base_url
@@ -86,7 +99,22 @@ class OpenAIBackend:
                 "endpoint_host": endpoint_host(self.base_url) or "https://api.openai.com",
                 "api_version": self.api_version, "temperature": self.temperature, "max_tokens": self.max_tokens,
                 "max_concurrency": self.max_concurrency, "timeout_s": self.timeout_s, "max_retries": self.max_retries,
-                "structured_mode": self.structured_mode, "tools_mode": self.tools_mode, **self.extra_identity}
+                "structured_mode": self.structured_mode, "tools_mode": self.tools_mode,
+                **({"prompt": self.renderer.describe(), "stop": self.stop} if self.renderer else {}),
+                "call_format": self.call_format(), **self.extra_identity}
+
+    def set_max_new_tokens(self, n: int) -> None:
+        self.max_tokens = n
+
+    def call_format(self) -> list[str]:
+        """The output shapes a call is read from in the strict reading: this path's declared call format."""
+        from fctune.parse import declared_call_format
+
+        if self.tools_mode == "native":
+            return ["openai_tool_calls"]
+        if self.tools_mode == "prompt":
+            return ["hermes_tags"]
+        return declared_call_format(self.renderer)
 
     # -- request building ------------------------------------------------------------------------------
     def _request(self, e: Example, structured: str | None) -> tuple[dict, dict]:
@@ -115,6 +143,11 @@ class OpenAIBackend:
                 else:
                     msgs.insert(0, {"role": "system", "content": instr})
         return kwargs, back
+
+    def completion_request(self, e: Example) -> dict:
+        """The /v1/completions request for one example: the prompt rendered here, byte for byte what the server gets."""
+        return {"model": self.model, "prompt": self.renderer.prompt(e), "temperature": self.temperature,
+                "max_tokens": self.max_tokens, **({"stop": self.stop} if self.stop else {})}
 
     def _native_messages(self, e: Example) -> tuple[list[dict], dict]:
         names = {t.name: api_name(t.name) for t in e.tools}
@@ -186,9 +219,14 @@ class OpenAIBackend:
             self._raise_if_server_died()
             if e.expected.kind == "json":  # decided per attempt: another request may have found the fallback
                 structured = "prompt" if self.structured_mode == "prompt" else "response_format"
-            kwargs, back = self._request(e, structured)
+            if self.tools_mode == "completions":
+                structured = "prompt" if e.expected.kind == "json" else None  # the schema is in the rendered prompt
+                kwargs, back = self.completion_request(e), {}
+            else:
+                kwargs, back = self._request(e, structured)
             try:
-                resp = self.client.chat.completions.create(**kwargs)
+                resp = (self.client.completions.create(**kwargs) if self.tools_mode == "completions"
+                        else self.client.chat.completions.create(**kwargs))
             except self.openai.AuthenticationError as err:
                 raise EndpointError(f"the endpoint refused the credentials ({redact_text(str(err))[:200]}); "
                                     "check the API key in .env") from None
@@ -228,15 +266,21 @@ class OpenAIBackend:
 
     def _to_generation(self, e, resp, back, attempts, latency, structured) -> Generation:
         choice = resp.choices[0] if resp.choices else None
-        msg = choice.message if choice else None
         calls = None
-        if msg is not None and msg.tool_calls:
-            calls = [{"id": c.id, "type": "function",
-                      "function": {"name": back.get(c.function.name, c.function.name),
-                                   "arguments": c.function.arguments}} for c in msg.tool_calls]
+        if self.tools_mode == "completions":
+            text = (choice.text if choice else None) or ""
+        else:
+            msg = choice.message if choice else None
+            text = (msg.content if msg else None) or ""
+            if msg is not None and msg.tool_calls:
+                calls = [{"id": c.id, "type": "function",
+                          "function": {"name": back.get(c.function.name, c.function.name),
+                                       "arguments": c.function.arguments}} for c in msg.tool_calls]
         usage = getattr(resp, "usage", None)
-        g = Generation(id=e.id, output=(msg.content if msg else None) or "", tool_calls=calls,
-                       latency_s=round(latency, 3), attempts=attempts, structured_mode=structured,
+        g = Generation(id=e.id, output=text, tool_calls=calls, latency_s=round(latency, 3), attempts=attempts,
+                       structured_mode=structured, finish_reason=getattr(choice, "finish_reason", None),
+                       # a server may answer a call as text (the renamed name in it): scoring maps those back too
+                       renamed_tools={k: v for k, v in back.items() if k != v} or None,
                        prompt_tokens=getattr(usage, "prompt_tokens", None),
                        completion_tokens=getattr(usage, "completion_tokens", None))
         with self._lock:

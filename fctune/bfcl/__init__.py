@@ -5,6 +5,10 @@ Summaries (``<label>_bfcl.json``): per-category accuracy with counts and bootstr
 leaderboard's non-live AST column, Python only); ``live_ast`` = mean over all live_simple / live_multiple /
 live_parallel / live_parallel_multiple rows (weighted by count, as the leaderboard); ``hallucination`` =
 irrelevance and live_irrelevance accuracy (no call made).
+
+Two readings, side by side: ``accuracy`` (strict: only calls in the model's declared call format are read, as a
+leaderboard decoder reads them, and integers in an array of floats are rejected, as the leaderboard's checker does)
+and ``accuracy_lenient`` (any recoverable call; such integers accepted). Comparisons use the strict reading.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from fctune.evaluate import (
     generate_resumable,
     make_backend,
     safe_label,
+    set_budget,
     with_model,
 )
 from fctune.formats.bfcl import CATEGORIES, LIVE, NON_LIVE, load_category, package_version
@@ -42,8 +47,10 @@ NON_LIVE_AST = ("simple_python", "multiple", "parallel", "parallel_multiple")
 LIVE_AST = ("live_simple", "live_multiple", "live_parallel", "live_parallel_multiple")
 
 
-def score_rows(examples, predictions: list[dict], where: str = "predictions") -> tuple[list[dict], dict]:
-    """Verdict per row (pure scoring over saved outputs); errors are excluded from accuracy. Rows are checked and
+def score_rows(examples, predictions: list[dict], where: str = "predictions",
+               call_format: list[str] | None = None) -> tuple[list[dict], dict]:
+    """Verdict per row in both readings (pure scoring over saved outputs): ``valid`` strict (calls only in
+    ``call_format``), ``valid_lenient`` any recoverable call; errors are excluded from accuracy. Rows are checked and
     indexed as the suites' are (:func:`fctune.score.index_predictions`)."""
     by_id, issues = index_predictions(predictions, [e.id for e in examples], where)
     details = []
@@ -58,10 +65,16 @@ def score_rows(examples, predictions: list[dict], where: str = "predictions") ->
         if p.get("error"):
             row.update(valid=None, error=p["error"])
         else:
-            calls = calls_from_output(p.get("output"), p.get("tool_calls"), e.tool_names)
-            err = check_bfcl(b["category"], b["functions"], b["possible_answer"], calls)
+            out, tcs, renamed = p.get("output"), p.get("tool_calls"), p.get("renamed_tools")
+            calls = calls_from_output(out, tcs, e.tool_names, call_format or ["any"], renamed)
+            err = check_bfcl(b["category"], b["functions"], b["possible_answer"], calls, strict=True)
+            any_calls = calls_from_output(out, tcs, e.tool_names, None, renamed)
+            err_lenient = check_bfcl(b["category"], b["functions"], b["possible_answer"], any_calls, strict=False)
+            if err and p.get("finish_reason") == "length":
+                err = ("truncated", f"cut at the generation budget ({err[0]}: {err[1]})")
             row.update(valid=err is None, error_type=err[0] if err else None, reason=err[1] if err else None,
-                       calls=[{"name": n, "arguments": a} for n, a in calls])
+                       valid_lenient=err_lenient is None, finish_reason=p.get("finish_reason"),
+                       calls=[{"name": n, "arguments": a} for n, a in any_calls])
         details.append(row)
     return details, issues
 
@@ -69,7 +82,10 @@ def score_rows(examples, predictions: list[dict], where: str = "predictions") ->
 def category_summary(category: str, details: list[dict]) -> dict:
     scored = [d for d in details if d.get("valid") is not None]
     vals = [1.0 if d["valid"] else 0.0 for d in scored]
+    lenient = [1.0 if d.get("valid_lenient", d["valid"]) else 0.0 for d in scored]
     return {"category": category, "accuracy": round(sum(vals) / len(vals), 4) if vals else None,
+            "accuracy_lenient": round(sum(lenient) / len(lenient), 4) if lenient else None,
+            "n_truncated": sum(1 for d in scored if d.get("finish_reason") == "length"),
             "correct": int(sum(vals)), "total": len(scored), "n_errors": len(details) - len(scored),
             "ci": bootstrap_ci(vals) if vals else None,
             "error_types": dict(Counter(d["error_type"] for d in scored if d.get("error_type")).most_common())}
@@ -82,6 +98,8 @@ def overall_summary(per_category: dict) -> dict:
     return {
         "non_live_ast": round(sum(per_category[c]["accuracy"] for c in non_live) / len(non_live), 4) if non_live
         else None,
+        "non_live_ast_lenient": round(sum(per_category[c].get("accuracy_lenient", per_category[c]["accuracy"])
+                                          for c in non_live) / len(non_live), 4) if non_live else None,
         "non_live_ast_categories": non_live,
         "live_ast": round(sum(per_category[c]["correct"] for c in live) / total, 4) if total else None,
         "live_ast_categories": live,
@@ -128,16 +146,17 @@ def run_bfcl(cfg: BfclConfig) -> dict:
     try:
         for cat in cats:
             examples = load_category(cat, limit=cfg.limit, sample=cfg.sample, seed=cfg.seed)
+            budget = set_budget(backend, cfg, load_category(cat))  # sized from the whole category
             pred_path = results / f"{safe_label(label)}_bfcl_{cat}_predictions.jsonl"
             run_identity = {"model": ident.get("model"), "adapter_version_id": ident.get("adapter_version_id"),
                             "endpoint_host": ident.get("endpoint_host"), "tools_mode": ident.get("tools_mode"),
-                            "rows": sha256_json([e.id for e in examples]), "max_new_tokens": cfg.max_new_tokens}
+                            "rows": sha256_json([e.id for e in examples]), "max_new_tokens": budget}
             t0 = time.time()
             preds, counts = generate_resumable(backend, examples, pred_path, run_identity, cfg.resume,
                                                desc=f"{label} bfcl {cat}")
             check_error_rate(preds, cfg.max_error_rate, f"{label} on BFCL {cat}", pred_path)
-            details, issues = score_rows(examples, preds, where=str(pred_path))
-            per_category[cat] = {**category_summary(cat, details), "wall_s": round(time.time() - t0, 1), **counts}
+            details, issues = score_rows(examples, preds, where=str(pred_path), call_format=ident.get("call_format"))
+            per_category[cat] = {**category_summary(cat, details), "max_new_tokens": budget, "wall_s": round(time.time() - t0, 1), **counts}
             all_details.extend(details)
             log.info("%s BFCL %s: %s/%s = %s", label, cat, per_category[cat]["correct"], per_category[cat]["total"],
                      per_category[cat]["accuracy"])
@@ -159,7 +178,8 @@ def rescore(results_dir: str, label: str, categories: list[str], sample: int | N
     """Summarize a model's saved BFCL predictions (no backend): what finished is scored, what did not is listed."""
     results = Path(results_dir)
     per_category, all_details, missing = {}, [], []
-    ident: dict = {}
+    old = results / f"{safe_label(label)}_bfcl.json"
+    ident: dict = read_json(old).get("model", {}) if old.exists() else {}
     for cat in expand_categories(categories):
         pred_path = results / f"{safe_label(label)}_bfcl_{cat}_predictions.jsonl"
         if not pred_path.exists():
@@ -167,12 +187,9 @@ def rescore(results_dir: str, label: str, categories: list[str], sample: int | N
             continue
         examples = load_category(cat, limit=limit, sample=sample, seed=seed)
         preds = read_jsonl(pred_path)
-        details, issues = score_rows(examples, preds)
+        details, issues = score_rows(examples, preds, call_format=ident.get("call_format"))
         per_category[cat] = {**category_summary(cat, details), "missing_predictions": len(issues["missing_predictions"])}
         all_details.extend(details)
-    old = results / f"{safe_label(label)}_bfcl.json"
-    if old.exists():
-        ident = read_json(old).get("model", {})
     summary = {"model": ident or {"label": label}, "suite": "bfcl", "bfcl_eval_version": package_version(),
                "categories": per_category, **overall_summary(per_category), "sample": sample, "limit": limit,
                "categories_without_predictions": missing, "rescored_from_saved_predictions": True}

@@ -40,8 +40,11 @@ def _answer_type(options: list):
     return next((type(o) for o in options if o != ""), None)
 
 
-def check_type(param: str, value, options: list, bfcl_type: str, item_type: str | None) -> tuple[Err, bool]:
-    """``(error, is_variable)``: is the value of the declared type (or of the possible answers' type)?"""
+def check_type(param: str, value, options: list, bfcl_type: str, item_type: str | None,
+               strict: bool = True) -> tuple[Err, bool]:
+    """``(error, is_variable)``: is the value of the declared type (or of the possible answers' type)? ``strict``
+    (the leaderboard's rule) rejects integers in an array declared of floats (``[1, 3]`` for ``[[1.0, 3.0]]``);
+    the lenient reading accepts them."""
     expected = PY_TYPES.get(bfcl_type, str)
     ans_type = _answer_type(options)
     is_variable = ans_type is not None and ans_type is not expected
@@ -53,7 +56,8 @@ def check_type(param: str, value, options: list, bfcl_type: str, item_type: str 
             if not isinstance(opt, list):
                 continue
             opt_type = _answer_type(opt)  # items of the answers' own type pass, as the leaderboard's nested check
-            if all(type(v) is inner or (inner is float and type(v) is int) or type(v) is opt_type for v in value):
+            if all(type(v) is inner or (not strict and inner is float and type(v) is int) or type(v) is opt_type
+                   for v in value):
                 return None, is_variable
         return ("type_error:nested", f"{param}: items of {value!r} are not {item_type}"), is_variable
     if ans_type is not None and type(value) is ans_type:
@@ -113,7 +117,7 @@ def check_list_of_dicts(param: str, value: list, options: list) -> Err:
     return err
 
 
-def check_call(func: dict, call: tuple[str, dict], answer: dict) -> Err:
+def check_call(func: dict, call: tuple[str, dict], answer: dict, strict: bool = True) -> Err:
     """One call ``(name, args)`` against one function description and its possible answer ``{name: {...}}``."""
     (exp_name, options), = answer.items()
     name, args = call
@@ -133,7 +137,7 @@ def check_call(func: dict, call: tuple[str, dict], answer: dict) -> Err:
             value = list(value)
         if bfcl_type == "float" and type(value) is int:
             value = float(value)
-        err, is_variable = check_type(p, value, options[p], bfcl_type, item_type)
+        err, is_variable = check_type(p, value, options[p], bfcl_type, item_type, strict)
         if err:
             return err
         if not is_variable:
@@ -178,8 +182,9 @@ def _max_matching(ok: list[list[bool]]) -> int:
     return sum(augment(a, set()) for a in range(len(ok)))
 
 
-def check_bfcl(category: str, functions: list[dict], answers: list | None, calls: list[tuple[str, dict]]) -> Err:
-    """The verdict for one BFCL row: None = correct, else (error_type, message)."""
+def check_bfcl(category: str, functions: list[dict], answers: list | None, calls: list[tuple[str, dict]],
+               strict: bool = True) -> Err:
+    """The verdict for one BFCL row: None = correct, else (error_type, message). ``strict``: see :func:`check_type`."""
     if "irrelevance" in category:
         return None if not calls else ("irrelevance:called_a_function", f"made {len(calls)} call(s)")
     if not calls:
@@ -193,7 +198,7 @@ def check_bfcl(category: str, functions: list[dict], answers: list | None, calls
             func = _find(functions, next(iter(ans)))
             row = []
             for c in calls:
-                e = check_call(func, c, ans) if func else ("simple_function_checker:wrong_func_name", "unknown")
+                e = check_call(func, c, ans, strict) if func else ("simple_function_checker:wrong_func_name", "unknown")
                 row.append(e is None)
                 if e:
                     errors.append(e)
@@ -207,12 +212,17 @@ def check_bfcl(category: str, functions: list[dict], answers: list | None, calls
     func = _find(functions, next(iter(answers[0])))
     if func is None:
         return "simple_function_checker:wrong_func_name", "expected function not offered"
-    return check_call(func, calls[0], answers[0])
+    return check_call(func, calls[0], answers[0], strict)
 
 
-def calls_from_output(output: str | None, tool_calls: list | None, function_names: list[str]) -> list[tuple[str, Any]]:
-    """Decode a model answer into BFCL's ``[(name, args)]`` with the shared parser."""
-    from fctune.parse import parse_tool_calls
+def calls_from_output(output: str | None, tool_calls: list | None, function_names: list[str],
+                      call_format: list[str] | None = None, renamed_tools: dict | None = None
+                      ) -> list[tuple[str, Any]]:
+    """Decode a model answer into BFCL's ``[(name, args)]`` with the shared parser. With ``call_format`` (the strict
+    reading) only calls written in one of those shapes count, as a leaderboard decoder reads them."""
+    from fctune.parse import parse_tool_calls, rename_calls
 
-    parsed = parse_tool_calls(output, tool_calls, tool_names=function_names)
+    parsed = rename_calls(parse_tool_calls(output, tool_calls, tool_names=function_names), renamed_tools)
+    if call_format is not None and "any" not in call_format and parsed.shape not in call_format:
+        return []
     return [(c.name, c.arguments) for c in parsed.calls]
