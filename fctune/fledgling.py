@@ -183,27 +183,32 @@ def _model_results(label: str, results_dir: Path):
         f = results_dir / f"{label}_{track}.json"
         if f.exists():
             m.suites[track] = read_json(f)
+            m.details[track] = f.with_name(f"{label}_{track}_details.jsonl")
     return m
 
 
 def gate_decision(base, llm, threshold: float) -> dict:
-    """Skip fine-tuning when the base SLM's relative score (mean ratio to the LLM over the track metrics)
-    is at least ``1 - threshold``. Pure: takes ModelResults-like objects with the track summaries."""
-    from fctune.compare import relative_scores
+    """Skip fine-tuning only when the base SLM is within ``threshold`` of the LLM on every track metric: the same
+    paired, per-capability rule as the comparison's verdict (:mod:`fctune.decision`), over the rows both answered.
+    Pure: takes ModelResults with the tracks' summaries and per-row details."""
+    from fctune.compare import capability_ratios
+    from fctune.decision import judge
 
-    metrics = [f"{t}.{m}" for t, ms in TRACKS.items() for m in ms]
-    rel = relative_scores(base, llm, metrics, "mean")
-    score = rel["score"]
-    numbers = {"relative_score": score, "score_range": rel["score_range"], "threshold": threshold,
-               "per_metric": {k: {x: v.get(x) for x in ("slm", "llm", "ratio", "why")} for k, v in rel["per_metric"].items()}}
-    if score is None:
-        return {"decision": "FINE-TUNE", "fine_tune": True, "numbers": numbers,
-                "reason": "no comparable metric (the LLM scores 0 or results are missing): fine-tuning is not skipped"}
-    if score >= 1 - threshold:
+    caps = [{"name": f"{t}.{m}", "metric": f"{t}.{m}"} for t, ms in TRACKS.items() for m in ms]
+    ratios = capability_ratios(base, llm, caps)
+    j = judge(ratios, {}, 1 - threshold, "min")
+    numbers = {"status": j["status"], "min_ratio": j["min_ratio"], "threshold": threshold,
+               "rows_needed": j.get("rows_needed"),
+               "per_metric": {k: {**{x: v.get(x) for x in ("slm", "llm", "ratio", "ci", "n")},
+                                  "status": j["capabilities"][k]["status"]} for k, v in ratios.items()}}
+    if j["status"] == "pass":
         return {"decision": "SKIP FINE-TUNING", "fine_tune": False, "numbers": numbers,
-                "reason": f"the base SLM is at {score:.1%} of the LLM, within {threshold:.0%}: fine-tuning is unnecessary"}
+                "reason": f"the base SLM is within {threshold:.0%} of the LLM on every track metric (paired lower "
+                          f"bounds; lowest ratio {j['min_ratio']:.1%}): fine-tuning is unnecessary"}
+    needed = f"; about {j['rows_needed']} test rows would decide it" if j.get("rows_needed") else ""
     return {"decision": "FINE-TUNE", "fine_tune": True, "numbers": numbers,
-            "reason": f"the base SLM is at {score:.1%} of the LLM, more than {threshold:.0%} below"}
+            "reason": f"fine-tuning is not skipped: the base SLM is not shown within {threshold:.0%} of the LLM "
+                      f"({j['status']}: {j['why']}{needed})"}
 
 
 def run_pipeline(cfg: FledglingConfig) -> dict:

@@ -58,30 +58,38 @@ def test_zero_valid_rate_with_nonempty_outputs_warns_with_examples(caplog):
     assert "0% valid calls" in caplog.text and "The weather is nice." in caplog.text and summary["warnings"]
 
 
-def _track_results(label, f1, exact, valid, sf1, svalid, sschema):
+def _track_results(tmp_path, label, right: int, n: int = 40):
+    """A model right on the first ``right`` of ``n`` rows of both tracks (every track metric 1 there, 0 elsewhere),
+    written as details files, as the evaluation runner writes them."""
     m = ModelResults(label, {"label": label})
-    mk = lambda v: {"value": v, "ci": [max(0, v - 0.05), min(1, v + 0.05)], "n": 50}  # noqa: E731
-    m.suites["fledgling_toolcall"] = {"metrics": {"args_field_f1": mk(f1), "args_exact_match_rate": mk(exact),
-                                                  "valid_json_rate": mk(valid)}}
-    m.suites["fledgling_structured"] = {"metrics": {"field_f1": mk(sf1), "valid_json_rate": mk(svalid),
-                                                    "schema_valid_rate": mk(sschema)}}
+    for track, kind in (("fledgling_toolcall", "tool_calls"), ("fledgling_structured", "json")):
+        rows = [{"id": f"{track}-{i}", "expected_kind": kind, "args_field_f1": None, "field_f1": float(i < right),
+                 "args_exact_match": i < right, "valid_json": i < right, "schema_valid": i < right,
+                 "parse_shape": "hermes_tags" if kind == "tool_calls" else None} for i in range(n)]
+        det = tmp_path / f"{label}_{track}_details.jsonl"
+        det.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        m.details[track] = det
+        m.suites[track] = {"n_scored": n, "call_format": ["hermes_tags"]}
     return m
 
 
-@pytest.mark.parametrize("scale,fine_tune", [(0.90, False), (0.89, True)])
-def test_gate_both_sides(scale, fine_tune):
-    llm = _track_results("llm", 0.8, 0.6, 1.0, 0.7, 1.0, 0.9)
-    base = _track_results("base", 0.8 * scale, 0.6 * scale, 1.0 * scale, 0.7 * scale, 1.0 * scale, 0.9 * scale)
-    g = gate_decision(base, llm, 0.10)
-    assert g["fine_tune"] is fine_tune
+@pytest.mark.parametrize("right,fine_tune,status", [
+    (36, False, "pass"),           # equal to the LLM on the same rows: fine-tuning is unnecessary
+    (18, True, "fail"),            # half the LLM
+    (33, True, "inconclusive"),    # close, but 10% below is not ruled out: not skipped
+])
+def test_gate_both_sides(tmp_path, right, fine_tune, status):
+    llm = _track_results(tmp_path, "llm", 36)
+    g = gate_decision(_track_results(tmp_path, "base", right), llm, 0.10)
+    assert g["fine_tune"] is fine_tune and g["numbers"]["status"] == status, g["reason"]
     assert g["decision"] == ("FINE-TUNE" if fine_tune else "SKIP FINE-TUNING")
-    assert g["numbers"]["relative_score"] == pytest.approx(scale, abs=1e-4)
+    assert g["numbers"]["min_ratio"] == pytest.approx(right / 36, abs=1e-3)
 
 
-def test_gate_without_comparable_metrics_fine_tunes():
-    llm = _track_results("llm", 0, 0, 0, 0, 0, 0)
-    g = gate_decision(_track_results("b", 0.1, 0, 0.2, 0.1, 0.2, 0.1), llm, 0.10)
-    assert g["fine_tune"] and "not skipped" in g["reason"]
+def test_gate_without_comparable_metrics_fine_tunes(tmp_path):
+    llm = _track_results(tmp_path, "llm", 0)
+    g = gate_decision(_track_results(tmp_path, "b", 10), llm, 0.10)
+    assert g["fine_tune"] and "not skipped" in g["reason"] and "the LLM scores 0" in g["reason"]
 
 
 @pytest.mark.slow
@@ -95,7 +103,7 @@ def test_pipeline_end_to_end_offline(tmp_path, tiny_model_dir, monkeypatch):
                                      llm_backend="auto"))
     res = tmp_path / "fledgling" / "eval_results"
     gate = json.loads((res / "fledgling_gate.json").read_text())
-    assert gate["decision"] in ("FINE-TUNE", "SKIP FINE-TUNING") and "relative_score" in gate["numbers"]
+    assert gate["decision"] in ("FINE-TUNE", "SKIP FINE-TUNING") and "min_ratio" in gate["numbers"]
     assert gate["llm"]["backend"] == "llamacpp" and "no Azure/OpenAI endpoint" in gate["llm"]["why"]
     llm_label = gate["llm"]["label"]
     for track in ("fledgling_toolcall", "fledgling_structured"):
