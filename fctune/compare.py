@@ -386,7 +386,12 @@ def seed_questions(models: dict, llm, judged: dict, costs: dict, per_domain: dic
 
     def weakest(k):
         j = ft[k]
-        return f"{j['min_ratio']:.0%}" if j.get("min_ratio") is not None else "no ratio"
+        if j.get("min_ratio") is None:
+            return "no ratio to the LLM on any capability"
+        measured = [c for c in j["capabilities"].values() if c.get("ratio") is not None]
+        where = ("its weakest capability" if len(measured) == len(j["capabilities"]) else
+                 f"its weakest of the {len(measured)} of {len(j['capabilities'])} capabilities with a ratio")
+        return f"{j['min_ratio']:.0%} of the LLM on {where}"
 
     paper = sorted(k for k, j in ft.items() if j["approach"] == "paper")
     fl = sorted(k for k, j in ft.items() if j["approach"] == "fledgling")
@@ -396,7 +401,7 @@ def seed_questions(models: dict, llm, judged: dict, costs: dict, per_domain: dic
     else:
         a, b = max(paper, key=lambda k: ft[k]["min_ratio"] or -1), max(fl, key=lambda k: ft[k]["min_ratio"] or -1)
         same = models[a].info.get("model") == models[b].info.get("model")
-        ask(q, f"{a} (Hermes) reaches {weakest(a)} of the LLM on its weakest capability, {b} (xLAM) {weakest(b)}; "
+        ask(q, f"{a} (Hermes) reaches {weakest(a)}, {b} (xLAM) {weakest(b)}; "
                f"{_compare_pair(models, a, b, key)}." + ("" if same else " Their base models differ "
                                                          f"({models[a].info.get('model')} vs {models[b].info.get('model')}):"
                                                          " data and base model are confounded."))
@@ -411,8 +416,8 @@ def seed_questions(models: dict, llm, judged: dict, costs: dict, per_domain: dic
         lc, pc = (costs.get(fams["llama"]) or {}), (costs.get(fams["phi"]) or {})
         cost = (f"; per 1M tokens ${lc['cost_per_1m_tokens_usd']:.2f} vs ${pc['cost_per_1m_tokens_usd']:.2f}"
                 if lc and pc else "")
-        ask(q, f"Llama reaches {weakest(fams['llama'])} of the LLM on its weakest capability, Phi "
-               f"{weakest(fams['phi'])}; {_compare_pair(models, fams['llama'], fams['phi'], key)}{cost}.")
+        ask(q, f"Llama reaches {weakest(fams['llama'])}, Phi {weakest(fams['phi'])}; "
+               f"{_compare_pair(models, fams['llama'], fams['phi'], key)}{cost}.")
     q = "Can either fine-tuned model match the LLM?"
     if not ft:
         ask(q, "Not measurable: no fine-tuned model was evaluated.", False)
@@ -427,7 +432,7 @@ def seed_questions(models: dict, llm, judged: dict, costs: dict, per_domain: dic
             ask(q, f"Not decided: {k} {ft[k]['why']}{_needed(ft[k])}.")
         else:
             k = max(ft, key=lambda k: ft[k]["min_ratio"] or -1)
-            ask(q, f"No: the best, {k}, {ft[k]['why']} (weakest capability at {weakest(k)} of the LLM).")
+            ask(q, f"No: the best, {k}, {ft[k]['why']} ({weakest(k)}).")
     q = "Which model generalizes across domains?"
     spread = {k: v for k, v in per_domain.items() if len(v) >= 2 and k in judged}
     if not spread:
@@ -439,9 +444,11 @@ def seed_questions(models: dict, llm, judged: dict, costs: dict, per_domain: dic
         lab = llm.label if llm else None
         llm_part = (f"; the LLM's worst domain is at {min(per_domain[lab].values()):.2f}"
                     if len(per_domain.get(lab) or {}) >= 2 else "")
+        per = ((models[k].suites.get("domain_diverse") or {}).get("breakdown") or {}).get("domain", {})
+        sizes = sorted(v.get("n", 0) for v in per.values())
         ask(q, f"{k}: its worst of {len(spread[k])} domains has field F1 {worst(k):.2f} "
-               f"({min(spread[k], key=spread[k].get)}){llm_part}. Per-domain rows are few (5 each in the suite): "
-               "read the heat map, not the ranking, for a close call.")
+               f"({min(spread[k], key=spread[k].get)}){llm_part}. Per-domain rows are few ({sizes[0]}–{sizes[-1]} "
+               "per domain): read the heat map, not the ranking, for a close call.")
     return out
 
 

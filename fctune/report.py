@@ -293,8 +293,8 @@ def write_html(report: dict, path: Path) -> Path:
                      _ci_text(j.get("mean_ci")) if j["aggregate"] == "mean" else "", "", j["status"] +
                      (f" — {j['why']}" if j.get("why") else ""), j.get("rows_needed") or ""])
         classes.append({"pass": "pass", "fail": "fail"}.get(j["status"], "missing"))
-    parts.append(_table(["model", "role", "capability", "metric", "model", "LLM", "ratio", "paired 95% interval",
-                         "rows", "status", "rows that would decide"], rows, classes))
+    parts.append(_table(["model", "role", "capability", "metric", "its score", "LLM's score", "ratio",
+                         "paired 95% interval", "rows", "status", "rows that would decide"], rows, classes))
 
     parts.append("<h2>Vetoes (calls that must not happen)</h2>")
     rows, classes = [], []
