@@ -28,9 +28,9 @@ SPLITS=$WORK/comparison_framework/test_splits
 cd "$ROOT"
 ev=($PY docker/unsloth-paper/scripts/eval_function_call.py --splits-dir "$SPLITS")
 # 2. the LLM baseline, re-measured (a new label: the old measurement stays for comparison). LIMIT rows per suite
-#    (default 30: the first 30 of each suite's hashed order; the 1.5B model takes ~12 s a row on 2 cores)
+#    (default 20: the first 20 of each suite's hashed order; the 1.5B model takes ~12 s a row on 2 cores)
 want llm && "${ev[@]}" --backend llamacpp --model /tmp/models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf --max-concurrency 1 \
-  --limit "${LIMIT:-30}" \
+  --limit "${LIMIT:-20}" --request-timeout-s 300 \
   --label llm-qwen2.5-coder-1.5b-completions --role llm --approach llm --results-dir "$P2/llm_completions" \
   --suites single_turn multi_turn domain_diverse structured_json no_call
 # 3. the safety suite for every committed model, with its committed adapter (same labels, same folders)

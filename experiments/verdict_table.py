@@ -18,6 +18,8 @@ def main(path: str) -> None:
     d = r["decision"]
     print(f"Verdict: **{d['verdict']}** — {d['reason']} (aggregate {d['aggregate']}, bar {d['bar']:.0%}, "
           f"LLM {r['llm_baseline']})\n")
+    if d.get("lenient"):
+        print(f"Lenient reading: {d['lenient']['verdict']} — {d['lenient']['reason']}\n")
     verdicts = {k: v for k, v in r["verdicts"].items() if v["role"] == "finetuned"}
     caps = list(next(iter(verdicts.values()))["capabilities"])
     print("| model | " + " | ".join(caps) + " | vetoes | verdict |")

@@ -64,7 +64,7 @@ class ModelResults:
     details: dict = field(default_factory=dict)    # suite -> details path
     bfcl: dict | None = None
     source_dir: str = ""
-    strict_rows: dict = field(default_factory=dict, repr=False)  # suite -> verdicts in the strict reading (cache)
+    rows_cache: dict = field(default_factory=dict, repr=False)  # (suite, reading) -> scored verdicts
 
     @property
     def role(self):
@@ -170,16 +170,16 @@ def call_format_of(m: ModelResults) -> list[str]:
     return legacy_call_format(m.info)
 
 
-def _rows(m: ModelResults, suite: str) -> list[dict]:
-    """A suite's verdicts in the strict reading (cached on the model)."""
+def _rows(m: ModelResults, suite: str, reading: str = "strict") -> list[dict]:
+    """A suite's scored verdicts in the strict (default) or lenient reading (cached on the model)."""
     from fctune.metrics import strict_view
 
-    if suite not in m.strict_rows:
+    if (suite, reading) not in m.rows_cache:
         det = m.details.get(suite)
-        rows = read_jsonl_tolerant(det)[0] if det else []
-        fmt = call_format_of(m)
-        m.strict_rows[suite] = [strict_view(r, fmt) for r in rows if r.get("error") is None]
-    return m.strict_rows[suite]
+        rows = [r for r in (read_jsonl_tolerant(det)[0] if det else []) if r.get("error") is None]
+        fmt = call_format_of(m) if reading == "strict" else ["any"]
+        m.rows_cache[suite, reading] = [strict_view(r, fmt) for r in rows]
+    return m.rows_cache[suite, reading]
 
 
 def _extra_call(r: dict) -> float:
@@ -197,27 +197,27 @@ POOLED = {
 }
 
 
-def row_scores(m: ModelResults, path: str) -> dict[str, float]:
+def row_scores(m: ModelResults, path: str, reading: str = "strict") -> dict[str, float]:
     """Row id -> the row's score for ``suite.metric`` (strict reading), for the metrics that are means over rows."""
     from fctune.metrics import METRICS
 
     if path in POOLED:
         kinds, value = POOLED[path]
-        return {f"{suite}/{r['id']}": value(r) for suite in sorted(m.details) for r in _rows(m, suite)
+        return {f"{suite}/{r['id']}": value(r) for suite in sorted(m.details) for r in _rows(m, suite, reading)
                 if r.get("expected_kind") in kinds and (path != "json_quality.valid_json_rate"
                                                         or r.get("valid_json") is not None)}
     suite, name = path.split(".", 1)
     if name not in METRICS or suite not in m.details:
         return {}
     field_, kinds = METRICS[name]
-    return {r["id"]: float(r[field_]) for r in _rows(m, suite)
+    return {r["id"]: float(r[field_]) for r in _rows(m, suite, reading)
             if r.get("expected_kind") in kinds and r.get(field_) is not None}
 
 
-def metric(m: ModelResults, path: str) -> dict | None:
+def metric(m: ModelResults, path: str, reading: str = "strict") -> dict | None:
     """``{"value", "ci", "n"}`` for ``suite.metric`` (strict reading), pooled pseudo-suites included."""
     if path in POOLED:
-        vals = list(row_scores(m, path).values())
+        vals = list(row_scores(m, path, reading).values())
         if not vals:
             return None
         return {"value": round(sum(vals) / len(vals), 4), "ci": bootstrap_ci(vals), "n": len(vals)}
@@ -233,23 +233,23 @@ def metric(m: ModelResults, path: str) -> dict | None:
 
 
 # -- the verdict: paired ratios per capability, vetoes, and the phase decisions --------------------------------
-def capability_ratios(m: ModelResults, llm: ModelResults, caps: list[dict]) -> dict:
+def capability_ratios(m: ModelResults, llm: ModelResults, caps: list[dict], reading: str = "strict") -> dict:
     """Capability name -> paired ratio to the LLM over the rows both answered (see :mod:`fctune.decision`)."""
     from fctune.decision import paired_ratio
 
     out = {}
     for c in caps:
-        r = paired_ratio(row_scores(m, c["metric"]), row_scores(llm, c["metric"]))
+        r = paired_ratio(row_scores(m, c["metric"], reading), row_scores(llm, c["metric"], reading))
         out[c["name"]] = {**r, "metric": c["metric"]}
     return out
 
 
-def veto_checks(m: ModelResults, vetoes: list[dict]) -> dict:
+def veto_checks(m: ModelResults, vetoes: list[dict], reading: str = "strict") -> dict:
     from fctune.decision import check_veto
 
     out = {}
     for v in vetoes:
-        got = metric(m, v["metric"])
+        got = metric(m, v["metric"], reading)
         value = got["value"] if got else None
         out[v["name"]] = {"metric": v["metric"], "op": v["op"], "threshold": v["threshold"], "value": value,
                           "ci": got.get("ci") if got else None, "n": got.get("n") if got else 0,
@@ -257,7 +257,7 @@ def veto_checks(m: ModelResults, vetoes: list[dict]) -> dict:
     return out
 
 
-def judge_models(models: dict, llm: ModelResults, gcfg: dict, bar: float) -> dict:
+def judge_models(models: dict, llm: ModelResults, gcfg: dict, bar: float, reading: str = "strict") -> dict:
     """Label -> the verdict of every model but the LLM against ``bar`` (replicates dropped: not for the report)."""
     from fctune.decision import judge
 
@@ -265,14 +265,14 @@ def judge_models(models: dict, llm: ModelResults, gcfg: dict, bar: float) -> dic
     for m in models.values():
         if m is llm or m.role == "llm":  # another LLM measurement is a reference, not a candidate
             continue
-        caps = capability_ratios(m, llm, gcfg["capabilities"])
-        vetoes = veto_checks(m, gcfg["vetoes"])
+        caps = capability_ratios(m, llm, gcfg["capabilities"], reading)
+        vetoes = veto_checks(m, gcfg["vetoes"], reading)
         j = judge(caps, vetoes, bar, gcfg["relative"]["aggregate"])
         for name, c in caps.items():
             c.pop("replicates", None)
             c.update(j["capabilities"][name])
         out[m.label] = {**j, "capabilities": caps, "vetoes": vetoes, "role": m.role, "approach": m.approach,
-                        "family": m.family}
+                        "family": m.family, "reading": reading}
     return out
 
 
@@ -313,8 +313,9 @@ def phase1_decision(models, llm, judged: dict, cfg: dict) -> dict:
     winner = None
     if len(paper) >= 2:
         (fa, (ka, ja)), (fb, (kb, jb)) = sorted(paper.items(), key=lambda kv: -(kv[1][1]["min_ratio"] or -1))[:2]
-        diff = paired_difference(row_scores(models[ka], p1["winner_metric"]),
-                                 row_scores(models[kb], p1["winner_metric"]))
+        reading = ja.get("reading", "strict")
+        diff = paired_difference(row_scores(models[ka], p1["winner_metric"], reading),
+                                 row_scores(models[kb], p1["winner_metric"], reading))
         margin = (ja["min_ratio"] or 0) - (jb["min_ratio"] or 0)
         winner = {"leader": ka, "runner_up": kb, "margin": round(margin, 4), "metric": p1["winner_metric"], **diff}
         if margin >= p1["winner_margin"] and diff["ci"] and diff["ci"][0] > 0:
@@ -639,6 +640,10 @@ def compare(cfg: CompareConfig) -> dict:
     decision = phase1_decision(models, llm, judged, gcfg) if cfg.phase == 1 else phase2_decision(models, llm, judged,
                                                                                                   gcfg)
     decision.update(aggregate=gcfg["relative"]["aggregate"], bar=bar, reading="strict")
+    # the same rule in the lenient reading, shown beside the verdict (never instead of it): what changes when every
+    # recoverable call counts, e.g. for an LLM whose calls are not in its declared format
+    lenient = judge_models(models, llm, gcfg, bar, reading="lenient")
+    decision["lenient"] = (phase1_decision if cfg.phase == 1 else phase2_decision)(models, llm, lenient, gcfg)
     gates = gate_table(models, gcfg["gates"])
     costs = cost_summary(models, gcfg["prices"])
     best = decision.get("model")

@@ -258,6 +258,9 @@ def write_html(report: dict, path: Path) -> Path:
              f"<style>{CSS}</style></head><body>",
              f"<h1>Can a fine-tuned SLM call functions like the LLM? Phase {report['phase']} decision</h1>",
              f"<div class='verdict'>{_e(d['verdict'])}</div><p><b>Why:</b> {_e(d.get('reason', ''))}</p>",
+             (f"<p class='note'>In the lenient reading (any recoverable call counts) the same rule gives "
+              f"<b>{_e(d['lenient']['verdict'])}</b>: {_e(d['lenient'].get('reason', ''))}. The verdict above is the "
+              "strict one.</p>" if d.get("lenient") else ""),
              f"<p>Rule: a model passes when, on every capability, the paired 95% lower bound of its ratio to the LLM "
              f"is at least {_fmt(bar, True)}; it fails when an upper bound is below it or a veto applies; otherwise the "
              f"verdict is INCONCLUSIVE. Aggregate: <b>{_e(d.get('aggregate'))}</b>"

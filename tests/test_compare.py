@@ -133,6 +133,7 @@ def test_report_files_and_chromium_render(three_models, tmp_path):
                     "Failure modes", "Cost", "Strict and lenient readings"):
         assert heading in text, heading
     assert text.index("PROCEED TO PHASE 2") < text.index("Capabilities against the LLM") < text.index("Details")
+    assert r["decision"]["lenient"]["verdict"] == "PROCEED TO PHASE 2" and "In the lenient reading" in text
     assert "{'" not in text and '{"' not in text and "{&#x27;" not in text and "{&quot;" not in text
 
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")

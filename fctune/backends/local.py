@@ -76,13 +76,16 @@ class LocalBackend:
 
     @staticmethod
     def _adapter_metadata(adapter: str | None) -> dict:
+        from fctune.errors import UserError
+
         if not adapter:
             return {}
         p = Path(adapter)
         if not (p / "adapter_config.json").exists():
-            from fctune.errors import UserError
-
             raise UserError(f"{adapter}: not an adapter folder (adapter_config.json missing)")
+        if not any((p / w).exists() for w in ("adapter_model.safetensors", "adapter_model.bin")):
+            raise UserError(f"{adapter}: the adapter's weights (adapter_model.safetensors) are missing; only its "
+                            "configuration is there")
         meta = p / "metadata.json"
         return json.loads(meta.read_text()) if meta.exists() else {}
 
