@@ -316,11 +316,17 @@ def phase1_decision(models, llm, judged: dict, cfg: dict) -> dict:
         reading = ja.get("reading", "strict")
         diff = paired_difference(row_scores(models[ka], p1["winner_metric"], reading),
                                  row_scores(models[kb], p1["winner_metric"], reading))
-        margin = (ja["min_ratio"] or 0) - (jb["min_ratio"] or 0)
-        winner = {"leader": ka, "runner_up": kb, "margin": round(margin, 4), "metric": p1["winner_metric"], **diff}
-        if margin >= p1["winner_margin"] and diff["ci"] and diff["ci"][0] > 0:
+        # the margin compares like with like: the weakest of the capabilities both have a ratio on
+        shared = [c for c, v in ja["capabilities"].items()
+                  if v.get("ratio") is not None and jb["capabilities"][c].get("ratio") is not None]
+        margin = (min(ja["capabilities"][c]["ratio"] for c in shared)
+                  - min(jb["capabilities"][c]["ratio"] for c in shared)) if shared else None
+        winner = {"leader": ka, "runner_up": kb, "margin": None if margin is None else round(margin, 4),
+                  "margin_over": shared, "metric": p1["winner_metric"], **diff}
+        if margin is not None and margin >= p1["winner_margin"] and diff["ci"] and diff["ci"][0] > 0:
             return {"verdict": "FOCUS ON WINNER", "winner": fa, "winner_check": winner,
-                    "reason": f"{fa} ({ka}) leads {fb} by {margin:.1%} of the LLM, and its {p1['winner_metric']} is "
+                    "reason": f"{fa} ({ka}) leads {fb} by {margin:.1%} of the LLM on the weakest of the "
+                              f"{len(shared)} capabilities both have a ratio on, and its {p1['winner_metric']} is "
                               f"higher by {diff['difference']:.3f} on the same rows (paired 95% interval "
                               f"[{diff['ci'][0]:.3f}, {diff['ci'][1]:.3f}])"}
     if all(j["status"] == "fail" for _, j in ft):

@@ -288,7 +288,8 @@ def write_html(report: dict, path: Path) -> Path:
         j = verdicts[model]
         for cap, c in j["capabilities"].items():
             rows.append([model, j["role"], cap, c["metric"], _fmt(c.get("slm")), _fmt(c.get("llm")),
-                         _fmt(c.get("ratio"), True), _ci_text(c.get("ci")), c.get("n"), c.get("status"),
+                         _fmt(c.get("ratio"), True), _ci_text(c.get("ci")), c.get("n"),
+                         c.get("status") + (f": {c['missing_why']}" if c.get("missing_why") else ""),
                          c.get("rows_needed") or ""])
             classes.append({"pass": "pass", "fail": "fail"}.get(c.get("status"), "missing"))
         rows.append([model, j["role"], "verdict", j["aggregate"], "", "", _fmt(j.get("min_ratio"), True)
