@@ -37,7 +37,12 @@ from fctune.io import JsonlAppender, read_json, read_jsonl_tolerant, sha256_file
 
 log = logging.getLogger(__name__)
 
-SUITE_NAMES = ("single_turn", "multi_turn", "domain_diverse", "structured_json", "no_call")  # fctune.suites.SUITES
+
+
+def _suite_names() -> list[str]:
+    from fctune.suites import SUITES  # imported when a config is made: the suites are declared there, once
+
+    return list(SUITES)
 
 
 @dataclass
@@ -61,7 +66,7 @@ class EvalConfig:
     role: str | None = field(default=None, metadata={"help": "recorded for the comparison: base, finetuned or llm",
                                                      "choices": [None, "base", "finetuned", "llm"]})
     family: str | None = field(default=None, metadata={"help": "recorded for the comparison, e.g. phi or llama"})
-    suites: list[str] = field(default_factory=lambda: list(SUITE_NAMES), metadata={
+    suites: list[str] = field(default_factory=_suite_names, metadata={
         "help": "suites to run (their splits must exist in --splits-dir)"})
     splits_dir: str = field(default="comparison_framework/test_splits", metadata={"help": "where suite splits are"})
     split_files: list[str] = field(default_factory=list, metadata={
@@ -324,9 +329,10 @@ def evaluate(cfg: EvalConfig) -> dict:
         ident = backend.identity()
         try:
             for suite, path in files.items():
-                examples = read_examples(path)[: cfg.limit] if cfg.limit else read_examples(path)
+                split = read_examples(path)
+                examples = split[: cfg.limit] if cfg.limit else split
                 # sized from the whole split, so that --limit (a prefix) does not change the budget
-                budget = set_budget(backend, cfg, read_examples(path))
+                budget = set_budget(backend, cfg, split)
                 run_identity = {"model": ident.get("model"), "adapter_version_id": ident.get("adapter_version_id"),
                                 "endpoint_host": ident.get("endpoint_host"), "split_sha256": sha256_file(path),
                                 "max_new_tokens": budget, "tools_mode": ident.get("tools_mode")}

@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fctune.bfcl.checker import calls_from_output, check_bfcl
+from fctune.bfcl.checker import check_bfcl
 from fctune.evaluate import (
     EvalConfig,
     check_error_rate,
@@ -40,6 +40,7 @@ from fctune.io import (
     write_jsonl_atomic,
 )
 from fctune.metrics import bootstrap_ci
+from fctune.parse import in_declared_format, parse_tool_calls, rename_calls
 from fctune.score import index_predictions, require_complete
 
 log = logging.getLogger(__name__)
@@ -65,10 +66,11 @@ def score_rows(examples, predictions: list[dict], where: str = "predictions",
         if p.get("error"):
             row.update(valid=None, error=p["error"])
         else:
-            out, tcs, renamed = p.get("output"), p.get("tool_calls"), p.get("renamed_tools")
-            calls = calls_from_output(out, tcs, e.tool_names, call_format or ["any"], renamed)
+            parsed = rename_calls(parse_tool_calls(p.get("output"), p.get("tool_calls"), tool_names=e.tool_names),
+                                  p.get("renamed_tools"))  # parsed once, read both ways
+            any_calls = [(c.name, c.arguments) for c in parsed.calls]
+            calls = any_calls if in_declared_format(parsed.shape, call_format) else []
             err = check_bfcl(b["category"], b["functions"], b["possible_answer"], calls, strict=True)
-            any_calls = calls_from_output(out, tcs, e.tool_names, None, renamed)
             err_lenient = check_bfcl(b["category"], b["functions"], b["possible_answer"], any_calls, strict=False)
             if err and p.get("finish_reason") == "length":
                 err = ("truncated", f"cut at the generation budget ({err[0]}: {err[1]})")

@@ -220,9 +220,9 @@ def calls_from_output(output: str | None, tool_calls: list | None, function_name
                       ) -> list[tuple[str, Any]]:
     """Decode a model answer into BFCL's ``[(name, args)]`` with the shared parser. With ``call_format`` (the strict
     reading) only calls written in one of those shapes count, as a leaderboard decoder reads them."""
-    from fctune.parse import parse_tool_calls, rename_calls
+    from fctune.parse import in_declared_format, parse_tool_calls, rename_calls
 
     parsed = rename_calls(parse_tool_calls(output, tool_calls, tool_names=function_names), renamed_tools)
-    if call_format is not None and "any" not in call_format and parsed.shape not in call_format:
+    if not in_declared_format(parsed.shape, call_format):
         return []
     return [(c.name, c.arguments) for c in parsed.calls]
