@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 PHASE_SIZES = {1: (100, 50, 50), 2: (1000, 200, 200)}
 OFFLINE = "offline"
+OFFLINE_CATALOG = "offline-catalog"
 
 
 class SourceUnavailable(UserError, RuntimeError):
@@ -155,29 +156,93 @@ def load_hub(dataset_id: str, config: str | None, split: str = "train", hermes_c
     return convert_rows(enumerate(ds, 1), hc, where=f"{dataset_id}[{config}]", result=res)
 
 
-def load_offline(n: int, seed: int, shape: str = "hermes", mix: dict | None = None) -> LoadResult:
-    from fctune.offline import SOURCE, XLAM_MIX, emit_rows, generate_examples
+def parse_mix(entries: list[str] | None, where: str = "--mix") -> dict | None:
+    """``["no_call=0.25", "parallel_same=0.2"]`` -> the engine's default mix with those shares changed."""
+    from fctune.offline.engine import ENGINE_MIX, KINDS
+
+    if not entries:
+        return None
+    mix = dict(ENGINE_MIX)
+    for item in entries:
+        kind, sep, share = str(item).partition("=")
+        if not sep or kind.strip() not in (*KINDS, "catalog"):
+            raise UserError(f"{where}: {item!r} is not KIND=SHARE with KIND one of {', '.join(KINDS)}, catalog")
+        try:
+            mix[kind.strip()] = float(share)
+        except ValueError:
+            raise UserError(f"{where}: {item!r}: the share {share!r} is not a number") from None
+        if mix[kind.strip()] < 0:
+            raise UserError(f"{where}: {item!r}: a share cannot be negative")
+    if sum(mix.values()) <= 0:
+        raise UserError(f"{where}: every share is 0")
+    return mix
+
+
+def load_offline(n: int, seed: int, shape: str = "hermes", mix: dict | None = None,
+                 catalog_size: int | None = None) -> LoadResult:
+    """The offline data engine (``fctune-offline-v2``): generated tools, every row kind, each call verified.
+    Function names BFCL uses are never generated, and catalog rows offering one are dropped (decontamination)."""
+    from fctune.decontam import bfcl_reference
+    from fctune.offline import emit_rows
+    from fctune.offline.engine import (
+        DEFAULT_CATALOG_SIZE,
+        ENGINE_MIX,
+        ENGINE_XLAM_MIX,
+        SOURCE,
+        EngineReport,
+        generate_engine_examples,
+    )
+
+    mix = mix or (ENGINE_XLAM_MIX if shape == "xlam" else ENGINE_MIX)
+    if shape == "xlam" and (mix.get("multi_turn") or mix.get("catalog")):
+        raise UserError("xLAM rows are single-turn: the mix cannot have multi_turn or catalog rows in shape xlam")
+    ref = bfcl_reference()
+    report = EngineReport()
+    examples = generate_engine_examples(n, seed=seed, mix=mix, catalog_size=catalog_size or DEFAULT_CATALOG_SIZE,
+                                        exclude_names=ref.names if ref else frozenset(), report=report)
+    if ref:  # catalog (v1) rows whose tools BFCL also names are dropped, not renamed
+        kept = [e for e in examples if not {n.lower() for n in e.tool_names} & ref.names_lower]
+        report.dropped["bfcl_function_name"] += len(examples) - len(kept)
+        examples = kept
+    rows = emit_rows(examples, shape, seed=seed)
+    engine = report.to_dict()
+    engine["mix"] = mix
+    engine["bfcl_names_excluded_from"] = ref.describe() if ref else "not checked: bfcl-eval is not installed"
+    res = LoadResult([], {"kind": "offline", "generator": SOURCE, "seed": seed, "rows": n, "shape": shape,
+                          "engine": engine})
+    return convert_rows(enumerate(rows, 1), "func_calling", where=f"offline[{shape}]", result=res)
+
+
+def load_catalog(n: int, seed: int, shape: str = "hermes", mix: dict | None = None) -> LoadResult:
+    """The ten-domain catalog (``fctune-offline-v1``: 31 tools, structured extraction, scripted multi-turn);
+    the suites are drawn from it, so their results stay comparable across versions of the engine."""
+    from fctune.offline import XLAM_MIX, emit_rows, generate_examples
+    from fctune.offline.generator import SOURCE
 
     mix = mix or (XLAM_MIX if shape == "xlam" else None)
     examples = generate_examples(n, seed=seed, mix=mix)
     rows = emit_rows(examples, shape, seed=seed)
-    res = LoadResult([], {"kind": "offline", "generator": SOURCE, "seed": seed, "rows": n, "shape": shape})
-    return convert_rows(enumerate(rows, 1), "func_calling", where=f"offline[{shape}]", result=res)
+    for r in rows:
+        r["source"] = SOURCE
+    res = LoadResult([], {"kind": "offline-catalog", "generator": SOURCE, "seed": seed, "rows": n, "shape": shape})
+    return convert_rows(enumerate(rows, 1), "func_calling", where=f"offline-catalog[{shape}]", result=res)
 
 
 def looks_like_path(source: str) -> bool:
     """A source meant as a local file or folder, not a hub id (``owner/name``): a missing one is then an error
     naming it, not 24 seconds of hub look-ups followed by a fallback."""
     return (source.startswith((".", "/", "~")) or "\\" in source or source.count("/") > 1
-            or bool(re.search(r"\.(jsonl?|parquet|csv|arrow)(\.gz)?$", source, re.I)))
+            or bool(re.search(r"\.(jsonl?|parquet|csv|arrow)(\.gz)?$", source, re.IGNORECASE)))
 
 
 def load_source(source: str, config: str | None, fallback: str, n_needed: int, seed: int,
-                shape: str = "hermes") -> LoadResult:
+                shape: str = "hermes", mix: dict | None = None, catalog_size: int | None = None) -> LoadResult:
     """Load ``source``; on a hub failure switch to the offline source only if ``fallback == 'offline'``."""
     offline_rows = max(2 * n_needed, 400)
     if source == OFFLINE:
-        return load_offline(offline_rows, seed, shape)
+        return load_offline(offline_rows, seed, shape, mix, catalog_size)
+    if source == OFFLINE_CATALOG:
+        return load_catalog(offline_rows, seed, shape)
     if Path(source).exists() or looks_like_path(source):
         return load_local(str(Path(source).expanduser()), config if config in HERMES_CONFIGS else "func_calling")
     try:
@@ -186,7 +251,7 @@ def load_source(source: str, config: str | None, fallback: str, n_needed: int, s
         if fallback != OFFLINE:
             raise
         log.warning("FALLBACK: %s -> using the offline source instead (--fallback offline)", e)
-        res = load_offline(offline_rows, seed, shape)
+        res = load_offline(offline_rows, seed, shape, mix, catalog_size)
         res.source["fallback"] = {"requested": source, "config": config, "reason": str(e)}
         return res
 
@@ -274,7 +339,7 @@ def _percentiles(values: list[int]) -> dict:
     v = sorted(values)
 
     def pct(p):
-        return v[min(len(v) - 1, int(round(p / 100 * (len(v) - 1))))]
+        return v[min(len(v) - 1, round(p / 100 * (len(v) - 1)))]
 
     return {"min": v[0], "p50": pct(50), "p90": pct(90), "p95": pct(95), "p99": pct(99), "max": v[-1],
             "mean": round(sum(v) / len(v), 1)}
@@ -282,7 +347,7 @@ def _percentiles(values: list[int]) -> dict:
 
 def split_stats(examples: list[Example], renderer=None) -> dict:
     stats: dict = {"count": len(examples)}
-    for key in ("complexity", "domain", "turn_type", "multi_turn_kind"):
+    for key in ("complexity", "domain", "turn_type", "multi_turn_kind", "row_kind"):
         stats[key] = dict(sorted(Counter(str(e.metadata.get(key)) for e in examples).items()))
     stats["expected_kind"] = dict(Counter(e.expected.kind for e in examples))
     stats["complexity_x_domain_x_turn_type"] = dict(sorted(Counter(
@@ -326,6 +391,17 @@ class PrepareConfig:
     prefix: str = field(default="hermes", metadata={"help": "file prefix: <prefix>_{train,val,test}.jsonl"})
     tokenizer: str = field(default="smollm2", metadata={
         "help": "model whose tokenizer and chat template measure token lengths ('none' to skip)"})
+    mix: list[str] = field(default_factory=list, metadata={
+        "help": "offline engine: row-kind shares to change, KIND=SHARE (single, choose, parallel_same, parallel_multi, "
+                "multi_turn, clarify, no_call, catalog); the rest keep their defaults (fctune.offline.engine)"})
+    catalog_size: int = field(default=3000, metadata={"min": 10, "help": "offline engine: generated functions"})
+    mask_names: float = field(default=0.0, metadata={
+        "min": 0, "max": 1, "help": "share of train rows whose function and parameter names are replaced by random "
+                                    "identifiers (Hammer's masking; validation and test rows are never masked)"})
+    decontaminate: str = field(default="fail", metadata={
+        "help": "BFCL decontamination: fail = stop on a BFCL function name (and drop rows sharing an 8-word sequence "
+                "with a BFCL question), drop = drop both, report = keep all, off = no check",
+        "choices": ["fail", "drop", "report", "off"]})
 
 
 def _first_skip(res: LoadResult) -> str:
@@ -336,14 +412,23 @@ def _first_skip(res: LoadResult) -> str:
 def prepare(cfg: PrepareConfig) -> dict:
     """Run the prepare step; returns the stats written to dataset_stats.json."""
     from fctune.config import run_metadata
+    from fctune.decontam import decontaminate
     from fctune.io import write_json_atomic
+    from fctune.masking import mask_share
     from fctune.schema import write_examples
 
     sizes = PHASE_SIZES[cfg.phase] if cfg.phase else (cfg.train_size, cfg.val_size, cfg.test_size)
-    res = load_source(cfg.source, cfg.dataset_config, cfg.fallback, sum(sizes), cfg.seed, cfg.shape)
+    mix = parse_mix(cfg.mix)
+    if mix and cfg.source != OFFLINE and cfg.fallback != OFFLINE:
+        raise UserError(f"--mix shapes the offline engine's rows; --source {cfg.source} does not use it")
+    res = load_source(cfg.source, cfg.dataset_config, cfg.fallback, sum(sizes), cfg.seed, cfg.shape, mix,
+                      cfg.catalog_size)
     pool, dupes = dedupe(res.examples)
     if dupes:
         res.skipped["duplicate"] += dupes
+    pool, contamination = decontaminate(pool, cfg.decontaminate, where=str(cfg.source))
+    if contamination.get("rows_dropped"):
+        res.skipped["bfcl_overlap"] += contamination["rows_dropped"]
     if not pool:
         raise DataFileError(f"{cfg.source}: no usable rows ({dict(res.skipped)} skipped){_first_skip(res)}")
     (train, val, test), shortfall = stratified_split(pool, sizes, cfg.seed)
@@ -356,6 +441,7 @@ def prepare(cfg: PrepareConfig) -> dict:
     if shortfall:
         log.warning("the source has %d usable rows, fewer than the %d asked for: splits were scaled down",
                     len(pool), sum(sizes))
+    train, n_masked = mask_share(train, cfg.mask_names, cfg.seed)
     out = Path(cfg.output_dir)
     files = {name: out / f"{cfg.prefix}_{name}.jsonl" for name in ("train", "val", "test")}
     for name, exs in (("train", train), ("val", val), ("test", test)):
@@ -377,6 +463,8 @@ def prepare(cfg: PrepareConfig) -> dict:
         "skipped": dict(res.skipped),
         "skipped_examples": res.skipped_examples,
         "shortfall": shortfall,
+        "decontamination": contamination,
+        "masking": {"share": cfg.mask_names, "train_rows_masked": n_masked},
         "tokenizer": tokenizer_info,
         "splits": {name: split_stats(exs, renderer) for name, exs in (("train", train), ("val", val), ("test", test))},
         "files": {k: str(v) for k, v in files.items()},

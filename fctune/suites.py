@@ -25,7 +25,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fctune.data import OFFLINE, dedupe, dedupe_key, load_source
+from fctune.data import OFFLINE, OFFLINE_CATALOG, dedupe, dedupe_key, load_source
 from fctune.domains import DOMAINS, OTHER
 from fctune.errors import UserError
 from fctune.schema import Example, Expected, read_examples
@@ -62,7 +62,7 @@ class SuiteConfig:
     """Build a test suite's split (and, given a model's predictions, score them)."""
 
     source: str = field(default=OFFLINE, metadata={
-        "help": "'offline', a prepared split (e.g. paper_approach/datasets/hermes_test.jsonl), a local data "
+        "help": "'offline' (the ten-domain offline catalog), a prepared split (e.g. paper_approach/datasets/hermes_test.jsonl), a local data "
                 "file/folder or a hub dataset id"})
     dataset_config: str | None = field(default=None, metadata={"help": "hub config, when --source is a hub id"})
     seed: int = field(default=42, metadata={"help": "sampling seed"})
@@ -80,7 +80,9 @@ class SuiteConfig:
 def _pool(cfg: SuiteConfig, spec: SuiteSpec) -> tuple[list[Example], dict]:
     need = sum(spec.quotas.values())
     if cfg.source == OFFLINE:
-        res = load_source(OFFLINE, None, "none", need * 12, cfg.seed + SUITE_SEED_OFFSET)
+        # The suites stay on the ten-domain catalog (fctune-offline-v1), not the engine's generated tools, so suite
+        # results remain comparable across engine versions; BFCL is the test of tools never seen in training.
+        res = load_source(OFFLINE_CATALOG, None, "none", need * 12, cfg.seed + SUITE_SEED_OFFSET)
         return res.examples, res.source
     p = Path(cfg.source)
     if p.is_file() and p.suffix == ".jsonl":

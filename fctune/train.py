@@ -326,6 +326,14 @@ def train(cfg: TrainConfig) -> dict:
         epoch_start = json.loads((Path(resume_from) / "trainer_state.json").read_text()).get("epoch", 0) \
             if resume_from else 0.0
         result = trainer.train(resume_from_checkpoint=resume_from)
+        guard = next((c for c in trainer.callback_handler.callbacks if type(c).__name__ == "DivergenceGuard"), None)
+        if guard is not None and guard.tripped:
+            good = [p for p in sorted(ckpt_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+                    if int(p.name.split("-")[1]) < guard.tripped["step"]]
+            raise TrainingDiverged(
+                f"training diverged at step {guard.tripped['step']} ({', '.join(f'{k} {v}' for k, v in guard.tripped.items() if k != 'step')}): "
+                f"no adapter was saved in {out}. Checkpoints from before it: {[p.name for p in good] or 'none'} "
+                f"(delete the later ones to resume from them). Try a lower --learning-rate or --precision fp32.")
         final_eval = trainer.evaluate() if val_ds is not None else {}
 
         if is_main:
@@ -451,7 +459,34 @@ def _make_trainer(cfg, settings, backend, model, tokenizer, train_ds, val_ds, ck
         dataloader_num_workers=0,
     )
     return sft_trainer_class()(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
-                               processing_class=tokenizer)
+                               processing_class=tokenizer, callbacks=[divergence_guard()])
+
+
+class TrainingDiverged(UserError, RuntimeError):
+    pass
+
+
+def divergence_guard():
+    """A callback that stops training at the first logged non-finite loss or gradient norm. One NaN gradient makes
+    every later weight NaN; without the guard such a run trains on, saves an adapter that writes "!!!!" and is
+    scored as a model that never answers (issue 20's first Qwen run). ``train`` raises after the stop."""
+    import math
+
+    from transformers import TrainerCallback
+
+    class DivergenceGuard(TrainerCallback):
+        tripped: dict | None = None
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            bad = {k: logs[k] for k in ("loss", "grad_norm", "eval_loss") if isinstance((logs or {}).get(k), float)
+                   and not math.isfinite(logs[k])}
+            if bad and self.tripped is None:
+                self.tripped = {"step": state.global_step, **bad}
+                control.should_training_stop = True
+                control.should_save = False
+            return control
+
+    return DivergenceGuard()
 
 
 def sft_trainer_class():

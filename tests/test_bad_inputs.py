@@ -42,6 +42,8 @@ CASES = [
      ["split_json_schema_unknown_type.jsonl:1", "json_schema/properties/a/type"]),
     ("three_usable_rows", PREPARE + ["--source", f"{BAD}/prepare_three_rows.jsonl"],
      ["prepare_three_rows.jsonl", "only 3 usable rows", "empty"]),
+    ("bfcl_function_name", PREPARE + ["--source", f"{BAD}/prepare_bfcl_name.jsonl"],
+     ["prepare_bfcl_name.jsonl", "'calculate_triangle_area' in row", "--decontaminate drop"]),
     ("mistyped_local_source", PREPARE + ["--source", "data/my_rowz.jsonl", "--fallback", "offline"],
      ["data/my_rowz.jsonl", "no such file"]),
     ("prepare_negative_size", PREPARE + ["--train-size", "-3"], ["--train-size", "below the minimum 1"]),

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from fctune.config import ConfigError, parse_config
-from fctune.data import PrepareConfig, dedupe_key, load_offline, prepare
+from fctune.data import PrepareConfig, dedupe_key, load_catalog, load_offline, prepare
 from fctune.domains import DOMAINS
 from fctune.formats.bfcl import CATEGORIES, load_category
 from fctune.offline import emit_rows, generate_examples
@@ -43,8 +43,14 @@ def test_offline_source_is_deterministic_and_covers_everything():
 @pytest.mark.parametrize("shape", ["hermes", "xlam", "openai"])
 def test_offline_rows_read_back_through_their_converter(shape):
     res = load_offline(300, seed=1, shape=shape)
-    assert res.rows_read == 300 and not res.skipped, res.skipped_examples
-    assert all(e.metadata["source"] == "fctune-offline-v1" for e in res.examples)
+    engine = res.source["engine"]
+    # rows the engine dropped (failed checks, catalog rows naming a BFCL function) are counted, never emitted
+    assert res.rows_read == engine["rows_written"] - engine["dropped"].get("bfcl_function_name", 0) > 250
+    assert not res.skipped, res.skipped_examples
+    assert all(e.metadata["source"] == "fctune-offline-v2" for e in res.examples)
+    cat = load_catalog(300, seed=1, shape=shape)
+    assert cat.rows_read == 300 and not cat.skipped and cat.source["kind"] == "offline-catalog"
+    assert all(e.metadata["source"] == "fctune-offline-v1" for e in cat.examples)
     if shape == "hermes":
         rows = emit_rows(generate_examples(300, seed=1), "hermes", seed=1)
         calls = [t["value"] for r in rows for t in r["conversations"] if "<tool_call>" in t["value"]]
@@ -82,8 +88,10 @@ def test_prepare_local_file_skips_bad_rows_with_reasons(tmp_path):
     lines.insert(5, json.dumps({"id": "bad2", "query": "q", "tools": "[{\"name\": ", "answers": "[]"}))
     lines.insert(7, json.dumps({"unexpected": True}))
     src.write_text("\n".join(lines) + "\n")
+    # the catalog's rows name tools BFCL also has (get_current_weather ...): kept here, and reported
     stats = prepare(PrepareConfig(source=str(src), train_size=20, val_size=5, test_size=5,
-                                  output_dir=str(tmp_path / "out"), tokenizer="none"))
+                                  output_dir=str(tmp_path / "out"), tokenizer="none", decontaminate="report"))
+    assert stats["decontamination"]["rows_with_bfcl_function_name"] > 0
     assert stats["skipped"] == {"empty_turn": 1, "unparseable_json": 1, "bad_shape": 1}
     where = {s["where"].rsplit(":", 1)[1] for s in stats["skipped_examples"]}
     assert where == {"4", "6", "8"}  # 1-based line numbers of the bad rows

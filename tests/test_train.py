@@ -220,3 +220,19 @@ def test_data_parallel_keeps_the_effective_batch(ga, world, keep, expected):
 
     cfg = per_process_config(TrainConfig(gradient_accumulation_steps=ga, keep_global_batch=keep), world)
     assert cfg.gradient_accumulation_steps == expected
+
+
+@pytest.mark.slow
+def test_a_diverging_run_stops_and_saves_no_adapter(tmp_path, tiny_model_dir):
+    """One NaN gradient poisons every later weight: the run must stop there, not save an adapter that writes '!!!!'."""
+    from fctune.train import TrainingDiverged
+
+    train_file, val_file = _tiny_split(tmp_path)
+    cfg = TrainConfig(model=tiny_model_dir, name="blowup", train_file=str(train_file), val_file=str(val_file),
+                      output_dir=str(tmp_path / "adapters"), max_steps=12, per_device_train_batch_size=4,
+                      gradient_accumulation_steps=1, learning_rate=1e30, warmup_ratio=0.0, logging_steps=1,
+                      eval_steps=100, save_steps=100, max_seq_length=1024)
+    with pytest.raises(TrainingDiverged, match=r"diverged at step \d+ .*no adapter was saved"):
+        train(cfg)
+    out = tmp_path / "adapters" / "blowup"
+    assert not (out / "adapter_model.safetensors").exists() and not (out / "metadata.json").exists()

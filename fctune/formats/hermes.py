@@ -254,7 +254,7 @@ class HermesConverter:
         row = {"id": md.get("source_id", example.id), "conversations": conv,
                "category": md.get("category") or md.get("domain"), "subcategory": md.get("subcategory"),
                "task": md.get("task")}
-        extra = {k: md[k] for k in ("domain", "multi_turn_kind", "scenario") if md.get(k)}
+        extra = {k: md[k] for k in ("domain", "multi_turn_kind", "scenario", "row_kind") if md.get(k)}
         if extra:
             row["metadata"] = extra
         return row

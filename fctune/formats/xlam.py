@@ -194,7 +194,7 @@ class XlamConverter:
                "tools": json.dumps([spec_to_xlam_tool(t) for t in example.tools], ensure_ascii=False),
                "answers": json.dumps([{"name": c.name, "arguments": c.arguments}
                                       for c in example.expected.tool_calls], ensure_ascii=False)}
-        extra = {k: md[k] for k in ("domain", "scenario") if md.get(k)}
+        extra = {k: md[k] for k in ("domain", "scenario", "row_kind") if md.get(k)}
         if extra:
             row["metadata"] = extra
         return row

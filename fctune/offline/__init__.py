@@ -1,7 +1,12 @@
-"""The offline source: seeded function-calling conversations over ten domains, in any upstream shape.
+"""The offline sources, in any upstream shape (Hermes, xLAM, OpenAI chat), needing no network.
 
-It is the documented default when the hub cannot be reached, so the whole pipeline runs with no
-network; every output's metadata names it (``source = fctune-offline-v1``).
+* the data engine (:mod:`fctune.offline.engine`, ``source = fctune-offline-v2``): ``--source offline``, rows over
+  thousands of generated tools (:mod:`fctune.offline.schemagen`), every row kind, each call verified;
+* the ten-domain catalog (:mod:`fctune.offline.generator`, ``source = fctune-offline-v1``): 31 hand-written tools,
+  structured JSON extraction and scripted multi-turn rows; ``--source offline-catalog``, the suites' source, and one
+  small share of the engine's rows.
+
+Every output's metadata names which one was used.
 """
 
 from __future__ import annotations
@@ -31,6 +36,6 @@ def emit_rows(examples, shape: str, seed: int = 0) -> list[dict]:
         rows = [OpenAIChatConverter.to_row(e) for e in examples]
     else:
         raise ValueError(f"unknown shape {shape!r}: hermes, xlam or openai")
-    for r in rows:
-        r["source"] = SOURCE
+    for r, e in zip(rows, examples):
+        r["source"] = e.metadata.get("source") or SOURCE
     return rows
