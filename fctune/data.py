@@ -398,10 +398,42 @@ class PrepareConfig:
     mask_names: float = field(default=0.0, metadata={
         "min": 0, "max": 1, "help": "share of train rows whose function and parameter names are replaced by random "
                                     "identifiers (Hammer's masking; validation and test rows are never masked)"})
+    query_writer: str = field(default="none", metadata={
+        "help": "offline engine: reword the requests of single-turn call rows with an LLM endpoint (llamacpp = a local "
+                "llama.cpp server for --query-writer-model, openai, azure); a rewrite is kept only if every value "
+                "is still in it", "choices": ["none", "llamacpp", "openai", "azure"]})
+    query_writer_model: str | None = field(default=None, metadata={
+        "help": "the query writer's model (llamacpp: GGUF or offline name, default qwen2.5-coder-0.5b-instruct; "
+                "openai: model name; azure: deployment)"})
+    query_writer_base_url: str | None = field(default=None, metadata={"help": "openai: endpoint (default from .env)"})
+    query_writer_share: float = field(default=1.0, metadata={
+        "min": 0, "max": 1, "help": "share of the eligible rows sent to the query writer"})
     decontaminate: str = field(default="fail", metadata={
         "help": "BFCL decontamination: fail = stop on a BFCL function name (and drop rows sharing an 8-word sequence "
                 "with a BFCL question), drop = drop both, report = keep all, off = no check",
         "choices": ["fail", "drop", "report", "off"]})
+
+
+def _rewrite(examples: list[Example], cfg: PrepareConfig) -> tuple[list[Example], dict]:
+    """Reword engine requests through an fctune backend (retries, errors recorded); see fctune.offline.query_writer."""
+    from fctune.evaluate import EvalConfig, make_backend
+    from fctune.models import OFFLINE_LLM
+    from fctune.offline.query_writer import rewrite_queries
+
+    if not any(e.metadata.get("row_kind") for e in examples):
+        raise UserError(f"--query-writer rewords the offline engine's rows; --source {cfg.source} has none")
+    model = cfg.query_writer_model or (OFFLINE_LLM if cfg.query_writer == "llamacpp" else None)
+    ecfg = EvalConfig(backend=cfg.query_writer, model=model, base_url=cfg.query_writer_base_url, max_new_tokens=160,
+                      results_dir=cfg.output_dir, request_timeout_s=300)
+    backend = make_backend(ecfg)
+    try:
+        out, counts = rewrite_queries(examples, backend, cfg.query_writer_share, cfg.seed)
+        identity = backend.identity() if hasattr(backend, "identity") else {}
+    finally:
+        backend.close()
+    return out, {"backend": cfg.query_writer, "model": model, "share": cfg.query_writer_share,
+                 "endpoint": {k: v for k, v in identity.items() if k in ("model", "served_by", "model_description",
+                                                                        "endpoint_host")}, **counts}
 
 
 def _first_skip(res: LoadResult) -> str:
@@ -423,6 +455,9 @@ def prepare(cfg: PrepareConfig) -> dict:
         raise UserError(f"--mix shapes the offline engine's rows; --source {cfg.source} does not use it")
     res = load_source(cfg.source, cfg.dataset_config, cfg.fallback, sum(sizes), cfg.seed, cfg.shape, mix,
                       cfg.catalog_size)
+    rewrites = None
+    if cfg.query_writer != "none":
+        res.examples, rewrites = _rewrite(res.examples, cfg)
     pool, dupes = dedupe(res.examples)
     if dupes:
         res.skipped["duplicate"] += dupes
@@ -465,6 +500,7 @@ def prepare(cfg: PrepareConfig) -> dict:
         "shortfall": shortfall,
         "decontamination": contamination,
         "masking": {"share": cfg.mask_names, "train_rows_masked": n_masked},
+        "query_writer": rewrites,
         "tokenizer": tokenizer_info,
         "splits": {name: split_stats(exs, renderer) for name, exs in (("train", train), ("val", val), ("test", test))},
         "files": {k: str(v) for k, v in files.items()},

@@ -149,7 +149,7 @@ def build_data(cfg: FledglingConfig) -> dict:
     data = Path(cfg.workdir) / "datasets"
     stats = prepare(PrepareConfig(source=cfg.source, dataset_config=None, shape="xlam", fallback=cfg.fallback,
                                   train_size=tr, val_size=va, test_size=te, seed=cfg.seed, output_dir=str(data),
-                                  prefix="xlam", tokenizer="none"))
+                                  prefix="xlam", tokenizer="none", decontaminate="drop"))  # as the pipeline does
     if cfg.structured_source == "offline":
         pool = load_catalog(3 * (tr + va + te), cfg.seed + 1, "hermes", mix={"structured": 1.0}).examples
         s_source = {"kind": "offline", "generator": "fctune-offline-v1 structured tasks"}

@@ -148,8 +148,10 @@ def plan(cfg: PipelineConfig) -> list[Step]:
                                                           "--gpus", cfg.gpus, "--llm", cfg.llm]
                                          + (["--docker"] if cfg.docker else []), {})]],
                   outputs=[f"{cfg.logs_dir}/prerequisites.json"])]
+    # Rows that name a BFCL function (or share a BFCL question's 8 words) are dropped, not a stop: the run's BFCL
+    # scores stay clean and hub data such as Hermes v1 still trains; dataset_stats.json counts what went.
     prep = [PY, "paper_approach/prepare_hermes_dataset.py", "--phase", str(cfg.phase), "--source", prof["source"],
-            "--fallback", "offline", "--tokenizer", next(iter(models.values()))]
+            "--fallback", "offline", "--tokenizer", next(iter(models.values())), "--decontaminate", "drop"]
     steps.append(Step(2, "dataset", [[("dataset", prep, {})]], outputs=train_files + [f"{data}/hermes_test.jsonl"]))
     suite_scripts = {"single_turn": "test_single_turn.py", "multi_turn": "test_multi_turn.py",
                      "domain_diverse": "test_domain_diversity.py", "structured_json": "test_structured_json.py",

@@ -219,3 +219,23 @@ def test_qwen_is_a_named_offline_model_checked_by_sha256():
         for block in iter(lambda: f.read(1 << 22), b""):
             h.update(block)
     assert h.hexdigest().startswith(SPLIT_MODELS["qwen2.5-coder-0.5b-instruct"][3])
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_requests_reworded_by_a_real_llm_are_kept_only_when_verified(tmp_path):
+    """The query writer against a real llama.cpp server (Qwen2.5-Coder-0.5B-Instruct on 127.0.0.1)."""
+    from fctune.schema import read_examples
+
+    stats = prepare(PrepareConfig(source="offline", train_size=20, val_size=5, test_size=5, seed=4,
+                                  output_dir=str(tmp_path), tokenizer="none", query_writer="llamacpp",
+                                  query_writer_share=0.02))
+    q = stats["query_writer"]
+    assert q["backend"] == "llamacpp" and q["model"] == "qwen2.5-coder-0.5b-instruct" and q["asked"] >= 3
+    rejected = sum(v for k, v in q.items() if k.startswith("rejected_"))
+    assert q.get("rewritten", 0) + rejected + q.get("errors", 0) == q["asked"]
+    assert q.get("errors", 0) < q["asked"], "the server answered nothing"
+    rows = [e for s in ("train", "val", "test") for e in read_examples(tmp_path / f"hermes_{s}.jsonl")]
+    for e in rows:
+        if e.metadata.get("query_writer"):
+            assert e.messages[0].content != e.metadata["template_text"] and verify_example(e) is None
