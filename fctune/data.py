@@ -6,7 +6,7 @@ requested upstream shape and read back through that shape's converter). A hub fa
 error that names the offline options, unless ``fallback="offline"``: then the switch is a warning and a
 field (``fallback``) in dataset_stats.json and in every later step's metadata.
 
-Splits are stratified by (complexity, turn type), seeded, and share no id and no exact duplicate
+Splits are stratified by (complexity, turn type, and the offline engine's row kind), seeded, and share no id and no exact duplicate
 (normalized conversation text + tool names).
 """
 
@@ -280,8 +280,9 @@ def dedupe(examples: list[Example]) -> tuple[list[Example], int]:
     return out, dropped
 
 
-def stratum(ex: Example) -> tuple[str, str]:
-    return ex.metadata.get("complexity", "?"), ex.metadata.get("turn_type", "?")
+def stratum(ex: Example) -> tuple[str, str, str]:
+    # The engine's row kind too: each split then keeps the mix the engine was asked for (other sources have none)
+    return ex.metadata.get("complexity", "?"), ex.metadata.get("turn_type", "?"), ex.metadata.get("row_kind", "")
 
 
 def _allocate(total: int, weights: dict) -> dict:

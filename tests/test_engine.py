@@ -239,3 +239,16 @@ def test_requests_reworded_by_a_real_llm_are_kept_only_when_verified(tmp_path):
     for e in rows:
         if e.metadata.get("query_writer"):
             assert e.messages[0].content != e.metadata["template_text"] and verify_example(e) is None
+
+
+def test_splits_keep_the_engine_mix(tmp_path):
+    stats = prepare(PrepareConfig(source="offline", train_size=300, val_size=60, test_size=60, seed=6,
+                                  output_dir=str(tmp_path), tokenizer="none"))
+    pool = stats["source"]["engine"]["row_kinds"]
+    n = sum(pool.values())
+    for split in ("train", "val", "test"):
+        kinds = stats["splits"][split]["row_kind"]
+        size = stats["splits"][split]["count"]
+        for kind, count in pool.items():
+            # stratified by row kind: each split's share is the pool's, up to rounding across strata
+            assert abs(kinds.get(kind, 0) / size - count / n) < 0.05, (split, kind, kinds.get(kind), size)
