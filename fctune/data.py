@@ -182,7 +182,7 @@ def load_offline(n: int, seed: int, shape: str = "hermes", mix: dict | None = No
                  catalog_size: int | None = None) -> LoadResult:
     """The offline data engine (``fctune-offline-v2``): generated tools, every row kind, each call verified.
     Function names BFCL uses are never generated, and catalog rows offering one are dropped (decontamination)."""
-    from fctune.decontam import bfcl_reference
+    from fctune.decontam import bfcl_reference, decontaminate
     from fctune.offline import emit_rows
     from fctune.offline.engine import (
         DEFAULT_CATALOG_SIZE,
@@ -200,10 +200,10 @@ def load_offline(n: int, seed: int, shape: str = "hermes", mix: dict | None = No
     report = EngineReport()
     examples = generate_engine_examples(n, seed=seed, mix=mix, catalog_size=catalog_size or DEFAULT_CATALOG_SIZE,
                                         exclude_names=ref.names if ref else frozenset(), report=report)
-    if ref:  # catalog (v1) rows whose tools BFCL also names are dropped, not renamed
-        kept = [e for e in examples if not {n.lower() for n in e.tool_names} & ref.names_lower]
-        report.dropped["bfcl_function_name"] += len(examples) - len(kept)
-        examples = kept
+    # catalog (v1) rows whose tools BFCL also names are dropped here, not renamed, so the engine's output is clean
+    examples, contamination = decontaminate(examples, "drop", where="offline")
+    if contamination.get("rows_dropped"):
+        report.dropped["bfcl_overlap"] += contamination["rows_dropped"]
     rows = emit_rows(examples, shape, seed=seed)
     engine = report.to_dict()
     engine["mix"] = mix

@@ -90,16 +90,19 @@ def _overlaps(examples, ref: BfclReference) -> tuple[dict[str, list[str]], list[
     return name_hits, ngram_rows
 
 
+def _report(examples, ref: BfclReference, name_hits: dict, ngram_rows: list) -> dict:
+    return {"checked": True, "reference": ref.describe(), "rows_checked": len(examples),
+            "function_name_overlap": {n: {"rows": len(ids), "first_rows": ids[:3]} for n, ids in sorted(name_hits.items())},
+            "rows_with_bfcl_function_name": len({i for ids in name_hits.values() for i in ids}),
+            "rows_with_question_ngram_overlap": len(ngram_rows), "first_ngram_rows": ngram_rows[:5]}
+
+
 def check_contamination(examples, ref: BfclReference | None = None) -> dict:
     """Which rows name a BFCL function, and which share an 8-gram with a BFCL question."""
     ref = ref or bfcl_reference()
     if ref is None:
         return {"checked": False, "why": "bfcl-eval is not installed"}
-    name_hits, ngram_rows = _overlaps(examples, ref)
-    return {"checked": True, "reference": ref.describe(), "rows_checked": len(examples),
-            "function_name_overlap": {n: {"rows": len(ids), "first_rows": ids[:3]} for n, ids in sorted(name_hits.items())},
-            "rows_with_bfcl_function_name": len({i for ids in name_hits.values() for i in ids}),
-            "rows_with_question_ngram_overlap": len(ngram_rows), "first_ngram_rows": ngram_rows[:5]}
+    return _report(examples, ref, *_overlaps(examples, ref))
 
 
 def decontaminate(examples, mode: str, where: str) -> tuple[list, dict]:
@@ -110,10 +113,11 @@ def decontaminate(examples, mode: str, where: str) -> tuple[list, dict]:
         raise UserError(f"--decontaminate {mode!r}: one of {', '.join(MODES)}")
     if mode == "off":
         return examples, {"checked": False, "why": "--decontaminate off"}
-    report = check_contamination(examples)
-    report["mode"] = mode
-    if not report["checked"]:
-        return examples, report
+    ref = bfcl_reference()
+    if ref is None:
+        return examples, {"checked": False, "why": "bfcl-eval is not installed", "mode": mode}
+    name_hits, ngram_rows = _overlaps(examples, ref)
+    report = {**_report(examples, ref, name_hits, ngram_rows), "mode": mode}
     hits = report["function_name_overlap"]
     if hits and mode == "fail":
         name, info = next(iter(hits.items()))
@@ -124,7 +128,6 @@ def decontaminate(examples, mode: str, where: str) -> tuple[list, dict]:
             f"(recorded).")
     if mode == "report":
         return examples, report
-    name_hits, ngram_rows = _overlaps(examples, bfcl_reference())
     bad = set(ngram_rows) | {i for ids in name_hits.values() for i in ids}
     kept = [e for e in examples if e.id not in bad]
     report["rows_dropped"] = len(examples) - len(kept)

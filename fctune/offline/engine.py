@@ -85,30 +85,38 @@ def _values(fn: Function, rng: random.Random, fixed: dict | None = None, skip: s
 
 
 def request_text(fn: Function, args: dict, rng: random.Random, id_words: str | None = None) -> str:
-    """A user request for ``fn`` with ``args`` (every value said); ``id_words`` replaces the id phrase."""
+    """A user request for ``fn`` saying every value in ``args`` (a clarify row leaves a required one out on
+    purpose); ``id_words`` replaces the id phrase ("the first one")."""
     phrases = {p.name: p.say(args[p.name], rng, _bare_ok(fn, p)) for p in fn.params if p.name in args}
     ent = words(fn.subject)
+
+    def said(glue: str, names=None) -> str:  # " with a, b and c", or nothing when no value is said
+        vals = [v for k, v in phrases.items() if names is None or k in names]
+        if not vals:
+            return ""
+        if glue == "with" and vals[0].startswith(("with ", "without ")):
+            return f" {join(vals)}"  # the phrase brings its own preposition ("without notify")
+        return f" {glue} {join(vals)}"
+
     if fn.action == "calculate":
         opener = rng.choice(OPEN["calculate"])
-        body = f"{opener} the {fn.subject} {rng.choice(GIVEN)} {join(list(phrases.values()))}"
-        return body + ("?" if opener == "What is" else ".")
+        return f"{opener} the {fn.subject}{said(rng.choice(GIVEN))}" + ("?" if opener == "What is" else ".")
     if fn.action in ("get", "update", "cancel"):
         id_phrase = id_words or f"{ent} {args[fn.id_param]}"
-        rest = [v for k, v in phrases.items() if k != fn.id_param]
+        rest = [k for k in phrases if k != fn.id_param]
         if fn.action == "get":
-            opener = rng.choice(OPEN["get"])
-            text = f"{opener} the {fn.attr} of {id_phrase}"
+            text = f"{rng.choice(OPEN['get'])} the {fn.attr} of {id_phrase}"
         elif fn.action == "update":
-            text = f"{rng.choice(['Update', 'Change', 'Modify', 'Edit'])} {id_phrase}: set"
-            rest = rest or []
-            return f"{text} {join(rest)}." if rest else f"{text} it."
+            return f"{rng.choice(['Update', 'Change', 'Modify', 'Edit'])} {id_phrase}" + (
+                f": set {join([phrases[k] for k in rest])}." if rest else ".")
         else:
-            verb = {"cancel": "Cancel", "delete": "Delete", "remove": "Remove", "archive": "Archive"}[fn.verb]
-            text = f"{verb} {id_phrase}"
-        return text + (f" ({join(rest)})" if rest and rng.random() < 0.3 else f" with {join(rest)}" if rest else "") + "."
+            text = f"{fn.verb.capitalize()} {id_phrase}"
+        if rest and rng.random() < 0.3:
+            return f"{text} ({join([phrases[k] for k in rest])})."
+        return f"{text}{said('with', rest)}."
     if fn.action == "search":
-        return f"{rng.choice(OPEN['search'])} {plural(ent)} with {join(list(phrases.values()))}."
-    return f"{fn.verb.capitalize()} {article(ent)} {ent} with {join(list(phrases.values()))}."
+        return f"{rng.choice(OPEN['search'])} {plural(ent)}{said('with')}."
+    return f"{fn.verb.capitalize()} {article(ent)} {ent}{said('with')}."
 
 
 def ask(fn: Function, rng: random.Random, fixed: dict | None = None) -> Ask:
@@ -274,7 +282,7 @@ class Engine:
         if fn.action in ("get", "update", "cancel") and missing.name == fn.id_param:
             text = request_text(fn, {**args, fn.id_param: ""}, rng, id_words=f"my {words(fn.subject)}")
         else:
-            text = _without(fn, args, rng)
+            text = request_text(fn, args, rng)
         question = rng.choice([f"Sure, what {words(missing.name)} should I use?",
                                f"I can do that, but I need the {words(missing.name)} first. What is it?",
                                f"Which {words(missing.name)} do you mean?"])
@@ -353,21 +361,6 @@ class Engine:
                                                                                           f"Oh, {reply}."]))]
         return msgs, tools, Expected("tool_calls", [ToolCall(fn.name, args)]), \
             {"multi_turn_kind": "clarification", "multi_turn_variant": "clarify_answered"}
-
-
-def _without(fn: Function, args: dict, rng) -> str:
-    """A request for ``fn`` that says every value in ``args`` (a required one is left out on purpose)."""
-    phrases = [p.say(args[p.name], rng, _bare_ok(fn, p)) for p in fn.params if p.name in args]
-    ent = words(fn.subject)
-    if fn.action == "calculate":
-        return f"{rng.choice(OPEN['calculate'])} the {fn.subject}" + (f" {rng.choice(GIVEN)} {join(phrases)}"
-                                                                      if phrases else "") + "."
-    if fn.action == "search":
-        return f"{rng.choice(OPEN['search'])} {plural(ent)}" + (f" with {join(phrases)}" if phrases else "") + "."
-    if fn.action in ("get", "update", "cancel"):
-        return f"{fn.verb.capitalize()} {ent} " + str(args.get(fn.id_param, "")) + (
-            f" with {join(phrases[1:])}" if len(phrases) > 1 else "") + "."
-    return f"{fn.verb.capitalize()} {article(ent)} {ent}" + (f" with {join(phrases)}" if phrases else "") + "."
 
 
 KINDS = ("single", "choose", "parallel_same", "parallel_multi", "multi_turn", "clarify", "no_call")
