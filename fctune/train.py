@@ -89,6 +89,9 @@ class TrainConfig:
         "help": "recompute activations (auto = on GPU)", "choices": ["auto", "true", "false"]})
     optim: str = field(default="auto", metadata={"help": "optimizer (auto = adamw_8bit on GPU with bitsandbytes, "
                                                           "else adamw_torch)"})
+    attn_implementation: str = field(default="auto", metadata={
+        "help": "transformers backend: the attention kernel (auto = the library's choice, usually sdpa); eager is the "
+                "usual first change when a bf16 run's loss turns NaN", "choices": ["auto", "eager", "sdpa"]})
     backend: str = field(default="auto", metadata={
         "help": "auto = unsloth when CUDA and unsloth are present, else transformers",
         "choices": ["auto", "unsloth", "transformers"]})
@@ -247,7 +250,10 @@ def load_transformers(cfg: TrainConfig, settings: dict):
         kwargs["device_map"] = {"": torch.cuda.current_device()}
     elif settings["device"] == "cuda":
         kwargs["device_map"] = {"": torch.cuda.current_device()}
+    if cfg.attn_implementation != "auto":
+        kwargs["attn_implementation"] = cfg.attn_implementation
     model = load_causal_lm(cfg.model, dtype=dtype, **kwargs)
+    settings["attention"] = getattr(model.config, "_attn_implementation", None)  # what was used, in metadata
     tokenizer = load_tokenizer(cfg.model)
     if settings["quantization"] == "4bit":
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=settings["gradient_checkpointing"])

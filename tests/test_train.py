@@ -234,5 +234,10 @@ def test_a_diverging_run_stops_and_saves_no_adapter(tmp_path, tiny_model_dir):
                       eval_steps=100, save_steps=100, max_seq_length=1024)
     with pytest.raises(TrainingDiverged, match=r"diverged at step \d+ .*no adapter was saved"):
         train(cfg)
+    # the usual first remedy is a choice here, and what was used is recorded
+    cfg2 = TrainConfig(**{**cfg.__dict__, "name": "eager", "learning_rate": 1e-3, "max_steps": 2,
+                          "attn_implementation": "eager"})
+    meta = train(cfg2)
+    assert meta["settings"]["attention"] == "eager" and meta["config"]["attn_implementation"] == "eager"
     out = tmp_path / "adapters" / "blowup"
     assert not (out / "adapter_model.safetensors").exists() and not (out / "metadata.json").exists()
