@@ -181,8 +181,9 @@ def parse_mix(entries: list[str] | None, where: str = "--mix") -> dict | None:
 def load_offline(n: int, seed: int, shape: str = "hermes", mix: dict | None = None,
                  catalog_size: int | None = None) -> LoadResult:
     """The offline data engine (``fctune-offline-v2``): generated tools, every row kind, each call verified.
-    Function names BFCL uses are never generated, and catalog rows offering one are dropped (decontamination)."""
-    from fctune.decontam import bfcl_reference, decontaminate
+    Function names BFCL uses are never generated, and catalog rows offering one are dropped; the question 8-gram
+    check is prepare's (:func:`fctune.decontam.decontaminate`), once over whatever the source gave."""
+    from fctune.decontam import bfcl_reference
     from fctune.offline import emit_rows
     from fctune.offline.engine import (
         DEFAULT_CATALOG_SIZE,
@@ -200,10 +201,6 @@ def load_offline(n: int, seed: int, shape: str = "hermes", mix: dict | None = No
     report = EngineReport()
     examples = generate_engine_examples(n, seed=seed, mix=mix, catalog_size=catalog_size or DEFAULT_CATALOG_SIZE,
                                         exclude_names=ref.names if ref else frozenset(), report=report)
-    # catalog (v1) rows whose tools BFCL also names are dropped here, not renamed, so the engine's output is clean
-    examples, contamination = decontaminate(examples, "drop", where="offline")
-    if contamination.get("rows_dropped"):
-        report.dropped["bfcl_overlap"] += contamination["rows_dropped"]
     rows = emit_rows(examples, shape, seed=seed)
     engine = report.to_dict()
     engine["mix"] = mix
@@ -222,8 +219,6 @@ def load_catalog(n: int, seed: int, shape: str = "hermes", mix: dict | None = No
     mix = mix or (XLAM_MIX if shape == "xlam" else None)
     examples = generate_examples(n, seed=seed, mix=mix)
     rows = emit_rows(examples, shape, seed=seed)
-    for r in rows:
-        r["source"] = SOURCE
     res = LoadResult([], {"kind": "offline-catalog", "generator": SOURCE, "seed": seed, "rows": n, "shape": shape})
     return convert_rows(enumerate(rows, 1), "func_calling", where=f"offline-catalog[{shape}]", result=res)
 
@@ -429,7 +424,7 @@ def _rewrite(examples: list[Example], cfg: PrepareConfig) -> tuple[list[Example]
     backend = make_backend(ecfg)
     try:
         out, counts = rewrite_queries(examples, backend, cfg.query_writer_share, cfg.seed)
-        identity = backend.identity() if hasattr(backend, "identity") else {}
+        identity = backend.identity()
     finally:
         backend.close()
     return out, {"backend": cfg.query_writer, "model": model, "share": cfg.query_writer_share,

@@ -45,7 +45,9 @@ def test_offline_rows_read_back_through_their_converter(shape):
     res = load_offline(300, seed=1, shape=shape)
     engine = res.source["engine"]
     # rows the engine dropped (failed checks, catalog rows naming a BFCL function) are counted, never emitted
-    assert res.rows_read == engine["rows_written"] - engine["dropped"].get("bfcl_overlap", 0) > 250
+    assert res.rows_read == engine["rows_written"] > 250
+    if shape != "xlam":  # xLAM's mix has no catalog rows
+        assert engine["dropped"]["catalog_excluded_name"] > 0
     assert not res.skipped, res.skipped_examples
     assert all(e.metadata["source"] == "fctune-offline-v2" for e in res.examples)
     cat = load_catalog(300, seed=1, shape=shape)

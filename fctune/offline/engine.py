@@ -387,7 +387,8 @@ class EngineReport:
 def generate_engine_examples(n: int, seed: int = 0, mix: dict | None = None, catalog_size: int = DEFAULT_CATALOG_SIZE,
                              exclude_names: set[str] = frozenset(), report: EngineReport | None = None) -> list[Example]:
     """``n`` rows drawn by kind from ``mix`` (default :data:`ENGINE_MIX`), reproducible from ``seed``. Rows that
-    fail :func:`verify_example` are dropped and counted in ``report`` (so fewer than ``n`` may come back)."""
+    fail :func:`verify_example`, and catalog rows offering a tool named in ``exclude_names``, are dropped and counted
+    in ``report`` (so fewer than ``n`` may come back); generated tools never take an excluded name."""
     from fctune.formats.common import finalize
     from fctune.offline.generator import generate_examples
 
@@ -397,6 +398,7 @@ def generate_engine_examples(n: int, seed: int = 0, mix: dict | None = None, cat
         raise ValueError(f"unknown row kinds {sorted(unknown)}; known: {', '.join(KINDS)}, catalog")
     report = report if report is not None else EngineReport()
     catalog = build_catalog(catalog_size, seed, exclude_names)
+    excluded = {n.lower() for n in exclude_names}
     engine = Engine(catalog)
     report.catalog_size, report.domains = len(catalog), len(engine.domains)
     report.excluded_names = len(exclude_names)
@@ -413,6 +415,8 @@ def generate_engine_examples(n: int, seed: int = 0, mix: dict | None = None, cat
             ex.metadata["row_kind"] = "catalog"
             ex.metadata["source"] = SOURCE
             why = verify_example(ex)  # the catalog's scripted rows are held to the same checks
+            if not why and {t.lower() for t in ex.tool_names} & excluded:
+                why = "excluded_name"  # the 31 hand-written tools include names BFCL uses (get_current_weather)
             if why:
                 report.dropped[f"catalog_{why}"] += 1
                 continue
