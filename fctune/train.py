@@ -92,6 +92,10 @@ class TrainConfig:
     attn_implementation: str = field(default="auto", metadata={
         "help": "transformers backend: the attention kernel (auto = the library's choice, usually sdpa); eager is the "
                 "usual first change when a bf16 run's loss turns NaN", "choices": ["auto", "eager", "sdpa"]})
+    trainable_tokens: str = field(default="auto", metadata={
+        "help": "also train the embedding rows of these tokens: auto = the added tokens in the labels that the base "
+                "model cannot tell apart (one output-embedding row shared, as Qwen2.5-Coder-0.5B's <tool_call> and "
+                "</tool_call>), none, or a comma-separated list of tokens"})
     backend: str = field(default="auto", metadata={
         "help": "auto = unsloth when CUDA and unsloth are present, else transformers",
         "choices": ["auto", "unsloth", "transformers"]})
@@ -226,17 +230,12 @@ def load_unsloth(cfg: TrainConfig, settings: dict):
     model, tokenizer = FastLanguageModel.from_pretrained(
         model_name=materialize(ref), max_seq_length=cfg.max_seq_length, dtype=None,
         load_in_4bit=settings["quantization"] == "4bit", token=hub_token(), **extra)
-    model = FastLanguageModel.get_peft_model(
-        model, r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-        target_modules=present_targets(model, cfg), bias="none",
-        use_gradient_checkpointing="unsloth" if settings["gradient_checkpointing"] else False,
-        random_state=cfg.seed)
     return model, tokenizer
 
 
 def load_transformers(cfg: TrainConfig, settings: dict):
     import torch
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from peft import prepare_model_for_kbit_training
 
     from fctune.models import load_causal_lm, load_tokenizer
 
@@ -257,9 +256,31 @@ def load_transformers(cfg: TrainConfig, settings: dict):
     tokenizer = load_tokenizer(cfg.model)
     if settings["quantization"] == "4bit":
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=settings["gradient_checkpointing"])
+    return model, tokenizer
+
+
+def attach_lora(model, cfg: TrainConfig, settings: dict, backend: str, token_ids: list[int]):
+    """The LoRA adapter on the loaded base model, plus the embedding rows of ``token_ids`` (see label_tokens)."""
+    from fctune.label_tokens import peft_token_indices
+
+    indices = peft_token_indices(model, token_ids)
+    if backend == "unsloth":
+        if indices:  # Unsloth's get_peft_model has no per-token option; a run that cannot learn its tags is waste
+            raise UserError(f"the training labels need tokens the model cannot tell apart ({settings['trainable_tokens']['tokens']}): "
+                            f"train them with --backend transformers, or pass --trainable-tokens none to train anyway")
+        from unsloth import FastLanguageModel
+
+        return FastLanguageModel.get_peft_model(
+            model, r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+            target_modules=present_targets(model, cfg), bias="none",
+            use_gradient_checkpointing="unsloth" if settings["gradient_checkpointing"] else False,
+            random_state=cfg.seed)
+    from peft import LoraConfig, get_peft_model
+
     lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                      target_modules=present_targets(model, cfg), bias="none", task_type="CAUSAL_LM")
-    return get_peft_model(model, lora), tokenizer
+                      target_modules=present_targets(model, cfg), bias="none", task_type="CAUSAL_LM",
+                      trainable_token_indices=indices)
+    return get_peft_model(model, lora)
 
 
 # -- the run -------------------------------------------------------------------------------------------------
@@ -325,6 +346,14 @@ def train(cfg: TrainConfig) -> dict:
         train_ds, train_info = build_dataset(cfg.train_file, renderer, cfg.max_seq_length)
         val_ds, val_info = (build_dataset(cfg.val_file, renderer, cfg.max_seq_length, cfg.max_eval_samples)
                             if cfg.val_file else (None, None))
+        from fctune.label_tokens import choose_trainable_tokens, label_token_ids
+
+        settings["trainable_tokens"] = choose_trainable_tokens(cfg.trainable_tokens, model, tokenizer,
+                                                               label_token_ids(train_ds))
+        if settings["trainable_tokens"]["ids"]:
+            log.info("training the embedding rows of %s too (%s)", settings["trainable_tokens"]["tokens"],
+                     settings["trainable_tokens"]["why"])
+        model = attach_lora(model, cfg, settings, backend, settings["trainable_tokens"]["ids"])
         trainer = _make_trainer(cfg, settings, backend, model, tokenizer, train_ds, val_ds, ckpt_dir)
         resume_from = last_checkpoint(ckpt_dir) if cfg.resume == "auto" else None
         if resume_from:
@@ -464,8 +493,10 @@ def _make_trainer(cfg, settings, backend, model, tokenizer, train_ds, val_ds, ck
         use_cpu=settings["device"] == "cpu",
         dataloader_num_workers=0,
     )
-    return sft_trainer_class()(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
-                               processing_class=tokenizer, callbacks=[divergence_guard()])
+    trainer_class = sft_trainer_class(model_loss=bool(settings["trainable_tokens"]["ids"]))
+    settings["loss"] = "TRL's fused LM head" if trainer_class.__name__ == "SFTTrainer" else "the model's cross-entropy"
+    return trainer_class(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
+                         processing_class=tokenizer, callbacks=[divergence_guard()])
 
 
 class TrainingDiverged(UserError, RuntimeError):
@@ -495,19 +526,21 @@ def divergence_guard():
     return DivergenceGuard()
 
 
-def sft_trainer_class():
-    """TRL's SFTTrainer, or, where its Triton loss kernel cannot load (CPU), one that uses the model's own loss.
+def sft_trainer_class(model_loss: bool = False):
+    """TRL's SFTTrainer, or one that uses the model's own loss: where its Triton loss kernel cannot load (CPU), or
+    when ``model_loss`` (trainable token rows, see label_tokens).
 
     TRL 1.15 computes the SFT loss with a fused Triton LM head that needs a GPU; without Triton it fails
-    with "'NoneType' object has no attribute 'apply'". The subclass keeps TRL's data preparation,
-    collation and token accounting and swaps only the loss for the model's cross-entropy over the same
-    labels (-100 on non-assistant tokens).
+    with "'NoneType' object has no attribute 'apply'". That head also reads ``lm_head.weight`` (and ``.bias``)
+    directly, so it would skip PEFT's trainable token rows (and fails on their wrapper: no ``bias``). The subclass
+    keeps TRL's data preparation, collation and token accounting and swaps only the loss for the model's
+    cross-entropy over the same labels (-100 on non-assistant tokens).
     """
     from transformers import Trainer
     from trl import SFTTrainer
     from trl.trainer import utils as trl_utils
 
-    if getattr(trl_utils, "_ChunkedLogProbFunction", None) is not None:
+    if getattr(trl_utils, "_ChunkedLogProbFunction", None) is not None and not model_loss:
         return SFTTrainer
 
     class KernelFreeSFTTrainer(SFTTrainer):

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from fctune.offline import generate_examples
+from fctune.errors import UserError
 from fctune.render import PromptRenderer
 from fctune.schema import write_examples
 from fctune.train import PRESETS, TrainConfig, choose_backend, train
@@ -241,3 +242,96 @@ def test_a_diverging_run_stops_and_saves_no_adapter(tmp_path, tiny_model_dir):
     assert meta["settings"]["attention"] == "eager" and meta["config"]["attn_implementation"] == "eager"
     out = tmp_path / "adapters" / "blowup"
     assert not (out / "adapter_model.safetensors").exists() and not (out / "metadata.json").exists()
+
+
+def test_indistinguishable_tokens_are_the_added_label_tokens_sharing_a_row():
+    import torch
+
+    from fctune.label_tokens import indistinguishable_tokens
+
+    w = torch.randn(10, 8)
+    w[7] = w[6] * 1.0001  # 6 and 7: one row for the model, as Qwen2.5-Coder-0.5B's <tool_call> and </tool_call>
+    w[8] = w[6] * 0.5     # a shorter copy is the same row for argmax ties too (cosine 1)
+    assert indistinguishable_tokens(w, [5, 6, 7, 8], targets={6, 7, 9}) == [6, 7]  # 8 is not a label, 9 not added
+    assert indistinguishable_tokens(w, [5, 6], targets={5, 6}) == []  # distinct rows
+    assert indistinguishable_tokens(w, [6], targets={6}) == []
+
+
+@pytest.fixture(scope="module")
+def tied_tags_model_dir(tmp_path_factory, smollm2_tokenizer_dir):
+    """A Qwen-like tiny model: <tool_call>/</tool_call> are added tokens whose (untied) embedding and output rows are
+    one and the same row, near <|im_start|>'s."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    tok = AutoTokenizer.from_pretrained(smollm2_tokenizer_dir)
+    tok.add_tokens(["<tool_call>", "</tool_call>"])
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                      bos_token_id=tok.bos_token_id, eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"),
+                      tie_word_embeddings=False, initializer_range=0.2)
+    model = LlamaForCausalLM(cfg)
+    start, tags = tok.convert_tokens_to_ids("<|im_start|>"), tok.convert_tokens_to_ids(["<tool_call>", "</tool_call>"])
+    with torch.no_grad():
+        for w in (model.get_input_embeddings().weight, model.get_output_embeddings().weight):
+            w[tags] = w[start] * 0.95
+    out = tmp_path_factory.mktemp("tied-tags")
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return str(out)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["auto", "none"])
+def test_tags_sharing_one_row_get_their_rows_trained(tmp_path, tied_tags_model_dir, mode):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    train_file, _ = _tiny_split(tmp_path)
+    meta = train(TrainConfig(model=tied_tags_model_dir, name="t", train_file=str(train_file), val_file="",
+                             output_dir=str(tmp_path / "a"), max_steps=12, per_device_train_batch_size=4,
+                             gradient_accumulation_steps=1, learning_rate=1e-2, warmup_ratio=0.0, save_steps=100,
+                             max_seq_length=1024, prompt_format="hermes", trainable_tokens=mode))
+    tok = AutoTokenizer.from_pretrained(tied_tags_model_dir)
+    tags = tok.convert_tokens_to_ids(["<tool_call>", "</tool_call>"])
+    chosen = meta["settings"]["trainable_tokens"]
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tied_tags_model_dir), str(tmp_path / "a" / "t"))
+    model = model.merge_and_unload()
+    head = model.get_output_embeddings().weight
+    cos = torch.nn.functional.cosine_similarity(head[tags[0]], head[tags[1]], dim=0).item()
+    if mode == "auto":
+        assert chosen["tokens"] == ["<tool_call>", "</tool_call>"] and chosen["ids"] == tags
+        assert cos < 0.99  # trained apart: the model can now write one rather than the other
+    else:
+        assert chosen["ids"] == [] and cos > 0.999  # LoRA alone cannot move them
+
+
+def test_auto_trainable_tokens_leave_a_model_with_distinct_rows_alone(tmp_path, tiny_model_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from fctune.label_tokens import choose_trainable_tokens
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    targets = set(tok.added_tokens_decoder)
+    assert choose_trainable_tokens("auto", model, tok, targets)["ids"] == []
+    named = choose_trainable_tokens("<|im_end|>", model, tok, targets)
+    assert named["tokens"] == ["<|im_end|>"] and named["mode"] == "list"
+    with pytest.raises(UserError, match="not a token"):
+        choose_trainable_tokens("<no-such-token>", model, tok, targets)
+
+
+def test_trainable_token_rows_use_the_models_own_loss(monkeypatch):
+    """TRL's fused LM head reads lm_head.weight itself and would never see PEFT's trained token rows (on the H200 it
+    failed on their wrapper's missing ``bias``), so a run that trains token rows uses the model's own loss."""
+    from trl import SFTTrainer
+    from trl.trainer import utils as trl_utils
+
+    from fctune.train import sft_trainer_class
+
+    monkeypatch.setattr(trl_utils, "_ChunkedLogProbFunction", object(), raising=False)  # as where Triton loads
+    assert sft_trainer_class() is SFTTrainer
+    assert sft_trainer_class(model_loss=True) is not SFTTrainer
+    assert issubclass(sft_trainer_class(model_loss=True), SFTTrainer)
