@@ -164,7 +164,9 @@ class LlamaServer:
 
     def __init__(self, model: str = "smollm2", port: int | None = None, chat_format: str = "chatml-function-calling",
                  n_ctx: int = 4096, n_threads: int | None = None, log_path: str | None = None,
-                 startup_timeout_s: float = 120.0, extra_args: list[str] | None = None):
+                 startup_timeout_s: float = 120.0, extra_args: list[str] | None = None, tokenizer: str | None = None):
+        """``tokenizer``: an exported model's hf/ folder; the server then renders prompts with its chat template and
+        returns real ``tool_calls`` (fctune.serve's handler) instead of ``chat_format``'s."""
         from fctune.models import resolve_model
 
         ref = resolve_model(model)
@@ -174,6 +176,11 @@ class LlamaServer:
         self.port = port or free_port()
         # llama-cpp-python generates on cpu_count // 2 threads by default: half the machine idles during decoding
         self.chat_format, self.n_ctx, self.n_threads = chat_format, n_ctx, n_threads or os.cpu_count()
+        self.tokenizer = tokenizer
+        if tokenizer:
+            from fctune.serve import HANDLER_NAME
+
+            self.chat_format = HANDLER_NAME
         self.log_path = log_path
         self.startup_timeout_s = startup_timeout_s
         self.extra_args = extra_args or []
@@ -200,8 +207,13 @@ class LlamaServer:
             raise ServerError("llama-cpp-python[server] is not installed: pip install -e '.[server]' "
                               "(scripts/bootstrap.sh does; the first build takes ~5 minutes on 2 cores)")
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        env = None
+        if self.tokenizer:
+            from fctune.serve import TOKENIZER_ENV
+
+            env = {**os.environ, TOKENIZER_ENV: str(Path(self.tokenizer).resolve())}
         self.proc = subprocess.Popen(self.command(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                                     preexec_fn=_die_with_parent)
+                                     preexec_fn=_die_with_parent, env=env)
         deadline = time.time() + self.startup_timeout_s
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -259,6 +271,10 @@ class LlamaServer:
 def _serve(args: list[str]) -> int:
     """Child process of :class:`LlamaServer`: llama_cpp.server's main, AMX kernels off when the build has them."""
     _avoid_amx_kernels()
+    from fctune.serve import TOKENIZER_ENV, register_handler
+
+    if os.environ.get(TOKENIZER_ENV):  # an exported model: prompts from its own template, calls as tool_calls
+        register_handler(os.environ[TOKENIZER_ENV])
     from llama_cpp.server.__main__ import main as server_main
 
     sys.argv = ["llama_cpp.server", *args]
