@@ -11,6 +11,7 @@ fine-tunes one base model; several folders compare several).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
@@ -53,6 +54,9 @@ class CompareConfig:
     output_dir: str = field(default="comparison_framework/reports", metadata={"help": "where reports go"})
     llm_label: str | None = field(default=None, metadata={
         "help": "label of the LLM baseline (default: the model whose role is 'llm')"})
+    served_dir: str = field(default="paper_approach/served_results", metadata={
+        "help": "round-trip results (python -m fctune.roundtrip): served beside in-process scores, measured serving "
+                "speed for the cost section"})
 
 
 # -- loading -------------------------------------------------------------------------------------------------
@@ -477,7 +481,23 @@ def failure_analysis(m: ModelResults, per_reason: int = 2) -> dict:
     return out
 
 
-def cost_summary(models: dict[str, ModelResults], prices: dict) -> dict:
+def load_roundtrips(folder: str) -> dict[str, dict]:
+    """In-process label -> its round trip (``<label>_roundtrip.json``); unreadable files are skipped with a warning."""
+    out = {}
+    for f in sorted(Path(folder).glob("*_roundtrip.json")) if Path(folder).is_dir() else []:
+        try:
+            r = json.loads(f.read_text())
+            out[r["label"]] = r
+        except (json.JSONDecodeError, KeyError, OSError) as e:
+            log.warning("%s: not a round-trip result (%s)", f, e)
+    return out
+
+
+def cost_summary(models: dict[str, ModelResults], prices: dict, served: dict | None = None) -> dict:
+    """$ per 1M tokens per model: API prices for the LLM; for a local model the hourly price over its generated
+    tokens/s — measured when it was served in a round trip (the machine named), else a GPU run's own speed, else
+    the gates file's assumed default."""
+    served = served or {}
     out = {}
     for m in models.values():
         prompt = sum((s.get("token_usage") or {}).get("prompt_tokens", 0) for s in m.suites.values())
@@ -488,6 +508,14 @@ def cost_summary(models: dict[str, ModelResults], prices: dict) -> dict:
         if m.info.get("backend") == "openai" and m.info.get("kind") == "azure" or m.role == "llm":
             per_1m = (prompt * prices["api_input_per_1m"] + completion * prices["api_output_per_1m"]) / total
             basis = "API list prices (input/output weighted by this run's tokens)"
+        elif (served.get(m.label) or {}).get("served_throughput", {}).get("generated_tokens_per_s"):
+            t = served[m.label]["served_throughput"]
+            rate = t["generated_tokens_per_s"]
+            per_1m = prices["gpu_hour"] / (rate * 3600) * 1e6
+            where = (t.get("machine") or {}).get("description") or "the machine it was measured on"
+            basis = (f"served: {rate:.1f} generated tokens/s measured in the round trip on {where} "
+                     f"(p50 {t.get('latency_p50_s')} s, p95 {t.get('latency_p95_s')} s per request), "
+                     f"at ${prices['gpu_hour']}/h")
         else:
             tps = [(s.get("throughput") or {}).get("generated_tokens_per_s") for s in m.suites.values()]
             gpu = m.info.get("device") == "cuda"
@@ -651,7 +679,8 @@ def compare(cfg: CompareConfig) -> dict:
     lenient = judge_models(models, llm, gcfg, bar, reading="lenient")
     decision["lenient"] = (phase1_decision if cfg.phase == 1 else phase2_decision)(models, llm, lenient, gcfg)
     gates = gate_table(models, gcfg["gates"])
-    costs = cost_summary(models, gcfg["prices"])
+    served = load_roundtrips(cfg.served_dir)
+    costs = cost_summary(models, gcfg["prices"], served)
     best = decision.get("model")
     bfcl = {m.label: {"non_live_ast": m.bfcl.get("non_live_ast"), "live_ast": m.bfcl.get("live_ast"),
                       "hallucination": m.bfcl.get("hallucination"),
@@ -693,6 +722,7 @@ def compare(cfg: CompareConfig) -> dict:
         "fledgling": fledgling,
         "failure_analysis": {m.label: failure_analysis(m) for m in models.values()},
         "cost": costs,
+        "served": served,
         "roi": roi_line(costs, llm.label if llm else None, best),
         "data_sources": sources,
         "run": run_metadata(cfg),

@@ -64,7 +64,7 @@ class EvalConfig:
     approach: str | None = field(default=None, metadata={"help": "recorded for the comparison: paper, fledgling, "
                                                                   "llm, ..."})
     role: str | None = field(default=None, metadata={"help": "recorded for the comparison: base, finetuned or llm",
-                                                     "choices": [None, "base", "finetuned", "llm"]})
+                                                     "choices": [None, "base", "finetuned", "llm", "served"]})
     family: str | None = field(default=None, metadata={"help": "recorded for the comparison, e.g. phi or llama"})
     suites: list[str] = field(default_factory=_suite_names, metadata={
         "help": "suites to run (their splits must exist in --splits-dir)"})
@@ -95,6 +95,9 @@ class EvalConfig:
                 "servers such as llama.cpp and vLLM; needs --tokenizer for --backend openai) or prompt (Hermes "
                 "tools block in a chat system message); auto = completions for --backend llamacpp, native otherwise",
         "choices": ["auto", "native", "completions", "prompt"]})
+    api_names: str = field(default="api", metadata={
+        "help": "API backends: tool names as hosted APIs accept them (api: math.factorial -> math_factorial, mapped "
+                "back) or as-is (llama.cpp and vLLM take any name)", "choices": ["api", "as-is"]})
     tokenizer: str | None = field(default=None, metadata={
         "help": "completions mode: the model's tokenizer and chat template (hub id, folder or .gguf; default: "
                 "--model for llamacpp)"})
@@ -219,7 +222,7 @@ def make_backend(cfg: EvalConfig):
         "completions" if cfg.backend == "llamacpp" else "native")
     common = dict(max_concurrency=cfg.max_concurrency, timeout_s=cfg.request_timeout_s, max_retries=cfg.max_retries,
                   backoff_base_s=cfg.backoff_base_s, max_tokens=cfg.max_new_tokens or 256,
-                  structured_mode=cfg.structured_mode, tools_mode=tools_mode)
+                  structured_mode=cfg.structured_mode, tools_mode=tools_mode, api_names=cfg.api_names)
     if tools_mode == "completions":
         common.update(completions_renderer(cfg))
     elif cfg.backend == "llamacpp":

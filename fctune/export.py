@@ -345,8 +345,6 @@ def push(repo: str, out: Path, private: bool) -> dict:
     token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
     if not token:
         raise UserError(f"--push-to-hub {repo}: no HF_TOKEN set (put it in .env; it needs write access)")
-    if os.environ.get("HF_HUB_OFFLINE") == "1":
-        raise UserError(f"--push-to-hub {repo}: HF_HUB_OFFLINE=1 is set, so the hub cannot be reached")
     api = HfApi(token=token)
     try:
         api.create_repo(repo, private=private, exist_ok=True)

@@ -330,6 +330,20 @@ def write_html(report: dict, path: Path) -> Path:
                     parts.append(f"<p><b>{_e(r['reason'])}</b> {_e(ex['id'])}: {_e(ex.get('detail') or '')}</p>"
                                  f"<pre>{_e(ex['output'])}</pre>")
 
+    if report.get("served"):
+        parts.append("<h2>Served against in-process</h2><p>Each fine-tuned model that was exported and served "
+                     "(llama.cpp, real <code>tool_calls</code>) and evaluated again through the OpenAI backend — "
+                     "the path a deployment takes. A difference whose paired 95% interval excludes 0 is flagged: "
+                     "the served model is not the measured one.</p>")
+        rows, classes = [], []
+        for label, r in report["served"].items():
+            for m in r.get("metrics", []) + r.get("bfcl", []):
+                rows.append([label, m.get("name") or f"BFCL {m.get('category')}", _fmt(m.get("in_process")),
+                             _fmt(m.get("served")), f"{_fmt(m.get('difference'))} {_ci_text(m.get('ci'), pct=False)}",
+                             "DIFFERS" if m.get("differs") else "same within interval", m.get("n")])
+                classes.append("fail" if m.get("differs") else "")
+        parts.append(_table(["model", "metric", "in-process", "served", "difference [95%]", "", "rows"], rows,
+                            classes))
     parts.append("<h2>Cost</h2>")
     parts.append(_table(["model", "prompt tokens", "completion tokens", "$ per 1M tokens", "basis"],
                         [[m, c["prompt_tokens"], c["completion_tokens"], f"{c['cost_per_1m_tokens_usd']:.2f}", c["basis"]]

@@ -210,3 +210,30 @@ def test_no_verdict_without_the_llm_on_every_compared_suite(three_models, tmp_pa
     with pytest.raises(UserError, match="no LLM baseline result"):
         compare(CompareConfig(results_dirs=[str(res)], output_dir=str(tmp_path / "rep")))
     assert not (tmp_path / "rep").exists()
+
+
+def test_a_served_model_is_shown_beside_its_in_process_scores_and_prices_the_cost(three_models, tmp_path):
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "phi-ft_roundtrip.json").write_text(json.dumps({
+        "label": "phi-ft", "served_label": "phi-ft-served", "gguf": "phi.f16.gguf",
+        "metrics": [{"name": "single-turn calls", "metric": "single_turn.args_exact_match_rate", "n": 50,
+                     "in_process": 0.9, "served": 0.9, "difference": 0.0, "ci": [-0.04, 0.04], "differs": False},
+                    {"name": "valid JSON", "metric": "json_quality.valid_json_rate", "n": 80, "in_process": 0.95,
+                     "served": 0.7, "difference": -0.25, "ci": [-0.35, -0.15], "differs": True}],
+        "bfcl": [], "served_throughput": {"requests": 80, "latency_p50_s": 1.2, "latency_p95_s": 3.4,
+                                          "generated_tokens_per_s": 25.0,
+                                          "machine": {"description": "Test CPU (2 cores), llama.cpp on the CPU"}}}))
+    out = subprocess.run([sys.executable, "comparison_framework/compare_approaches.py", "--results-dirs",
+                          str(three_models / "paper_approach" / "eval_results"), "--served-dir", str(served),
+                          "--output-dir", str(tmp_path / "reports")], cwd=REPO, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    r = json.loads((tmp_path / "reports" / "phase1_comparison.json").read_text())
+    assert r["served"]["phi-ft"]["metrics"][1]["differs"] is True
+    basis = r["cost"]["phi-ft"]["basis"]
+    assert "25.0 generated tokens/s measured in the round trip on Test CPU (2 cores)" in basis and "p95 3.4 s" in basis
+    # the gates file's $2.50/h over the measured 25 tokens/s, per 1M tokens (not the assumed 2,000 tokens/s)
+    assert r["cost"]["phi-ft"]["cost_per_1m_tokens_usd"] == pytest.approx(2.50 / (25.0 * 3600) * 1e6, abs=1e-3)
+    html = (tmp_path / "reports" / "phase1_report.html").read_text()
+    assert "Served against in-process" in html and "DIFFERS" in html and "same within interval" in html

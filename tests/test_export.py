@@ -123,3 +123,21 @@ def test_push_to_hub_without_a_token_is_one_clear_error(tmp_path, memorised_mode
     assert r.returncode == 2
     assert [ln for ln in r.stderr.splitlines() if ln.startswith("error:")] == [
         "error: --push-to-hub me/model: no HF_TOKEN set (put it in .env; it needs write access)"]
+
+
+def test_tool_names_go_as_is_to_a_server_that_takes_any_name():
+    """Hosted APIs reject ``math.factorial`` (renamed, mapped back); a served model must see its in-process names."""
+    from fctune.backends.openai_backend import OpenAIBackend
+    from fctune.schema import Example, Expected, Message, ToolCall, ToolSpec
+
+    tool = ToolSpec("math.factorial", "n!", {"type": "object", "properties": {"n": {"type": "integer"}}})
+    e = Example("r", [Message("user", "5!"), Message("assistant", None, [ToolCall("math.factorial", {"n": 5})]),
+                      Message("tool", "120", tool_call_id="call_0", name="math.factorial"), Message("user", "and 6!")],
+                [tool], Expected("tool_calls", tool_calls=[ToolCall("math.factorial", {"n": 6})]))
+    api = OpenAIBackend("m", base_url="http://127.0.0.1:1/v1")._request(e, None)[0]
+    as_is = OpenAIBackend("m", base_url="http://127.0.0.1:1/v1", api_names="as-is")
+    kwargs = as_is._request(e, None)[0]
+    assert api["tools"][0]["function"]["name"] == "math_factorial"
+    assert kwargs["tools"][0]["function"]["name"] == "math.factorial"
+    assert kwargs["messages"][1]["tool_calls"][0]["function"]["name"] == "math.factorial"
+    assert as_is.identity()["api_names"] == "as-is" and "api_names" not in OpenAIBackend("m", base_url="x").identity()

@@ -61,10 +61,14 @@ class OpenAIBackend:
                  max_concurrency: int = 4, timeout_s: float = 60.0, max_retries: int = 4, backoff_base_s: float = 1.0,
                  backoff_max_s: float = 30.0, max_tokens: int = 512, temperature: float = 0.0,
                  structured_mode: str = "auto", tools_mode: str = "native", extra_identity: dict | None = None,
-                 on_close=None, server_failure=None, renderer=None, stop: list[str] | None = None):
+                 on_close=None, server_failure=None, renderer=None, stop: list[str] | None = None,
+                 api_names: str = "api"):
         import openai
 
         self.extra_identity, self.on_close = extra_identity or {}, on_close
+        # "api": tool names as hosted APIs accept them (BFCL's math.factorial -> math_factorial, mapped back);
+        # "as-is": for servers that take any name (llama.cpp, vLLM), so a served model sees its in-process prompt
+        self.api_names = api_names
         # for a server this process started: () -> None while it runs, else why it is gone (checked before every
         # attempt and after every failure, so a dead server ends the run at once instead of after every retry)
         self.server_failure = server_failure
@@ -100,6 +104,7 @@ class OpenAIBackend:
                 "api_version": self.api_version, "temperature": self.temperature, "max_tokens": self.max_tokens,
                 "max_concurrency": self.max_concurrency, "timeout_s": self.timeout_s, "max_retries": self.max_retries,
                 "structured_mode": self.structured_mode, "tools_mode": self.tools_mode,
+                **({"api_names": self.api_names} if self.api_names != "api" else {}),
                 **({"prompt": self.renderer.describe(), "stop": self.stop} if self.renderer else {}),
                 "call_format": self.call_format(), **self.extra_identity}
 
@@ -117,6 +122,9 @@ class OpenAIBackend:
         return declared_call_format(self.renderer)
 
     # -- request building ------------------------------------------------------------------------------
+    def _name(self, name: str) -> str:
+        return name if self.api_names == "as-is" else api_name(name)
+
     def _request(self, e: Example, structured: str | None) -> tuple[dict, dict]:
         if self.tools_mode == "prompt":
             msgs, back = self._prompt_mode_messages(e), {}
@@ -128,7 +136,7 @@ class OpenAIBackend:
             tools = []
             for t in e.tools:
                 spec = t.to_openai()
-                spec["function"]["name"] = api_name(t.name)
+                spec["function"]["name"] = self._name(t.name)
                 tools.append(spec)
             kwargs["tools"] = tools
             kwargs["tool_choice"] = "auto"
@@ -150,7 +158,7 @@ class OpenAIBackend:
                 "max_tokens": self.max_tokens, **({"stop": self.stop} if self.stop else {})}
 
     def _native_messages(self, e: Example) -> tuple[list[dict], dict]:
-        names = {t.name: api_name(t.name) for t in e.tools}
+        names = {t.name: self._name(t.name) for t in e.tools}
         back = {v: k for k, v in names.items()}
         msgs, pending, n_calls = [], [], 0
         for m in e.messages:
@@ -158,7 +166,7 @@ class OpenAIBackend:
             if d.get("tool_calls"):
                 d["content"] = d["content"] or ""  # some servers reject null content
             for c in d.get("tool_calls") or []:
-                c["function"]["name"] = names.get(c["function"]["name"], api_name(c["function"]["name"]))
+                c["function"]["name"] = names.get(c["function"]["name"], self._name(c["function"]["name"]))
                 if not m.tool_calls[0].id:  # ids must pair calls with results; make them unique
                     c["id"] = f"call_{n_calls}"
                 n_calls += 1
