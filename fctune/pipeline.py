@@ -36,10 +36,11 @@ PY = sys.executable
 STEPS = {1: "prerequisites", 2: "dataset", 3: "test_splits", 4: "docker", 5: "train", 6: "evaluate", 7: "compare"}
 PROFILES = {
     # CPU-sized: offline data, SmolLM2 for both paper models, smoke training, a few rows of each suite.
-    "smoke": {"source": "offline", "train_preset": "smoke", "eval_limit": 8, "bfcl_limit": 5, "eval_batch_size": 8},
+    "smoke": {"source": "offline", "train_preset": "smoke", "eval_limit": 8, "bfcl_limit": 5, "eval_batch_size": 8,
+              "roundtrip": False, "roundtrip_gguf": "f16"},
     # The paper's run: hub data (offline fallback recorded), Phi-4-mini and Llama-3.1-8B, full hyperparameters.
     "full": {"source": "NousResearch/hermes-function-calling-v1", "train_preset": None, "eval_limit": None,
-             "bfcl_limit": None, "eval_batch_size": 32},
+             "bfcl_limit": None, "eval_batch_size": 32, "roundtrip": True, "roundtrip_gguf": "q8_0"},
     # (no generation budget here: every split's is sized from its longest expected answer, evaluate.answer_budget)
 }
 
@@ -64,6 +65,10 @@ class PipelineConfig:
     bfcl_sample: int | None = field(default=None, metadata={"min": 1,
         "help": "BFCL: a seeded sample of N rows per category (the same rows for every model)"})
     fledgling: bool = field(default=True, metadata={"help": "also run the Fledgling pipeline"})
+    roundtrip: str = field(default="auto", metadata={
+        "help": "export, serve (llama.cpp) and re-evaluate each fine-tuned model through the OpenAI backend beside its "
+                "in-process scores (python -m fctune.roundtrip); auto = on in the full profile, off in smoke (it adds "
+                "about as much CPU time as the evaluation itself)", "choices": ["auto", "on", "off"]})
     fledgling_test_size: int | None = field(default=None, metadata={"min": 1,
         "help": "Fledgling: rows per track test split (default: the phase's size)"})
     docker: bool = field(default=False, metadata={"help": "build the Docker images (step 4)"})
@@ -199,6 +204,13 @@ def plan(cfg: PipelineConfig) -> list[Step]:
         labels.append(f"paper-{fam}-ft")
         if cfg.bfcl:
             eval_cmds.append((f"paper-{fam}-ft-bfcl", bf + who, {}))
+        if cfg.roundtrip == "on" or (cfg.roundtrip == "auto" and prof["roundtrip"]):
+            # after the model's own evaluation: the served model is compared with it row by row
+            rt = [PY, "-m", "fctune.roundtrip", "--adapter", f"paper_approach/adapters/{fam}", "--label",
+                  f"paper-{fam}-ft", "--gguf-type", prof["roundtrip_gguf"], *lim]
+            if cfg.bfcl:
+                rt += ["--bfcl-sample", str(cfg.bfcl_sample or prof["bfcl_limit"] or 30)]
+            eval_cmds.append((f"paper-{fam}-ft-roundtrip", rt, {}))
     llm = resolve_llm(cfg.llm)
     # offline, the LLM stand-in is an instruct model several times the SLMs' size that can call functions
     llm_model = cfg.llm_model or (OFFLINE_LLM if llm == "llamacpp" else None)
@@ -232,7 +244,8 @@ def plan(cfg: PipelineConfig) -> list[Step]:
                       outputs=[str(result_paths(results, lb, s)[0]) for lb in labels for s in SUITES]))
     steps.append(Step(7, "compare", [[("compare", [PY, "comparison_framework/compare_approaches.py", "--phase",
                                                    str(cfg.phase)], {})]],
-                      inputs=[results, "fledgling/eval_results", "comparison_framework/gates.yaml"],
+                      inputs=[results, "fledgling/eval_results", "paper_approach/served_results",
+                              "comparison_framework/gates.yaml"],
                       outputs=[f"comparison_framework/reports/phase{cfg.phase}_comparison.json"]))
     return steps
 

@@ -141,3 +141,17 @@ def test_tool_names_go_as_is_to_a_server_that_takes_any_name():
     assert kwargs["tools"][0]["function"]["name"] == "math.factorial"
     assert kwargs["messages"][1]["tool_calls"][0]["function"]["name"] == "math.factorial"
     assert as_is.identity()["api_names"] == "as-is" and "api_names" not in OpenAIBackend("m", base_url="x").identity()
+
+
+def test_the_pipeline_runs_the_round_trip_after_each_fine_tuned_models_evaluation():
+    from fctune.pipeline import PipelineConfig, plan
+
+    def step6(**kw):
+        return [tag for g in next(s for s in plan(PipelineConfig(llm="none", fledgling=False, **kw))
+                                  if s.name == "evaluate").groups for tag, _, _ in g]
+
+    full = step6(profile="full", models=["phi=smollm2", "llama=smollm2"])
+    assert full.index("paper-phi-ft-roundtrip") == full.index("paper-phi-ft") + 1
+    assert "paper-llama-ft-roundtrip" in full
+    assert not any(t.endswith("-roundtrip") for t in step6(profile="smoke"))  # off for the smoke budget
+    assert "paper-phi-ft-roundtrip" in step6(profile="smoke", roundtrip="on")
