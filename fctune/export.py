@@ -140,8 +140,10 @@ def conversion_folder(hf: Path, tmp: Path) -> tuple[Path, str | None]:
 
 
 def convert(merged: Path, out: Path, outtype: str, converter: Path) -> None:
-    r = subprocess.run([sys.executable, str(converter), str(merged), "--outfile", str(out), "--outtype", outtype],
-                       capture_output=True, text=True, cwd=converter.parent)
+    # absolute paths: the converter runs in its own folder (it imports conversion/ and gguf-py/ from there)
+    r = subprocess.run([sys.executable, str(converter.resolve()), str(merged.resolve()), "--outfile",
+                        str(out.resolve()), "--outtype", outtype], capture_output=True, text=True,
+                       cwd=converter.resolve().parent)
     if r.returncode != 0 or not out.exists():
         tail = " | ".join((r.stderr or r.stdout).strip().splitlines()[-4:])
         raise UserError(f"llama.cpp's converter could not write {out.name} from {merged}: {tail}")

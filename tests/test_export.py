@@ -58,7 +58,7 @@ def memorised_model(tmp_path_factory, smollm2_tokenizer_dir):
     return out, example
 
 
-def test_export_serve_and_answer_with_real_tool_calls(tmp_path, memorised_model):
+def test_export_serve_and_answer_with_real_tool_calls(tmp_path, memorised_model, monkeypatch):
     from openai import OpenAI
 
     from fctune.llama_server import LlamaServer, installed
@@ -66,7 +66,8 @@ def test_export_serve_and_answer_with_real_tool_calls(tmp_path, memorised_model)
     if not installed():
         pytest.skip("llama-cpp-python[server] is not installed (scripts/bootstrap.sh installs it)")
     src, example = memorised_model
-    info = export(ExportConfig(merged=str(src / "model"), output=str(tmp_path / "exp"), gguf_types=["f16"],
+    monkeypatch.chdir(tmp_path)  # a relative output folder, as the pipeline gives (the converter runs elsewhere)
+    info = export(ExportConfig(merged=str(src / "model"), output="exp", gguf_types=["f16"],
                                parity_file=str(src / "row.jsonl")))
     assert info["chat_template"]["prompt_format"] == "hermes"  # SmolLM2's template ignores tools
     assert info["template_parity"]["rows"] == 1 and info["template_parity"]["identical"] == 1
