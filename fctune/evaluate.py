@@ -80,6 +80,9 @@ class EvalConfig:
     prompt_format: str | None = field(default=None, metadata={
         "help": "local backend: auto, native or hermes (default: the adapter's training format)"})
     device: str = field(default="auto", metadata={"help": "local backend: auto, cpu or cuda"})
+    dtype: str = field(default="auto", metadata={
+        "help": "local backend: weights' dtype (auto = bf16 on a GPU or a CPU with native bf16, else fp32)",
+        "choices": ["auto", "bf16", "fp16", "fp32"]})
     base_url: str | None = field(default=None, metadata={"help": "openai backend: endpoint (default OPENAI_BASE_URL)"})
     api_key_env: str = field(default="OPENAI_API_KEY", metadata={"help": "environment variable holding the API key"})
     max_concurrency: int = field(default=4, metadata={"min": 1, "help": "API backends: requests in flight"})
@@ -215,7 +218,7 @@ def make_backend(cfg: EvalConfig):
         from fctune.backends.local import LocalBackend
 
         return LocalBackend(cfg.model, cfg.adapter, cfg.max_new_tokens or 256, cfg.batch_size, cfg.prompt_format,
-                            cfg.device)
+                            cfg.device, cfg.dtype)
     from fctune.backends.openai_backend import OpenAIBackend
 
     tools_mode = cfg.tools_mode if cfg.tools_mode != "auto" else (

@@ -150,7 +150,9 @@ def roundtrip(cfg: RoundTripConfig) -> dict:
     served_label = f"{cfg.label}-served"
     Path(cfg.served_dir).mkdir(parents=True, exist_ok=True)
     common = dict(backend="openai", model=gguf.name, label=served_label, role="served", results_dir=cfg.served_dir,
-                  tools_mode="native", structured_mode="response_format", max_concurrency=1,
+                  # llama-cpp-python's server accepts response_format text/json_object only: the schema goes in the
+                  # system prompt, where the renderer put it in training
+                  tools_mode="native", structured_mode="prompt", max_concurrency=1,
                   request_timeout_s=cfg.request_timeout_s, max_new_tokens=cfg.max_new_tokens, api_names="as-is")
     with LlamaServer(str(gguf), tokenizer=info["merged"], n_ctx=cfg.n_ctx, n_threads=cfg.threads,
                      log_path=str(Path(cfg.served_dir) / f"{served_label}_server.log")) as srv:

@@ -145,9 +145,12 @@ class OpenAIBackend:
                 kwargs["response_format"] = {"type": "json_schema", "json_schema": {
                     "name": "response", "schema": e.expected.json_schema, "strict": False}}
             else:
-                instr = SYSTEM_SCHEMA_TEMPLATE.format(schema=json.dumps(e.expected.json_schema)).strip()
+                # worded, escaped and placed as the training renderer puts it (schema first, then the row's own
+                # system text), so a served fine-tuned model reads the prompt it was trained on
+                instr = SYSTEM_SCHEMA_TEMPLATE.format(
+                    schema=json.dumps(e.expected.json_schema, ensure_ascii=False)).strip()
                 if msgs and msgs[0]["role"] == "system":
-                    msgs[0] = dict(msgs[0], content=msgs[0]["content"] + "\n\n" + instr)
+                    msgs[0] = dict(msgs[0], content=instr + "\n\n" + msgs[0]["content"])
                 else:
                     msgs.insert(0, {"role": "system", "content": instr})
         return kwargs, back
