@@ -101,7 +101,8 @@ def make_handler(tokenizer_dir: str):
            if t and t in tokenizer.get_vocab()]
 
     def handler(*, llama, messages, tools=None, temperature=0.2, top_p=0.95, top_k=40, stream=False, stop=None,
-                seed=None, max_tokens=None, response_format=None, repeat_penalty=1.0, **_ignored):
+                seed=None, max_tokens=None, response_format=None, presence_penalty=0.0, frequency_penalty=0.0,
+                **_ignored):
         if stream:
             raise ValueError("fctune-template serving does not stream")
         msgs = _parse_arguments(_clean(list(messages)))
@@ -117,8 +118,12 @@ def make_handler(tokenizer_dir: str):
         prompt = tokenizer.apply_chat_template(msgs, tools=_clean(tools) or None, tokenize=False,
                                                add_generation_prompt=True)
         stops = list(eos) + ([stop] if isinstance(stop, str) else list(stop or []))
+        # no repetition penalty: the OpenAI API has none, and llama-cpp-python's server fills in 1.1, which changes
+        # even greedy answers (it cut call arguments short: a served smoke model dropped "to_currency" that it wrote
+        # in-process); presence and frequency penalties are the API's own and pass through
         out = llama.create_completion(prompt=prompt, max_tokens=max_tokens, temperature=temperature, top_p=top_p,
-                                      top_k=top_k, stop=stops, seed=seed, repeat_penalty=repeat_penalty)
+                                      top_k=top_k, stop=stops, seed=seed, repeat_penalty=1.0,
+                                      presence_penalty=presence_penalty, frequency_penalty=frequency_penalty)
         text = out["choices"][0]["text"]
         content, calls = split_reply(text)
         message = {"role": "assistant", "content": content}
