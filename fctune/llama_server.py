@@ -261,6 +261,17 @@ class LlamaServer:
                 pass
         log.info("llama.cpp server pid %d stopped", self.proc.pid)
 
+    def serve_until_interrupted(self, what: str) -> None:
+        """Run in the foreground (``python -m fctune.llama_server`` / ``fctune.serve``) until the server exits or
+        Ctrl-C, then stop it."""
+        print(f"serving {what} at {self.base_url} (pid {self.proc.pid}); Ctrl-C stops it", flush=True)
+        try:
+            self.proc.wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop()
+
     def __enter__(self):
         return self.start()
 
@@ -310,14 +321,7 @@ def main(argv=None) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 2
         return 0
-    srv = LlamaServer(args.model, args.port, args.chat_format).start()
-    print(f"serving at {srv.base_url} (pid {srv.proc.pid}); Ctrl-C stops it", flush=True)
-    try:
-        srv.proc.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        srv.stop()
+    LlamaServer(args.model, args.port, args.chat_format).start().serve_until_interrupted(args.model)
     return 0
 
 

@@ -159,13 +159,7 @@ def serve(cfg: ServeConfig) -> dict:
         raise UserError(f"--tokenizer {tok}: no tokenizer there (the export's hf/ folder)")
     srv = LlamaServer(str(gguf), cfg.port, n_ctx=cfg.n_ctx, n_threads=cfg.threads, log_path=cfg.log_file,
                       tokenizer=str(tok)).start()
-    print(f"serving {gguf.name} with tool calling at {srv.base_url} (pid {srv.proc.pid}); Ctrl-C stops it", flush=True)
-    try:
-        srv.proc.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        srv.stop()
+    srv.serve_until_interrupted(f"{gguf.name} with tool calling")
     return {"model": str(gguf), "base_url": srv.base_url}
 
 
