@@ -9,10 +9,15 @@
 #                   masking touches train rows only) and the suites; needs no model, so it runs during the transfers
 #   start           once the data is there, one background job per name in JOBS (default "qplain qmask"):
 #                   qplain trains on the unmasked rows, qmask on the masked ones, qbase evaluates the base model,
-#                   smol trains SmolLM2; each fine-tune is then evaluated on BFCL non-live and the suites
+#                   qlr* trains on the unmasked rows at LR (e.g. LR=2e-4 JOBS=qlr2), smol trains SmolLM2; each
+#                   fine-tune is then evaluated on BFCL non-live and (unless SKIP_SUITES is set) the suites; on a
+#                   machine with several GPUs the jobs take one each, in turn
 #   wait [SECONDS]  report the jobs until all are done or SECONDS pass
 #   pack            results, logs and adapter metadata into $OUT (the weights of job PACK_ADAPTER in pieces)
 # Sizes and recipe: TRAIN_ROWS (16000), EPOCHS (1), MASK (0.25), LR (1e-4), ATTN (eager), BS (16), GA (1).
+# Device calls, as run on 2026-11-29 (RESULTS.md): call 1 carries the wheels and the last model piece
+# (install DIR; stash DIR; data), the next 12 carry one 36 MiB piece each (copied to /tmp/models), the 14th carries
+# the last and runs assemble and start; then wait (under 10 minutes a call) and pack.
 # A run that diverges (the trainer's guard stops it at the first non-finite loss, exit 2) is trained again once in
 # fp32 under NAME-fp32, so one bad numeric path does not cost the session's only GPU slot.
 set -euo pipefail
@@ -59,11 +64,14 @@ case "$1" in
     for _ in $(seq 60); do [ -f $J/data.done ] && break; sleep 5; done
     [ -f $J/data.done ] || { tail -n 5 $J/*.log; echo 'data not ready' >&2; exit 1; }
     python3 -c "from fctune.models import materialize, resolve_model as r; print(materialize(r('$QWEN')))"
+    # one job per GPU where there are several (two eager-attention Qwen jobs do not fit in one H200's memory)
+    ngpu=$(nvidia-smi -L | wc -l); i=0
     for w in ${JOBS:-qplain qmask}; do
       [ -d /tmp/$w ] || cp -r /tmp/e /tmp/$w
       [ -f $J/$w.done ] && continue
-      (cd /tmp/$w && PYTHONPATH=/tmp/site:/tmp/$w setsid nohup bash /tmp/$w/experiments/engine_run.sh _job $w \
-        < /dev/null > $J/$w.log 2>&1 &)
+      (cd /tmp/$w && CUDA_VISIBLE_DEVICES=$((i % ngpu)) PYTHONPATH=/tmp/site:/tmp/$w \
+        setsid nohup bash /tmp/$w/experiments/engine_run.sh _job $w < /dev/null > $J/$w.log 2>&1 &)
+      i=$((i + 1))
     done
     sleep 45; ls $J; tail -n 3 $J/*.log; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv ;;
   _job)
@@ -79,7 +87,7 @@ case "$1" in
       qbase) "${BF[@]}" --model $QWEN --label qwen-base --role base --family qwen
              "${EV[@]}" --model $QWEN --label qwen-base --role base --family qwen
              touch $J/$v.done; exit 0 ;;
-      qplain) d=paper_approach/datasets_m0; model=$QWEN; fam=qwen ;;
+      qplain|qlr*) d=paper_approach/datasets_m0; model=$QWEN; fam=qwen ;;  # qlr*: the same rows at another LR
       qmask) d=paper_approach/datasets_m${MASK:-0.25}; model=$QWEN; fam=qwen ;;
       smol) d=paper_approach/datasets_m0; model=$SMOL; fam=smollm2 ;;
     esac
@@ -92,7 +100,7 @@ case "$1" in
     elif [ $rc != 0 ]; then exit $rc; fi
     A=paper_approach/adapters/$name
     "${BF[@]}" --model $model --adapter $A --label $name-ft --role finetuned --family $fam
-    "${EV[@]}" --model $model --adapter $A --label $name-ft --role finetuned --family $fam
+    [ -n "${SKIP_SUITES:-}" ] || "${EV[@]}" --model $model --adapter $A --label $name-ft --role finetuned --family $fam
     touch $J/$v.done ;;
   wait)
     end=$((SECONDS + ${2:-540}))
@@ -106,7 +114,7 @@ case "$1" in
     done
     for j in $J/*.log; do
       j=$(basename "$j" .log); echo "== $j $([ -f $J/$j.done ] && echo done || echo pending)"
-      tail -c 600 $J/$j.log 2>/dev/null | tr '\r' '\n' | grep -v '^ *$' | tail -2
+      tail -c 600 $J/$j.log 2>/dev/null | tr '\r' '\n' | grep -v '^ *$' | tail -2 || true
     done
     nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader ;;
   pack)  # at most eight files come back: one archive per job, one of the logs, one of the data's reports
