@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class RoundTripConfig:
-    """Export an adapter, serve it with tool calling, evaluate it through the OpenAI backend, compare with in-process."""
+    """Export an adapter, serve it with tool calling, evaluate it through the OpenAI backend, compare it with the
+    in-process results."""
 
     adapter: str = field(default="", metadata={"help": "the fine-tuned adapter folder"})
     label: str = field(default="", metadata={"help": "the in-process results' label (e.g. paper-phi-ft)"})
@@ -36,7 +37,8 @@ class RoundTripConfig:
                                                                    "<adapter>)"})
     gguf_type: str = field(default="f16", metadata={"help": "GGUF to serve (f16 keeps the in-process weights' "
                                                              "precision closest)"})
-    suites: list[str] = field(default_factory=list, metadata={"help": "suites (default: those with in-process results)"})
+    suites: list[str] = field(default_factory=list,
+                              metadata={"help": "suites (default: those with in-process results)"})
     splits_dir: str = field(default="comparison_framework/test_splits", metadata={"help": "the suites' splits"})
     bfcl_sample: int = field(default=0, metadata={"min": 0, "help": "BFCL non-live rows per category (0: none; the "
                                                                     "in-process run must have the same sample)"})
@@ -107,6 +109,7 @@ def _bfcl_rows(path: Path) -> dict[str, dict[str, float]]:
 def compare_served(cfg: RoundTripConfig, served_label: str, suites: list[str]) -> dict:
     from fctune.compare import discover, load_gates, row_scores
     from fctune.decision import paired_difference
+    from fctune.evaluate import result_paths
 
     gates = load_gates(cfg.gates)
     inproc = discover([cfg.results_dir], suites)[0].get(cfg.label)
@@ -122,14 +125,28 @@ def compare_served(cfg: RoundTripConfig, served_label: str, suites: list[str]) -
         d["differs"] = bool(d["ci"] and (d["ci"][0] > 0 or d["ci"][1] < 0))
         rows.append(d)
     bfcl = []
-    a = _bfcl_rows(Path(cfg.served_dir) / f"{served_label}_bfcl_details.jsonl")
-    b = _bfcl_rows(Path(cfg.results_dir) / f"{cfg.label}_bfcl_details.jsonl")
+    a = _bfcl_rows(result_paths(cfg.served_dir, served_label, "bfcl")[1])
+    b = _bfcl_rows(result_paths(cfg.results_dir, cfg.label, "bfcl")[1])
     for cat in sorted(set(a) & set(b)):
         d = paired_difference(a[cat], b[cat])
         d.update(category=cat, served=d.pop("a", None), in_process=d.pop("b", None))
         d["differs"] = bool(d["ci"] and (d["ci"][0] > 0 or d["ci"][1] < 0))
         bfcl.append(d)
     return {"metrics": rows, "bfcl": bfcl}
+
+
+def _parity_rows(cfg: RoundTripConfig, suites: list[str]) -> str | None:
+    """The rows the exported template is checked on: the adapter's validation split when it is here (export's own
+    default), else the first suite split the round trip evaluates (so the check runs wherever the adapter came from)."""
+    from fctune.io import read_json
+    from fctune.suites import SUITES
+
+    meta = Path(cfg.adapter) / "metadata.json"
+    val = ((read_json(meta) if meta.exists() else {}).get("dataset") or {}).get("val_file")
+    if val and Path(val).exists():
+        return None
+    return next((str(p) for s in suites if s in SUITES and (p := Path(cfg.splits_dir) / SUITES[s].file).exists()),
+                None)
 
 
 def roundtrip(cfg: RoundTripConfig) -> dict:
@@ -145,7 +162,8 @@ def roundtrip(cfg: RoundTripConfig) -> dict:
         f"{cfg.label}_*.json") if not f.name.endswith((".run.json", "_bfcl.json", "_roundtrip.json"))})
     if not suites:
         raise UserError(f"no in-process results for {cfg.label!r} in {cfg.results_dir}: evaluate the adapter first")
-    info = export(ExportConfig(adapter=cfg.adapter, output=cfg.export_dir, gguf_types=[cfg.gguf_type]))
+    info = export(ExportConfig(adapter=cfg.adapter, output=cfg.export_dir, gguf_types=[cfg.gguf_type],
+                               parity_file=_parity_rows(cfg, suites)))
     gguf = next(Path(info["merged"]).parent / n for n in info["gguf"])
     served_label = f"{cfg.label}-served"
     Path(cfg.served_dir).mkdir(parents=True, exist_ok=True)
