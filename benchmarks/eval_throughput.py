@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Evaluation throughput of the local backend: batched generation against one example at a time.
 
-    python benchmarks/eval_throughput.py --model smollm2 --split comparison_framework/test_splits/single_turn_test.jsonl \
-        --rows 16 --batch-sizes 1 8 --repeats 3 --out benchmarks/results/eval_throughput_cpu.json
+    python benchmarks/eval_throughput.py --model smollm2 \
+        --split comparison_framework/test_splits/single_turn_test.jsonl --rows 16 --batch-sizes 1 8 --repeats 3 \
+        --out benchmarks/results/eval_throughput_cpu.json
 
 Each configuration generates the same rows greedily (same prompts, same max_new_tokens) ``--repeats`` times; the
 median (min, max) of examples/s and generated tokens/s is reported, with the device, dtype and library versions.
@@ -49,7 +50,8 @@ def main() -> int:
         results.append({"batch_size": bs, "examples_per_s": round(statistics.median(eps), 3),
                         "examples_per_s_min": round(min(eps), 3), "examples_per_s_max": round(max(eps), 3),
                         "generated_tokens_per_s": round(statistics.median(tps), 1),
-                        "generated_tokens_per_s_min": round(min(tps), 1), "generated_tokens_per_s_max": round(max(tps), 1)})
+                        "generated_tokens_per_s_min": round(min(tps), 1),
+                        "generated_tokens_per_s_max": round(max(tps), 1)})
         print(json.dumps(results[-1]), flush=True)
     base = results[0]["examples_per_s"]
     out = {"model": args.model, "adapter": args.adapter, "rows": len(examples), "repeats": args.repeats,

@@ -93,14 +93,16 @@ def main() -> int:
             name, _, folder = spec.partition("=")
             src = Path(folder)
             copy_results(src / "paper_approach" / "eval_results", paper, "paper-")
-            copy_run_files(src, "paper_approach", root / "paper_approach", suffix=f"_{name}")  # same rows, its tokenizer
+            copy_run_files(src, "paper_approach", root / "paper_approach",
+                           suffix=f"_{name}")  # same rows, its tokenizer
             if (src / "fledgling" / "eval_results" / "fledgling_gate.json").exists():
                 copy_results(src / "fledgling" / "eval_results", root / f"fledgling_{name}" / "eval_results")
                 copy_run_files(src, "fledgling", root / f"fledgling_{name}")
         if not paper.is_dir():
             continue
         summarize_unfinished_bfcl(paper, a.bfcl_sample, 0)
-        fledgling_runs = sorted(str(d / "eval_results") for d in root.glob("fledgling*") if (d / "eval_results").is_dir())
+        fledgling_runs = sorted(str(d / "eval_results") for d in root.glob("fledgling*")
+                                if (d / "eval_results").is_dir())
         compare(CompareConfig(results_dirs=[str(paper), *fledgling_runs], phase=phase,
                               output_dir=str(root / "reports")))
     if a.multi_gpu:

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# Runs the GPU half of the experiment on a lent machine with no network (see RESULTS.md). Each action is one short
-# call; files arrive in pieces in carried folders and are kept under /tmp between warm calls.
-#   install DIR       pip-install the wheels in DIR into /tmp/site (the recipe of ../shared/device/README.md)
+# Runs the GPU half of the experiment on an air-gapped GPU host (no network; see RESULTS.md). Each action is one
+# short command; files reach the host in transfers of at most 64 MiB (wheels and model pieces in folders of the
+# checkout) and are kept under /tmp while the host stays up.
+#   install DIR       pip-install the wheels in DIR into /tmp/site (what the host's image lacks)
 #   stash DIR         keep the model pieces carried in DIR under /tmp/models
 #   assemble          join the pieces, check their sha256
 #   phase N           the paper + Fledgling pipeline for phase N (resumable; results packed into $OUT/pN.tgz)
 #   fledgling N       the Fledgling pipeline alone for phase N (LLM track results carried in .gpu_exp/pN/)
 #   ddp [SECONDS]     one model data-parallel over 2 GPUs through the pipeline, and the same run on 1 GPU (issue 12)
 #   bfcl-full         BFCL non-live, every row, SmolLM2-135M base
-#   bench [SHAPE...]  training throughput of three stacks (issue 10); resumes from /tmp/bench between warm calls
+#   bench [SHAPE...]  training throughput of three stacks (issue 10); resumes from /tmp/bench while the host stays up
 #   ft2 [SECONDS]     phase-2 paper adapter (packed), the same data unpacked for 63 steps, BFCL non-live (every row)
 #                     of the adapter
 #   evalbench         local backend on the device: batched against one at a time

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Issue 20 on a lent GPU with no network: Qwen2.5-Coder-0.5B-Instruct fine-tuned on the offline data engine's rows,
-# evaluated on every BFCL non-live row and on the five suites (the base model's figures are in results/ already).
-#   install DIR     pip-install the wheels in DIR into /tmp/site (../shared/device/README.md; transformers+peft+TRL,
-#                   no Unsloth: its wheels and bitsandbytes would cost three more transfers of the 491 MB model's size)
+# Issue 20 on an air-gapped GPU host (no network; files arrive in transfers of at most 64 MiB): Qwen2.5-Coder-0.5B-
+# Instruct fine-tuned on the offline data engine's rows, evaluated on every BFCL non-live row and on the five suites
+# (the base model's figures are in results/ already).
+#   install DIR     pip-install the wheels in DIR into /tmp/site (the host's image has torch, transformers and peft;
+#                   these add TRL, datasets, gguf, bfcl-eval...; no Unsloth: its wheels and bitsandbytes would cost
+#                   three more transfers)
 #   stash DIR       keep the model pieces carried in DIR under /tmp/models
 #   assemble        join the pieces (qwen.part-*, smol.part-*), print their sha256
 #   data            in the background: engine rows (unmasked and MASK-masked, one seed so both hold the same rows;

@@ -44,7 +44,8 @@ def hermes_chat_template(original: str, tool_role: bool) -> str:
         "{%- for c in (m['tool_calls'] or []) -%}\n"
         "{%- set f = c['function'] if c['function'] is defined else c -%}\n"
         "{%- set args = f['arguments'] if f['arguments'] is string else (f['arguments'] | tojson) -%}\n"
-        "{%- set ns.ids = ns.ids + [c['id'] if c['id'] is defined else ''] -%}{%- set ns.names = ns.names + [f['name']] -%}\n"
+        "{%- set ns.ids = ns.ids + [c['id'] if c['id'] is defined else ''] -%}"
+        "{%- set ns.names = ns.names + [f['name']] -%}\n"
         "{%- set t.text = (t.text + '\\n' if t.text else '') + '<tool_call>\\n{\"name\": ' + (f['name'] | tojson) + "
         "', \"arguments\": ' + args + '}\\n</tool_call>' -%}\n"
         "{%- endfor -%}\n"
@@ -60,7 +61,8 @@ def hermes_chat_template(original: str, tool_role: bool) -> str:
         "{%- set last = ns.out[-1] if ns.out else none -%}\n"
         "{%- if last is not none and last['role'] == '" + result_role + "' and last['content'].startswith("
         "'<tool_response>') -%}\n"
-        "{%- set ns.out = ns.out[:-1] + [{'role': '" + result_role + "', 'content': last['content'] + '\\n' + body}] -%}\n"
+        "{%- set ns.out = ns.out[:-1] + [{'role': '" + result_role + "', 'content': last['content'] "
+        "+ '\\n' + body}] -%}\n"
         "{%- else -%}{%- set ns.out = ns.out + [{'role': '" + result_role + "', 'content': body}] -%}{%- endif -%}\n"
         "{%- else -%}{%- set ns.out = ns.out + [{'role': m['role'], 'content': m['content'] or ''}] -%}\n"
         "{%- endif -%}\n"
@@ -108,7 +110,9 @@ def template_parity(examples: list[Example], trained: PromptRenderer, exported_t
             if got != want:
                 same = False
                 if first_diff is None:
-                    k = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
+                    # the first differing character; the shorter length when one is a prefix of the other
+                    k = next((i for i, (a, b) in enumerate(zip(got, want, strict=False)) if a != b),
+                             min(len(got), len(want)))
                     first_diff = {"id": e.id, "arguments_as": style, "at_char": k,
                                   "trained": want[max(0, k - 60):k + 60], "exported": got[max(0, k - 60):k + 60]}
         identical += same

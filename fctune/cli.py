@@ -8,8 +8,8 @@ import logging
 import os
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from fctune.config import explicit_fields, parse_config
 from fctune.errors import UserError
@@ -51,14 +51,22 @@ def find_project_dir(start: Path | None = None) -> Path | None:
 _PATH_FIELD = re.compile(r"(_dirs?|_files?|^out|^output|^adapter$|^predictions$|^workdir$|^gates$|^source$|^model$)")
 
 
+def _absolute(name: str, v, cwd: Path):
+    """``v`` made absolute against ``cwd`` when it is a relative path; a model or source id (no such file) stays."""
+    if not isinstance(v, str) or not v or Path(v).is_absolute():
+        return v
+    if name in ("source", "model") and not (cwd / v).exists():
+        return v
+    return str(cwd / v)
+
+
 def _absolutize(cfg, explicit: set[str], cwd: Path) -> None:
     for f in dataclasses.fields(cfg):
         if f.name not in explicit or not _PATH_FIELD.search(f.name):
             continue
         value = getattr(cfg, f.name)
-        fix = (lambda v: str(cwd / v) if isinstance(v, str) and v and not Path(v).is_absolute()
-               and (f.name not in ("source", "model") or (cwd / v).exists()) else v)  # ids stay ids
-        setattr(cfg, f.name, [fix(v) for v in value] if isinstance(value, list) else fix(value))
+        setattr(cfg, f.name, [_absolute(f.name, v, cwd) for v in value] if isinstance(value, list)
+                else _absolute(f.name, value, cwd))
 
 
 def run_script(cls, fn: Callable, argv=None, summary: Callable | None = None, presets: dict | None = None,
@@ -95,6 +103,7 @@ def run_script(cls, fn: Callable, argv=None, summary: Callable | None = None, pr
             raise
         print(f"error: {redact_text(str(e))}", file=sys.stderr)
         return 2
-    if summary is not None and result is not None:
-        print(redact_text(summary(result)))
+    text = summary(result) if summary is not None and result is not None else None
+    if text:  # a summary may have nothing to add to what the run printed
+        print(redact_text(text))
     return 0

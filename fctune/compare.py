@@ -20,24 +20,15 @@ from pathlib import Path
 from fctune.errors import UserError
 from fctune.io import DataFileError, read_json, read_jsonl_tolerant
 from fctune.metrics import bootstrap_ci
+from fctune.suites import SUITES
 
 log = logging.getLogger(__name__)
 
-CAPABILITIES = {
-    "single_turn": ["args_exact_match_rate", "args_field_f1", "args_field_precision", "args_field_recall",
-                    "name_match_rate", "valid_json_rate", "args_exact_match_rate_lenient"],
-    "multi_turn": ["args_exact_match_rate", "args_field_f1", "args_field_precision", "args_field_recall",
-                   "name_match_rate", "valid_json_rate"],
-    "domain_diverse": ["args_field_f1", "args_exact_match_rate", "valid_json_rate", "domain_f1_std"],
-    "structured_json": ["valid_json_rate", "schema_valid_rate", "json_exact_match_rate", "field_f1"],
-    "no_call": ["abstention_accuracy", "exact_match_rate"],
-    "json_quality": ["valid_json_rate"],
-}
+# one capability per suite (declared with the suite), plus JSON quality pooled over the suites' rows
+CAPABILITIES = {**{name: list(s.metrics) for name, s in SUITES.items()}, "json_quality": ["valid_json_rate"]}
 LOWER_IS_BETTER = {"domain_f1_std"}
 # the one number each suite is read by in the report's readings table (strict vs lenient)
-SUITE_HEADLINE = {"single_turn": "args_exact_match_rate", "multi_turn": "args_field_f1",
-                  "domain_diverse": "args_field_f1", "structured_json": "valid_json_rate",
-                  "no_call": "abstention_accuracy", "fledgling_structured": "exact_match_rate",
+SUITE_HEADLINE = {**{name: s.headline for name, s in SUITES.items()}, "fledgling_structured": "exact_match_rate",
                   "fledgling_toolcall": "exact_match_rate"}
 FLEDGLING_TRACKS = ("fledgling_structured", "fledgling_toolcall")
 
@@ -119,7 +110,8 @@ def discover(dirs: list[str], suites: list[str]) -> tuple[dict[str, ModelResults
             label = info.get("label") or f.stem.rsplit("_", 1)[0]
             m = models.setdefault(label, ModelResults(label, info, source_dir=str(p)))
             first = m.bfcl if s["suite"] == "bfcl" else m.suites.get(s["suite"])
-            if first is not None and first != s:  # an identical copy (the LLM's tracks by each Fledgling run) is harmless
+            # an identical copy (the LLM's tracks, written by each Fledgling run) is harmless
+            if first is not None and first != s:
                 problems.append(f"{f}: a second, different {s['suite']} result for {label!r} (the first: "
                                 f"{read_from[label, s['suite']]}); the later file is used")
             read_from[label, s["suite"]] = f
@@ -412,10 +404,10 @@ def seed_questions(models: dict, llm, judged: dict, costs: dict, per_domain: dic
     else:
         a, b = max(paper, key=lambda k: ft[k]["min_ratio"] or -1), max(fl, key=lambda k: ft[k]["min_ratio"] or -1)
         same = models[a].info.get("model") == models[b].info.get("model")
+        confounded = "" if same else (f" Their base models differ ({models[a].info.get('model')} vs "
+                                      f"{models[b].info.get('model')}): data and base model are confounded.")
         ask(q, f"{a} (Hermes) reaches {weakest(a)}, {b} (xLAM) {weakest(b)}; "
-               f"{_compare_pair(models, a, b, key)}." + ("" if same else " Their base models differ "
-                                                         f"({models[a].info.get('model')} vs {models[b].info.get('model')}):"
-                                                         " data and base model are confounded."))
+               f"{_compare_pair(models, a, b, key)}.{confounded}")
     fams = {ft[k]["family"]: k for k in paper if ft[k]["family"]}
     q = "Is Llama-3.1-8B worth about twice the cost of Phi-4-mini?"
     if "llama" not in fams or "phi" not in fams:
@@ -732,3 +724,17 @@ def compare(cfg: CompareConfig) -> dict:
     report["csv_files"] = write_csvs(report, out / "csv")
     report["html"] = str(write_html(report, out / f"phase{cfg.phase}_report.html"))
     return report
+
+
+def main(argv=None) -> int:
+    """The command line (``fctune compare``, and the documented script)."""
+    from fctune.cli import run_script
+
+    return run_script(CompareConfig, compare, argv, summary=lambda r: (
+        f"phase {r['phase']} verdict: {r['decision']['verdict']} ({r['decision'].get('reason', '')})\n"
+        f"models: {', '.join(r['models'])}; missing: {len(r['missing_models'])} models, "
+        f"{len(r['missing_suites'])} model/suite results\nreport: {r['html']}"))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

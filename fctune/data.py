@@ -6,8 +6,8 @@ requested upstream shape and read back through that shape's converter). A hub fa
 error that names the offline options, unless ``fallback="offline"``: then the switch is a warning and a
 field (``fallback``) in dataset_stats.json and in every later step's metadata.
 
-Splits are stratified by (complexity, turn type, and the offline engine's row kind), seeded, and share no id and no exact duplicate
-(normalized conversation text + tool names).
+Splits are stratified by (complexity, turn type, and the offline engine's row kind), seeded, and share no id and no
+exact duplicate (normalized conversation text + tool names).
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fctune.errors import UserError
-from fctune.formats import HermesConverter, OpenAIChatConverter, RowError, XlamConverter, detect_format
+from fctune.evaluate import LLM_BACKENDS
+from fctune.formats import RowError, detect_format, read_row
 from fctune.formats.hermes import CONFIGS as HERMES_CONFIGS
 from fctune.io import DataFileError, iter_jsonl, read_json
-from fctune.schema import Example, SchemaError
+from fctune.schema import Example
 
 log = logging.getLogger(__name__)
 
@@ -47,16 +48,6 @@ class LoadResult:
     rows_read: int = 0
 
 
-def _converter_for(fmt: str, hermes_config: str):
-    if fmt == "hermes":
-        return HermesConverter(hermes_config)
-    if fmt == "xlam":
-        return XlamConverter()
-    if fmt == "openai":
-        return OpenAIChatConverter()
-    return None
-
-
 def convert_rows(rows, hermes_config: str = "func_calling_singleturn", where: str = "rows",
                  result: LoadResult | None = None) -> LoadResult:
     """Convert upstream rows (any supported shape, detected per row); bad rows are counted, never raised."""
@@ -67,27 +58,23 @@ def convert_rows(rows, hermes_config: str = "func_calling_singleturn", where: st
         try:
             if isinstance(row, dict) and row.get("metadata") is not None and not isinstance(row["metadata"], dict):
                 raise RowError("bad_shape", f"field 'metadata' is a {type(row['metadata']).__name__}, not an object")
-            if fmt == "canonical":
-                try:
-                    ex = Example.from_dict(row)
-                except SchemaError as e:
-                    raise RowError("bad_shape", str(e)) from None
-            elif fmt == "unknown":
-                raise RowError("bad_shape", f"unrecognized row shape (keys: {sorted(row)[:6] if isinstance(row, dict) else type(row).__name__})")
-            else:
-                try:
-                    ex = _converter_for(fmt, hermes_config).convert(row, i)
-                except RowError:
-                    raise
-                except (TypeError, AttributeError, KeyError, IndexError, ValueError, RecursionError) as e:
-                    # a field of an unexpected type deep in a row: that row is malformed, the others still count
-                    raise RowError("malformed", f"{type(e).__name__}: {e}") from None
+            if fmt == "unknown":
+                keys = sorted(row)[:6] if isinstance(row, dict) else type(row).__name__
+                raise RowError("bad_shape", f"unrecognized row shape (keys: {keys})")
+            try:
+                ex = read_row(fmt, row, i, hermes_config)
+            except RowError:
+                raise
+            except (TypeError, AttributeError, KeyError, IndexError, ValueError, RecursionError) as e:
+                # a field of an unexpected type deep in a row: that row is malformed, the others still count
+                raise RowError("malformed", f"{type(e).__name__}: {e}") from None
         except RowError as e:
             res.skipped[e.reason] += 1
             if len(res.skipped_examples) < 20:
                 res.skipped_examples.append({"where": f"{where}:{i}", "reason": e.reason, "detail": e.detail[:200]})
             continue
-        if isinstance(row, dict) and row.get("source") and ex.metadata.get("source", "").startswith(("hermes", "xlam", "openai")):
+        if isinstance(row, dict) and row.get("source") and \
+                ex.metadata.get("source", "").startswith(("hermes", "xlam", "openai")):
             ex.metadata["source"] = row["source"]
         res.examples.append(ex)
     return res
@@ -104,7 +91,10 @@ def _iter_file(path: Path):
         except DataFileError:
             yield from iter_jsonl(path)  # JSON lines saved as .json
             return
-        rows = data if isinstance(data, list) else data.get("data") or data.get("rows") if isinstance(data, dict) else None
+        if isinstance(data, list):
+            rows = data
+        else:
+            rows = data.get("data") or data.get("rows") if isinstance(data, dict) else None
         if not isinstance(rows, list):
             raise DataFileError(f"{path}: expected a JSON list of rows (or JSON lines)")
         yield from enumerate(rows, 1)
@@ -397,7 +387,7 @@ class PrepareConfig:
     query_writer: str = field(default="none", metadata={
         "help": "offline engine: reword the requests of single-turn call rows with an LLM endpoint (llamacpp = a local "
                 "llama.cpp server for --query-writer-model, openai, azure); a rewrite is kept only if every value "
-                "is still in it", "choices": ["none", "llamacpp", "openai", "azure"]})
+                "is still in it", "choices": ["none", *LLM_BACKENDS]})
     query_writer_model: str | None = field(default=None, metadata={
         "help": "the query writer's model (llamacpp: GGUF or offline name, default qwen2.5-coder-0.5b-instruct; "
                 "openai: model name; azure: deployment)"})
@@ -488,7 +478,7 @@ def prepare(cfg: PrepareConfig) -> dict:
     stats = {
         "source": res.source,
         "fallback": res.source.get("fallback"),
-        "requested_sizes": dict(zip(("train", "val", "test"), sizes)),
+        "requested_sizes": dict(zip(("train", "val", "test"), sizes, strict=True)),
         "rows_read": res.rows_read,
         "usable_rows": len(pool),
         "skipped": dict(res.skipped),
@@ -504,3 +494,17 @@ def prepare(cfg: PrepareConfig) -> dict:
     stats["metadata"] = run_metadata(cfg, data_files=list(files.values()))
     write_json_atomic(out / "dataset_stats.json", stats)
     return stats
+
+
+def main(argv=None) -> int:
+    """The command line (``fctune prepare``, and the documented script)."""
+    from fctune.cli import run_script
+
+    return run_script(PrepareConfig, prepare, argv, summary=lambda s: (
+        f"wrote {s['files']['train']} ({s['splits']['train']['count']}), val {s['splits']['val']['count']}, "
+        f"test {s['splits']['test']['count']}; skipped {s['skipped'] or 'none'}; source {s['source']['kind']}"
+        + (" (FALLBACK to offline)" if s['fallback'] else "")))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -92,7 +92,8 @@ def _overlaps(examples, ref: BfclReference) -> tuple[dict[str, list[str]], list[
 
 def _report(examples, ref: BfclReference, name_hits: dict, ngram_rows: list) -> dict:
     return {"checked": True, "reference": ref.describe(), "rows_checked": len(examples),
-            "function_name_overlap": {n: {"rows": len(ids), "first_rows": ids[:3]} for n, ids in sorted(name_hits.items())},
+            "function_name_overlap": {n: {"rows": len(ids), "first_rows": ids[:3]}
+                                      for n, ids in sorted(name_hits.items())},
             "rows_with_bfcl_function_name": len({i for ids in name_hits.values() for i in ids}),
             "rows_with_question_ngram_overlap": len(ngram_rows), "first_ngram_rows": ngram_rows[:5]}
 

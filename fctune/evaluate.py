@@ -7,8 +7,22 @@ Result naming convention (what ``compare_approaches.py`` reads):
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import logging
+import math
+import os
 import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from fctune.backends.base import Backend
+from fctune.errors import UserError
+from fctune.io import JsonlAppender, read_json, read_jsonl_tolerant, sha256_file, write_json_atomic, write_jsonl_atomic
+
+log = logging.getLogger(__name__)
 
 
 def safe_label(label: str) -> str:
@@ -24,25 +38,98 @@ def predictions_path(results_dir, label: str, suite: str) -> Path:
     return Path(results_dir) / f"{safe_label(label)}_{suite}_predictions.jsonl"
 
 
-import dataclasses
-import json
-import logging
-import math
-import os
-import time
-from dataclasses import dataclass, field
-
-from fctune.errors import UserError
-from fctune.io import JsonlAppender, read_json, read_jsonl_tolerant, sha256_file, write_json_atomic, write_jsonl_atomic
-
-log = logging.getLogger(__name__)
-
-
-
 def _suite_names() -> list[str]:
     from fctune.suites import SUITES  # imported when a config is made: the suites are declared there, once
 
     return list(SUITES)
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """An evaluation backend, declared once in :data:`BACKENDS`: ``--backend``'s choices and help, the LLM-baseline
+    choices of the pipeline, Fledgling and the query writer, the default model and the construction all read it."""
+
+    help: str
+    build: Callable[[EvalConfig], Backend]
+    endpoint: bool = True           # an OpenAI-compatible endpoint: it can be the LLM baseline
+    model_env: str | None = None    # the .env variable naming an API's model (no model is assumed for an API)
+
+
+def _build_local(cfg: EvalConfig) -> Backend:
+    from fctune.backends.local import LocalBackend
+
+    return LocalBackend(cfg.model, cfg.adapter, cfg.max_new_tokens or 256, cfg.batch_size, cfg.prompt_format,
+                        cfg.device, cfg.dtype)
+
+
+def _endpoint_options(cfg: EvalConfig) -> dict:
+    """What every OpenAI-compatible backend shares: concurrency, retries, budget and how tools are sent."""
+    tools_mode = cfg.tools_mode if cfg.tools_mode != "auto" else (
+        "completions" if cfg.backend == "llamacpp" else "native")
+    common = dict(max_concurrency=cfg.max_concurrency, timeout_s=cfg.request_timeout_s, max_retries=cfg.max_retries,
+                  backoff_base_s=cfg.backoff_base_s, max_tokens=cfg.max_new_tokens or 256,
+                  structured_mode=cfg.structured_mode, tools_mode=tools_mode, api_names=cfg.api_names)
+    if tools_mode == "completions":
+        common.update(completions_renderer(cfg))
+    elif cfg.backend == "llamacpp":
+        log.warning("--tools-mode %s with --backend llamacpp goes through llama-cpp-python's chat handler, which "
+                    "HTML-escapes the chat template (&lt;tools&gt;); scores are not comparable with other paths "
+                    "(the default, completions, renders the model's own template)", tools_mode)
+    return common
+
+
+def _build_llamacpp(cfg: EvalConfig) -> Backend:
+    from fctune.backends.openai_backend import OpenAIBackend
+    from fctune.llama_server import LlamaServer
+
+    common = _endpoint_options(cfg)
+    log_path = Path(cfg.results_dir) / "llama_server.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    srv = LlamaServer(cfg.model, log_path=str(log_path)).start()
+    return OpenAIBackend(Path(srv.gguf).name, base_url=srv.base_url, api_key="not-needed", on_close=srv.stop,
+                         server_failure=srv.failure,
+                         extra_identity={"served_by": "llama.cpp server (llama-cpp-python)",
+                                         "model_description": srv.description,
+                                         # the port is new each run; with it in the identity no run could resume
+                                         "endpoint_host": LLAMACPP_HOST}, **common)
+
+
+def _build_azure(cfg: EvalConfig) -> Backend:
+    from fctune.backends.openai_backend import OpenAIBackend
+
+    endpoint = os.environ.get("AZURE_OPENAI_ENDPOINT")
+    key = os.environ.get("AZURE_OPENAI_API_KEY")
+    version = os.environ.get("AZURE_OPENAI_API_VERSION", "2024-10-21")
+    deployment = cfg.model
+    missing = [n for n, v in (("AZURE_OPENAI_ENDPOINT", endpoint), ("AZURE_OPENAI_API_KEY", key),
+                              ("AZURE_OPENAI_DEPLOYMENT or --model", deployment)) if not v]
+    if missing:
+        raise UserError(f"--backend azure needs {', '.join(missing)} (set them in .env; see .env.example)")
+    return OpenAIBackend(deployment, azure_endpoint=endpoint, api_key=key, api_version=version,
+                         **_endpoint_options(cfg))
+
+
+def _build_openai(cfg: EvalConfig) -> Backend:
+    from fctune.backends.openai_backend import OpenAIBackend
+
+    base_url = cfg.base_url or os.environ.get("OPENAI_BASE_URL")
+    key = os.environ.get(cfg.api_key_env)
+    if not base_url and not key:
+        raise UserError(f"--backend openai needs --base-url (or OPENAI_BASE_URL) for a local server, or "
+                        f"{cfg.api_key_env} for api.openai.com")
+    return OpenAIBackend(cfg.model, base_url=base_url, api_key=key, **_endpoint_options(cfg))
+
+
+BACKENDS: dict[str, BackendSpec] = {
+    "local": BackendSpec("a model on this machine", _build_local, endpoint=False),
+    "openai": BackendSpec("OPENAI_BASE_URL / OPENAI_API_KEY or --base-url", _build_openai, model_env="OPENAI_MODEL"),
+    "azure": BackendSpec("AZURE_OPENAI_ENDPOINT, AZURE_OPENAI_API_VERSION, AZURE_OPENAI_DEPLOYMENT, "
+                         "AZURE_OPENAI_API_KEY", _build_azure, model_env="AZURE_OPENAI_DEPLOYMENT"),
+    "llamacpp": BackendSpec("starts llama.cpp's OpenAI-compatible server on 127.0.0.1 for the GGUF --model and talks "
+                            "to it like any endpoint", _build_llamacpp),
+}
+LLM_BACKENDS = [name for name, b in BACKENDS.items() if b.endpoint]  # what an LLM baseline can be
+API_MODEL_ENV = {name: b.model_env for name, b in BACKENDS.items() if b.model_env}
 
 
 @dataclass
@@ -50,11 +137,7 @@ class EvalConfig:
     """Evaluate one model (local, with an optional adapter, or an OpenAI-compatible endpoint) on suites."""
 
     backend: str = field(default="local", metadata={
-        "help": "local (a model on this machine), openai (OPENAI_BASE_URL / OPENAI_API_KEY or --base-url), "
-                "azure (AZURE_OPENAI_ENDPOINT, AZURE_OPENAI_API_VERSION, AZURE_OPENAI_DEPLOYMENT, "
-                "AZURE_OPENAI_API_KEY), or llamacpp (starts llama.cpp's OpenAI-compatible server on 127.0.0.1 for "
-                "the GGUF --model and talks to it like any endpoint)", "choices": ["local", "openai", "azure",
-                                                                                    "llamacpp"]})
+        "help": "; ".join(f"{name} ({b.help})" for name, b in BACKENDS.items()), "choices": list(BACKENDS)})
     model: str | None = field(default=None, metadata={
         "help": "local / llamacpp: hub id, folder, .gguf or 'smollm2' (the default); openai: model name (default "
                 "OPENAI_MODEL from .env); azure: deployment (default AZURE_OPENAI_DEPLOYMENT)"})
@@ -117,9 +200,6 @@ def auto_llm_backend() -> tuple[str, str]:
     if os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_KEY"):
         return "openai", "OPENAI_BASE_URL / OPENAI_API_KEY is set"
     return "llamacpp", "no Azure/OpenAI endpoint in .env: llama.cpp server on 127.0.0.1 with a local GGUF"
-
-
-API_MODEL_ENV = {"openai": "OPENAI_MODEL", "azure": "AZURE_OPENAI_DEPLOYMENT"}
 
 
 def with_model(cfg: EvalConfig) -> EvalConfig:
@@ -213,53 +293,9 @@ def completions_renderer(cfg: EvalConfig) -> dict:
     return {"renderer": renderer, "stop": [tok.convert_ids_to_tokens(i) for i in stop_token_ids(tok)]}
 
 
-def make_backend(cfg: EvalConfig):
-    if cfg.backend == "local":
-        from fctune.backends.local import LocalBackend
-
-        return LocalBackend(cfg.model, cfg.adapter, cfg.max_new_tokens or 256, cfg.batch_size, cfg.prompt_format,
-                            cfg.device, cfg.dtype)
-    from fctune.backends.openai_backend import OpenAIBackend
-
-    tools_mode = cfg.tools_mode if cfg.tools_mode != "auto" else (
-        "completions" if cfg.backend == "llamacpp" else "native")
-    common = dict(max_concurrency=cfg.max_concurrency, timeout_s=cfg.request_timeout_s, max_retries=cfg.max_retries,
-                  backoff_base_s=cfg.backoff_base_s, max_tokens=cfg.max_new_tokens or 256,
-                  structured_mode=cfg.structured_mode, tools_mode=tools_mode, api_names=cfg.api_names)
-    if tools_mode == "completions":
-        common.update(completions_renderer(cfg))
-    elif cfg.backend == "llamacpp":
-        log.warning("--tools-mode %s with --backend llamacpp goes through llama-cpp-python's chat handler, which "
-                    "HTML-escapes the chat template (&lt;tools&gt;); scores are not comparable with other paths "
-                    "(the default, completions, renders the model's own template)", tools_mode)
-    if cfg.backend == "llamacpp":
-        from fctune.llama_server import LlamaServer
-
-        log_path = Path(cfg.results_dir) / "llama_server.log"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        srv = LlamaServer(cfg.model, log_path=str(log_path)).start()
-        return OpenAIBackend(Path(srv.gguf).name, base_url=srv.base_url, api_key="not-needed", on_close=srv.stop,
-                             server_failure=srv.failure,
-                             extra_identity={"served_by": "llama.cpp server (llama-cpp-python)",
-                                             "model_description": srv.description,
-                                             # the port is new each run; with it in the identity no run could resume
-                                             "endpoint_host": LLAMACPP_HOST}, **common)
-    if cfg.backend == "azure":
-        endpoint = os.environ.get("AZURE_OPENAI_ENDPOINT")
-        key = os.environ.get("AZURE_OPENAI_API_KEY")
-        version = os.environ.get("AZURE_OPENAI_API_VERSION", "2024-10-21")
-        deployment = cfg.model
-        missing = [n for n, v in (("AZURE_OPENAI_ENDPOINT", endpoint), ("AZURE_OPENAI_API_KEY", key),
-                                  ("AZURE_OPENAI_DEPLOYMENT or --model", deployment)) if not v]
-        if missing:
-            raise UserError(f"--backend azure needs {', '.join(missing)} (set them in .env; see .env.example)")
-        return OpenAIBackend(deployment, azure_endpoint=endpoint, api_key=key, api_version=version, **common)
-    base_url = cfg.base_url or os.environ.get("OPENAI_BASE_URL")
-    key = os.environ.get(cfg.api_key_env)
-    if not base_url and not key:
-        raise UserError(f"--backend openai needs --base-url (or OPENAI_BASE_URL) for a local server, or "
-                        f"{cfg.api_key_env} for api.openai.com")
-    return OpenAIBackend(cfg.model, base_url=base_url, api_key=key, **common)
+def make_backend(cfg: EvalConfig) -> Backend:
+    """The backend ``cfg`` names, built (local model loaded, or endpoint client made)."""
+    return BACKENDS[cfg.backend].build(cfg)
 
 
 def split_files(cfg: EvalConfig) -> dict[str, Path]:
@@ -369,8 +405,10 @@ def evaluate(cfg: EvalConfig) -> dict:
                 }
                 summary = write_scores(examples, details, issues, summary_path, details_path, extra,
                                        call_format=ident.get("call_format"))
-                _warn_zero_valid(label, suite, summary, details)
-                results["suites"][suite] = {"summary": str(summary_path), "exact_match_rate": summary["exact_match_rate"],
+                if _warn_zero_valid(label, suite, summary, details):
+                    write_json_atomic(summary_path, summary)  # the warning belongs in the file, not only the log
+                results["suites"][suite] = {"summary": str(summary_path),
+                                            "exact_match_rate": summary["exact_match_rate"],
                                             "field_f1": summary["field_f1"], "n_errors": summary["n_errors"]}
                 log.info("%s %s: exact %s, field F1 %s, valid JSON %s, errors %d -> %s", label, suite,
                          summary["exact_match_rate"], summary["field_f1"], summary["valid_json_rate"],
@@ -409,8 +447,9 @@ def _count(preds, key) -> dict:
     return out
 
 
-def _warn_zero_valid(label: str, suite: str, summary: dict, details: list[dict]) -> None:
-    """A 0% valid-call rate with non-empty outputs points at a format mismatch, not at the model: say so."""
+def _warn_zero_valid(label: str, suite: str, summary: dict, details: list[dict]) -> bool:
+    """A 0% valid-call rate with non-empty outputs points at a format mismatch, not at the model: say so (in the
+    log and in ``summary["warnings"]``); True when it did."""
     rate = summary.get("valid_json_rate")
     nonempty = [d for d in details if (d.get("output") or d.get("raw_tool_calls")) and d["expected_kind"] != "no_call"]
     if rate == 0 and nonempty:
@@ -418,3 +457,18 @@ def _warn_zero_valid(label: str, suite: str, summary: dict, details: list[dict])
         log.warning("%s on %s: 0%% valid calls/JSON although %d outputs are non-empty: check the prompt format "
                     "and the output shape. Examples: %s", label, suite, len(nonempty), samples)
         summary.setdefault("warnings", []).append(f"valid_json_rate is 0 with {len(nonempty)} non-empty outputs")
+        return True
+    return False
+
+
+def main(argv=None) -> int:
+    """The command line (``fctune eval``, and the documented script)."""
+    from fctune.cli import run_script
+
+    return run_script(EvalConfig, evaluate, argv, summary=lambda r: "\n".join(
+        f"{r['label']} {s}: exact {v['exact_match_rate']}, field F1 {v['field_f1']}, errors {v['n_errors']} "
+        f"-> {v['summary']}" for s, v in r["suites"].items()))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -26,6 +26,7 @@ from pathlib import Path
 from fctune import tracking
 from fctune.config import run_metadata
 from fctune.errors import UserError
+from fctune.evaluate import LLM_BACKENDS, result_paths
 from fctune.io import write_json_atomic
 from fctune.models import OFFLINE_LLM
 
@@ -55,7 +56,7 @@ class FledglingConfig:
         "help": "auto = azure if AZURE_OPENAI_ENDPOINT is set, openai if OPENAI_BASE_URL or OPENAI_API_KEY is, "
                 "else llamacpp (local GGUF); existing = reuse LLM track results already in eval_results/ (made "
                 "elsewhere on the same splits, checked by hash)",
-        "choices": ["auto", "azure", "openai", "llamacpp", "existing"]})
+        "choices": ["auto", *LLM_BACKENDS, "existing"]})
     llm_model: str | None = field(default=None, metadata={
         "help": "deployment / model name / GGUF for the LLM (default from .env, or qwen2.5-coder-0.5b-instruct, the "
                 "offline stand-in, for llamacpp)"})
@@ -180,10 +181,10 @@ def _model_results(label: str, results_dir: Path):
 
     m = ModelResults(label, {"label": label})
     for track in TRACKS:
-        f = results_dir / f"{label}_{track}.json"
+        f, details = result_paths(results_dir, label, track)
         if f.exists():
             m.suites[track] = read_json(f)
-            m.details[track] = f.with_name(f"{label}_{track}_details.jsonl")
+            m.details[track] = details
     return m
 
 
@@ -285,3 +286,16 @@ def run_pipeline(cfg: FledglingConfig) -> dict:
     summary.update({"gate": gate, "llm": llm_res, "base": base_res})
     write_json_atomic(results / "fledgling_run.json", summary)
     return summary
+
+
+def main(argv=None) -> int:
+    """The command line (``fctune fledgling``, and the documented script)."""
+    from fctune.cli import run_script
+
+    return run_script(FledglingConfig, run_pipeline, argv, summary=lambda s: (
+        f"Fledgling gate: {s['gate']['decision']} ({s['gate']['reason']}); final model "
+        f"{s['gate']['final_model']['label']}; results in fledgling/eval_results/"))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -101,9 +101,9 @@ def tokenizer_from_gguf(path: str | Path, vocab: dict | None = None):
     tok.decoder = decoders.Sequence(
         [decoders.Replace(SPACE, " "), decoders.ByteFallback(), decoders.Fuse()]
         + ([decoders.Strip(content=" ", left=1)] if vocab["add_space_prefix"] else []))
-    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t, k in zip(tokens, types)
+    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t, k in zip(tokens, types, strict=True)
                     if k == USER_DEFINED])
-    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t, k in zip(tokens, types)
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t, k in zip(tokens, types, strict=True)
                             if k in (CONTROL, UNKNOWN)])
 
     bos, eos = name("bos_id"), name("eos_id")
@@ -129,7 +129,8 @@ def register_added_tokens(tokenizer, vocab: dict) -> list[str]:
     from tokenizers import AddedToken
 
     have = set(tokenizer.get_added_vocab())
-    new = [(t, ty) for t, ty in zip(vocab["tokens"], vocab["types"]) if ty in (CONTROL, USER_DEFINED) and t not in have]
+    new = [(t, ty) for t, ty in zip(vocab["tokens"], vocab["types"], strict=True)
+           if ty in (CONTROL, USER_DEFINED) and t not in have]
     if not new:
         return []
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t, _ in new}

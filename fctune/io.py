@@ -7,8 +7,9 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from fctune.errors import UserError
 
@@ -190,12 +191,6 @@ def sha256_file(path, length: int = 16) -> str:
     return h.hexdigest()[:length]
 
 
-def sha256_files(paths, length: int = 16) -> str:
-    h = hashlib.sha256()
-    for p in sorted(str(p) for p in paths):
-        h.update(Path(p).name.encode())
-        h.update(sha256_file(p, 64).encode())
-    return h.hexdigest()[:length]
 
 
 def sha256_json(obj: Any, length: int = 16) -> str:

@@ -25,7 +25,7 @@ def label_token_ids(dataset) -> set[int]:
     """Every token id that is a training target (``assistant_masks`` set) in a tokenised dataset."""
     ids: set[int] = set()
     for row in dataset:
-        ids.update(t for t, m in zip(row["input_ids"], row["assistant_masks"]) if m)
+        ids.update(t for t, m in zip(row["input_ids"], row["assistant_masks"], strict=True) if m)
     return ids
 
 
@@ -40,7 +40,8 @@ def indistinguishable_tokens(weight, added_ids: list[int], targets: set[int]) ->
     rows = torch.nn.functional.normalize(weight[added].detach().float(), dim=1)
     sim = rows @ rows.T
     sim.fill_diagonal_(-1.0)
-    return [t for t, best in zip(added, sim.max(dim=1).values.tolist()) if t in targets and best >= SAME_ROW_COSINE]
+    best_match = sim.max(dim=1).values.tolist()
+    return [t for t, best in zip(added, best_match, strict=True) if t in targets and best >= SAME_ROW_COSINE]
 
 
 def choose_trainable_tokens(spec: str, model, tokenizer, targets: set[int]) -> dict:

@@ -109,7 +109,8 @@ def check_long_prompt(model: str = "smollm2", timeout_s: float = 300) -> dict:
         r = subprocess.run([sys.executable, "-m", "fctune.llama_server", "--check-model", gguf], capture_output=True,
                            text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        raise ServerError(f"llama.cpp did not decode a long prompt of {Path(gguf).name} within {timeout_s:.0f}s")
+        raise ServerError(f"llama.cpp did not decode a long prompt of {Path(gguf).name} within {timeout_s:.0f}s") \
+            from None
     if r.returncode != 0:
         raise ServerError(f"llama.cpp {exit_description(r.returncode)} decoding a long prompt of {Path(gguf).name}; "
                           f"rebuild it with scripts/bootstrap.sh (see fctune/llama_server.py). Last output: "
@@ -202,7 +203,7 @@ class LlamaServer:
             cmd += ["--n_threads", str(self.n_threads)]
         return cmd + self.extra_args
 
-    def start(self) -> "LlamaServer":
+    def start(self) -> LlamaServer:
         if not installed():
             raise ServerError("llama-cpp-python[server] is not installed: pip install -e '.[server]' "
                               "(scripts/bootstrap.sh does; the first build takes ~5 minutes on 2 cores)")

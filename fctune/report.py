@@ -7,10 +7,10 @@ import html
 import io
 from pathlib import Path
 
+from fctune.compare import CAPABILITIES
 from fctune.io import write_text_atomic
 
-CSV_NAMES = {"single_turn": "single_turn.csv", "multi_turn": "multi_turn.csv", "domain_diverse": "domain_diverse.csv",
-             "structured_json": "structured_json.csv", "no_call": "no_call.csv", "json_quality": "json_quality.csv"}
+CSV_NAMES = {cap: f"{cap}.csv" for cap in CAPABILITIES}
 
 
 def _fmt(v, pct=False):
@@ -147,7 +147,7 @@ def chart_ratios(verdicts: dict, bar: float) -> str | None:
     fig, ax = plt.subplots(figsize=(7, 0.7 + 0.32 * len(rows)))
     ys = list(range(len(rows)))[::-1]
     top = max(1.3, min(3.0, max(r[1] for r in rows) * 1.1))
-    for y, (_, v, ci, st) in zip(ys, rows):
+    for y, (_, v, ci, st) in zip(ys, rows, strict=True):
         lo, hi = (ci or [v, v])[0], (ci or [v, v])[1]
         hi = top if hi is None else min(hi, top)
         color = {"pass": "#2a9d8f", "fail": "#e76f51"}.get(st, "#e9c46a")
@@ -262,8 +262,8 @@ def write_html(report: dict, path: Path) -> Path:
               f"<b>{_e(d['lenient']['verdict'])}</b>: {_e(d['lenient'].get('reason', ''))}. The verdict above is the "
               "strict one.</p>" if d.get("lenient") else ""),
              f"<p>Rule: a model passes when, on every capability, the paired 95% lower bound of its ratio to the LLM "
-             f"is at least {_fmt(bar, True)}; it fails when an upper bound is below it or a veto applies; otherwise the "
-             f"verdict is INCONCLUSIVE. Aggregate: <b>{_e(d.get('aggregate'))}</b>"
+             f"is at least {_fmt(bar, True)}; it fails when an upper bound is below it or a veto applies; "
+             f"otherwise the verdict is INCONCLUSIVE. Aggregate: <b>{_e(d.get('aggregate'))}</b>"
              f"{' (an option: the default is min)' if d.get('aggregate') == 'mean' else ''}; reading: strict (calls "
              f"count only in each model's declared format). LLM baseline: <b>{_e(report['llm_baseline'])}</b>.</p>"]
     notes = _stand_in_notes(report)
@@ -346,7 +346,8 @@ def write_html(report: dict, path: Path) -> Path:
                             classes))
     parts.append("<h2>Cost</h2>")
     parts.append(_table(["model", "prompt tokens", "completion tokens", "$ per 1M tokens", "basis"],
-                        [[m, c["prompt_tokens"], c["completion_tokens"], f"{c['cost_per_1m_tokens_usd']:.2f}", c["basis"]]
+                        [[m, c["prompt_tokens"], c["completion_tokens"], f"{c['cost_per_1m_tokens_usd']:.2f}",
+                          c["basis"]]
                          for m, c in report["cost"].items()]))
     if report.get("roi"):
         parts.append(f"<p><b>{_e(report['roi'])}</b></p>")
@@ -404,7 +405,8 @@ def write_html(report: dict, path: Path) -> Path:
                              for m, b in report["bfcl"].items()]))
         parts.append(_table(["model", "category", "accuracy (strict)", "lenient", "correct/total", "95% CI",
                              "cut at the budget"],
-                            [[m, c, _fmt(v["accuracy"]), _fmt(v.get("accuracy_lenient")), f"{v['correct']}/{v['total']}",
+                            [[m, c, _fmt(v["accuracy"]), _fmt(v.get("accuracy_lenient")),
+                              f"{v['correct']}/{v['total']}",
                               _ci_text(v.get("ci"), pct=False), v.get("n_truncated") or 0]
                              for m, b in report["bfcl"].items() for c, v in b["categories"].items()]))
 
@@ -415,7 +417,8 @@ def write_html(report: dict, path: Path) -> Path:
             base = (g.get("base_model") or {}).get("label", "")
             parts.append(f"<p><b>Gate decision</b> ({_e(base)}): {_e(g.get('decision'))}: {_e(g.get('reason'))}</p>")
             parts.append(_table(["number", "value"], _flat(g.get("numbers"))))
-        rows = [[m, t, _fmt(v.get("valid_json_rate")), _fmt(v.get("schema_valid_rate")), _fmt(v.get("exact_match_rate")),
+        rows = [[m, t, _fmt(v.get("valid_json_rate")), _fmt(v.get("schema_valid_rate")),
+                 _fmt(v.get("exact_match_rate")),
                  _fmt(v.get("field_f1"))] for m, tr in fl.get("tracks", {}).items() for t, v in tr.items()]
         parts.append(_table(["model", "track", "valid JSON", "schema valid", "exact", "field F1"], rows))
 

@@ -23,7 +23,6 @@ from fctune.errors import UserError
 
 ROLES = ("system", "user", "assistant", "tool")
 EXPECTED_KINDS = ("tool_calls", "json", "no_call")
-METADATA_KEYS = ("source", "source_id", "complexity", "turn_type", "domain", "category")
 
 
 class SchemaError(UserError, ValueError):
@@ -43,7 +42,7 @@ class ToolCall:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict, where: str = "tool_call") -> "ToolCall":
+    def from_dict(cls, d: dict, where: str = "tool_call") -> ToolCall:
         if not isinstance(d, dict):
             raise SchemaError(f"{where}: expected an object, got {type(d).__name__}")
         name = d.get("name")
@@ -75,7 +74,7 @@ class ToolSpec:
         }
 
     @classmethod
-    def from_openai(cls, d: dict, where: str = "tool") -> "ToolSpec":
+    def from_openai(cls, d: dict, where: str = "tool") -> ToolSpec:
         if not isinstance(d, dict):
             raise SchemaError(f"{where}: expected an object, got {type(d).__name__}")
         fn = d.get("function", d) if d.get("type", "function") == "function" else None
@@ -117,7 +116,7 @@ class Message:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict, where: str = "message") -> "Message":
+    def from_dict(cls, d: dict, where: str = "message") -> Message:
         if not isinstance(d, dict):
             raise SchemaError(f"{where}: expected an object, got {type(d).__name__}")
         role = d.get("role")
@@ -182,7 +181,7 @@ class Expected:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict, where: str = "expected") -> "Expected":
+    def from_dict(cls, d: dict, where: str = "expected") -> Expected:
         if not isinstance(d, dict):
             raise SchemaError(f"{where}: expected an object")
         kind = d.get("kind")
@@ -237,7 +236,7 @@ class Example:
         }
 
     @classmethod
-    def from_dict(cls, d: dict, where: str = "example") -> "Example":
+    def from_dict(cls, d: dict, where: str = "example") -> Example:
         if not isinstance(d, dict):
             raise SchemaError(f"{where}: expected an object, got {type(d).__name__}")
         ex_id = d.get("id")

@@ -38,14 +38,7 @@ from fctune.io import DataFileError
 from fctune.parse import MAX_OUTPUT_CHARS, parse_json_output, parse_tool_calls, rename_calls
 from fctune.schema import Example, ToolCall
 
-FAILURE_REASONS = ("no_call", "invalid_json", "wrong_name", "missing_arg", "extra_arg", "wrong_value", "wrong_type",
-                   "extra_call", "missing_call", "called_when_irrelevant", "too_large", "schema_violation",
-                   # the generation budget ended the answer (it failed, and it was cut: the budget is the suspect)
-                   "truncated",
-                   # strict reading only: calls were there, but not in the model's declared call format
-                   "undeclared_format")
 MODES = ("strict", "lenient")
-_MISSING = object()
 
 
 # -- value rules ---------------------------------------------------------------------------------------------
@@ -98,7 +91,7 @@ def compare_values(pred, exp, schema: dict | None = None, mode: str = "strict") 
         item_schema = schema.get("items") if isinstance(schema.get("items"), dict) else {}
         if schema.get("uniqueItems") or schema.get("x-unordered"):
             return _match_unordered(list(pred), list(exp), item_schema, mode)
-        for p, e in zip(pred, exp):
+        for p, e in zip(pred, exp, strict=True):
             err = compare_values(p, e, item_schema, mode)
             if err:
                 return err
@@ -232,9 +225,11 @@ def assign_calls(pred: list[ToolCall], exp: list[ToolCall], schemas: dict, mode:
     k = min(len(pred), len(exp))
     if max(len(pred), len(exp)) <= 7:
         if len(pred) >= len(exp):
-            candidates = [list(zip(ps, range(len(exp)))) for ps in itertools.permutations(range(len(pred)), k)]
+            candidates = [list(zip(ps, range(len(exp)), strict=True))
+                          for ps in itertools.permutations(range(len(pred)), k)]
         else:
-            candidates = [list(zip(range(len(pred)), es)) for es in itertools.permutations(range(len(exp)), k)]
+            candidates = [list(zip(range(len(pred)), es, strict=True))
+                          for es in itertools.permutations(range(len(exp)), k)]
         best = max(candidates, key=value) if k else []
     else:  # greedy for very long call lists
         best, free_p, free_e = [], set(range(len(pred))), set(range(len(exp)))
@@ -308,7 +303,8 @@ def _score_calls(v: Verdict, pred: list[ToolCall], example: Example) -> None:
     named = {c.name for c in exp}
     if extra_p or extra_e:
         if not any(c.name in named for c in pred):
-            v.failure_reason, v.failure_detail = "wrong_name", f"called {[c.name for c in pred]}, expected {sorted(named)}"
+            v.failure_reason = "wrong_name"
+            v.failure_detail = f"called {[c.name for c in pred]}, expected {sorted(named)}"
         elif extra_p:
             v.failure_reason = "extra_call"
             v.failure_detail = f"{len(pred)} calls, expected {len(exp)}: extra {[pred[i].name for i in extra_p]}"
@@ -344,7 +340,8 @@ def _score_json(v: Verdict, output: str | None, example: Example) -> None:
     if not v.valid_json:
         v.failure_reason, v.failure_detail = "invalid_json", "a Python literal, not JSON"
     elif v.schema_valid is False:
-        v.failure_reason, v.failure_detail = "schema_violation", "; ".join(schema_errors(parsed.value, exp.json_schema)[:3])
+        v.failure_reason = "schema_violation"
+        v.failure_detail = "; ".join(schema_errors(parsed.value, exp.json_schema)[:3])
     elif err:
         missing = sorted(set(exp.json) - set(parsed.value)) if isinstance(exp.json, dict) else []
         extra = sorted(set(parsed.value) - set(exp.json)) if isinstance(exp.json, dict) else []

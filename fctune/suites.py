@@ -35,23 +35,40 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SuiteSpec:
+    """A test suite, declared once: the pipeline's step 3, the evaluation, the comparison's capability tables, the
+    report's readings and CSV files all read it from :data:`SUITES`."""
+
     name: str
     file: str
     key: str                      # metadata field the quotas are over
     quotas: dict
+    script: str                   # the documented script that builds it, under comparison_framework/
+    metrics: tuple[str, ...]      # the comparison's metrics for this capability, the first ones shown first
+    headline: str                 # the one metric the report's strict-vs-lenient readings table shows
     kind: str = "tool_calls"      # expected kind the suite scores
     turn_type: str | None = None
 
 
+_CALL_METRICS = ("args_exact_match_rate", "args_field_f1", "args_field_precision", "args_field_recall",
+                 "name_match_rate", "valid_json_rate")
 SUITES = {
     "single_turn": SuiteSpec("single_turn", "single_turn_test.jsonl", "complexity",
-                             {"simple": 20, "moderate": 20, "complex": 10}, turn_type="single"),
+                             {"simple": 20, "moderate": 20, "complex": 10}, "test_single_turn.py",
+                             (*_CALL_METRICS, "args_exact_match_rate_lenient"), "args_exact_match_rate",
+                             turn_type="single"),
     "multi_turn": SuiteSpec("multi_turn", "multi_turn_test.jsonl", "multi_turn_kind",
-                            {"clarification": 10, "sequential": 10, "context_dependent": 10}, turn_type="multi"),
-    "domain_diverse": SuiteSpec("domain_diverse", "domain_diverse_test.jsonl", "domain", {d: 5 for d in DOMAINS}),
+                            {"clarification": 10, "sequential": 10, "context_dependent": 10}, "test_multi_turn.py",
+                            _CALL_METRICS, "args_field_f1", turn_type="multi"),
+    "domain_diverse": SuiteSpec("domain_diverse", "domain_diverse_test.jsonl", "domain", {d: 5 for d in DOMAINS},
+                                "test_domain_diversity.py",
+                                ("args_field_f1", "args_exact_match_rate", "valid_json_rate", "domain_f1_std"),
+                                "args_field_f1"),
     "structured_json": SuiteSpec("structured_json", "structured_json_test.jsonl", "domain",
-                                 {d: 3 for d in DOMAINS}, kind="json"),
+                                 {d: 3 for d in DOMAINS}, "test_structured_json.py",
+                                 ("valid_json_rate", "schema_valid_rate", "json_exact_match_rate", "field_f1"),
+                                 "valid_json_rate", kind="json"),
     "no_call": SuiteSpec("no_call", "no_call_test.jsonl", "no_call_kind", {"no_tool_fits": 20, "in_data": 10},
+                         "test_no_call.py", ("abstention_accuracy", "exact_match_rate"), "abstention_accuracy",
                          kind="no_call"),
 }
 SUITE_SEED_OFFSET = 10_000  # offline suites draw from a seed stream the training data does not use
@@ -62,8 +79,8 @@ class SuiteConfig:
     """Build a test suite's split (and, given a model's predictions, score them)."""
 
     source: str = field(default=OFFLINE, metadata={
-        "help": "'offline' (the ten-domain offline catalog), a prepared split (e.g. paper_approach/datasets/hermes_test.jsonl), a local data "
-                "file/folder or a hub dataset id"})
+        "help": "'offline' (the ten-domain offline catalog), a prepared split (e.g. "
+                "paper_approach/datasets/hermes_test.jsonl), a local data file/folder or a hub dataset id"})
     dataset_config: str | None = field(default=None, metadata={"help": "hub config, when --source is a hub id"})
     seed: int = field(default=42, metadata={"help": "sampling seed"})
     output_dir: str = field(default="comparison_framework/test_splits", metadata={"help": "where the split goes"})
@@ -221,3 +238,16 @@ def suite_main(suite: str, argv=None) -> int:
 
     return run_script(SuiteConfig, lambda cfg: run_suite(suite, cfg), argv, summary=summary,
                       description=(SuiteConfig.__doc__ or "") + f" Suite: {suite}.")
+
+
+def main(argv=None) -> int:
+    """``fctune suites NAME [options]``: build (and optionally score) one suite; NAME is one of :data:`SUITES`."""
+    import sys
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in SUITES:
+        asked = bool(argv) and argv[0] in ("-h", "--help")
+        print(f"usage: fctune suites {{{','.join(SUITES)}}} [options]  (--help after the name for the options)",
+              file=sys.stdout if asked else sys.stderr)
+        return 0 if asked else 2
+    return suite_main(argv[0], argv[1:])

@@ -18,10 +18,6 @@ a value that appears only in an earlier turn or tool result, not in the last use
 
 from __future__ import annotations
 
-COMPLEXITIES = ("simple", "moderate", "complex")
-TURN_TYPES = ("single", "multi")
-MULTI_TURN_KINDS = ("clarification", "sequential", "context_dependent")
-
 
 def _nested(v) -> bool:
     return isinstance(v, (dict, list, tuple))

@@ -80,11 +80,13 @@ class TrainConfig:
     max_seq_length: int = field(default=2048, metadata={
         "min": 16, "help": "longest sequence in tokens (longer rows are cut)"})
     precision: str = field(default="auto", metadata={
-        "help": "auto = bf16 on a GPU that has it (else fp16), fp32 on CPU", "choices": ["auto", "bf16", "fp16", "fp32"]})
+        "help": "auto = bf16 on a GPU that has it (else fp16), fp32 on CPU",
+        "choices": ["auto", "bf16", "fp16", "fp32"]})
     quantization: str = field(default="auto", metadata={
         "help": "base weights: auto = 4-bit on GPU, none on CPU", "choices": ["auto", "4bit", "none"]})
     packing: str = field(default="auto", metadata={
-        "help": "pack short rows into full sequences (auto = on with Unsloth on GPU)", "choices": ["auto", "true", "false"]})
+        "help": "pack short rows into full sequences (auto = on with Unsloth on GPU)",
+        "choices": ["auto", "true", "false"]})
     gradient_checkpointing: str = field(default="auto", metadata={
         "help": "recompute activations (auto = on GPU)", "choices": ["auto", "true", "false"]})
     optim: str = field(default="auto", metadata={"help": "optimizer (auto = adamw_8bit on GPU with bitsandbytes, "
@@ -190,7 +192,9 @@ def build_dataset(path: str, renderer, max_length: int, limit: int | None = None
             raise UserError(f"{path}: example {e.id}: no assistant tokens to learn from")
         rows.append(f)
     lengths = [len(r["input_ids"]) for r in rows]
-    info = {"rows": len(rows), "tokens": sum(lengths), "tokens_within_max_length": sum(min(n, max_length) for n in lengths), "assistant_tokens": sum(sum(r["assistant_masks"]) for r in rows),
+    info = {"rows": len(rows), "tokens": sum(lengths),
+            "tokens_within_max_length": sum(min(n, max_length) for n in lengths),
+            "assistant_tokens": sum(sum(r["assistant_masks"]) for r in rows),
             "longer_than_max_seq_length": cut, "max_tokens": max(lengths)}
     if cut:
         log.warning("%s: %d of %d rows are longer than max_seq_length=%d and are cut", path, cut, len(rows), max_length)
@@ -266,8 +270,9 @@ def attach_lora(model, cfg: TrainConfig, settings: dict, backend: str, token_ids
     indices = peft_token_indices(model, token_ids)
     if backend == "unsloth":
         if indices:  # Unsloth's get_peft_model has no per-token option; a run that cannot learn its tags is waste
-            raise UserError(f"the training labels need tokens the model cannot tell apart ({settings['trainable_tokens']['tokens']}): "
-                            f"train them with --backend transformers, or pass --trainable-tokens none to train anyway")
+            raise UserError(f"the training labels need tokens the model cannot tell apart "
+                            f"({settings['trainable_tokens']['tokens']}): train them with --backend transformers, "
+                            "or pass --trainable-tokens none to train anyway")
         from unsloth import FastLanguageModel
 
         return FastLanguageModel.get_peft_model(
@@ -365,8 +370,9 @@ def train(cfg: TrainConfig) -> dict:
         if guard is not None and guard.tripped:
             good = [p for p in sorted(ckpt_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
                     if int(p.name.split("-")[1]) < guard.tripped["step"]]
+            what = ", ".join(f"{k} {v}" for k, v in guard.tripped.items() if k != "step")
             raise TrainingDiverged(
-                f"training diverged at step {guard.tripped['step']} ({', '.join(f'{k} {v}' for k, v in guard.tripped.items() if k != 'step')}): "
+                f"training diverged at step {guard.tripped['step']} ({what}): "
                 f"no adapter was saved in {out}. Checkpoints from before it: {[p.name for p in good] or 'none'} "
                 f"(delete the later ones to resume from them). Try a lower --learning-rate or --precision fp32.")
         final_eval = trainer.evaluate() if val_ds is not None else {}
@@ -555,3 +561,16 @@ def sft_trainer_class(model_loss: bool = False):
 
     return KernelFreeSFTTrainer
 
+
+def main(argv=None) -> int:
+    """The command line (``fctune train``, and the documented script)."""
+    from fctune.cli import run_script
+
+    return run_script(TrainConfig, train, argv, presets=PRESETS, summary=lambda m: (
+        f"adapter {m['adapter']} (version {m['version_id']}) -> {m['config']['output_dir']}/{m['adapter']}: "
+        f"{m['global_step']} steps, train loss {m['final_train_loss']}, val loss {m['final_val_loss']}, "
+        f"{m['non_padding_tokens_per_s']} tokens/s, backend {m['backend']}"))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -7,15 +7,7 @@ Examples:
   python fledgling/run_pipeline.py --model smollm2 --source offline --train-preset smoke
 """
 
-from fctune.cli import run_script
-from fctune.fledgling import FledglingConfig, run_pipeline
-
-
-def main(argv=None) -> int:
-    return run_script(FledglingConfig, run_pipeline, argv, summary=lambda s: (
-        f"Fledgling gate: {s['gate']['decision']} ({s['gate']['reason']}); final model "
-        f"{s['gate']['final_model']['label']}; results in fledgling/eval_results/"))
-
+from fctune.fledgling import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -8,16 +8,7 @@ Examples:
   python paper_approach/prepare_hermes_dataset.py --source my_rows.jsonl --train-size 500
 """
 
-from fctune.cli import run_script
-from fctune.data import PrepareConfig, prepare
-
-
-def main(argv=None) -> int:
-    return run_script(PrepareConfig, prepare, argv, summary=lambda s: (
-        f"wrote {s['files']['train']} ({s['splits']['train']['count']}), val {s['splits']['val']['count']}, "
-        f"test {s['splits']['test']['count']}; skipped {s['skipped'] or 'none'}; source {s['source']['kind']}"
-        + (" (FALLBACK to offline)" if s['fallback'] else "")))
-
+from fctune.data import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -105,7 +105,7 @@ def _run(case, tmp: Path):
 def outcomes(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("bad_inputs")
     with ThreadPoolExecutor(max_workers=4) as pool:
-        return dict(zip([c[0] for c in CASES], pool.map(lambda c: _run(c, tmp), CASES)))
+        return dict(zip([c[0] for c in CASES], pool.map(lambda c: _run(c, tmp), CASES), strict=True))
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])

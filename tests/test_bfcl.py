@@ -94,7 +94,8 @@ def test_tuple_accepted_as_list():
             for fn in e.metadata["bfcl"]["functions"]:
                 for p, d in fn["parameters"]["properties"].items():
                     if d.get("type") == "tuple":
-                        call = next((c for c in e.expected.tool_calls if c.name == fn["name"] and p in c.arguments), None)
+                        call = next((c for c in e.expected.tool_calls
+                                     if c.name == fn["name"] and p in c.arguments), None)
                         if call and len(e.expected.tool_calls) == 1:
                             args = ", ".join(f"{k}={tuple(v) if k == p else v!r}" for k, v in call.arguments.items())
                             assert verdict(e, f"{fn['name']}({args})") is None, e.id
@@ -172,5 +173,6 @@ def test_rescore_summarizes_saved_predictions_and_lists_what_is_missing(tmp_path
     (tmp_path / "m_bfcl_simple_python_predictions.jsonl").write_text("\n".join(json.dumps(
         {"id": e.id, "output": as_tags([(c.name, c.arguments) for c in e.expected.tool_calls])}) for e in exs) + "\n")
     s = rescore(str(tmp_path), "m", ["simple_python", "irrelevance"], limit=3)
-    assert s["categories"]["simple_python"]["accuracy"] == 1.0 and s["categories_without_predictions"] == ["irrelevance"]
+    assert s["categories"]["simple_python"]["accuracy"] == 1.0
+    assert s["categories_without_predictions"] == ["irrelevance"]
     assert json.loads((tmp_path / "m_bfcl.json").read_text())["rescored_from_saved_predictions"] is True

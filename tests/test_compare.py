@@ -50,7 +50,6 @@ def _write_results(results: Path, splits: Path, label: str, info: dict, skill: f
     from fctune.evaluate import result_paths
     from fctune.schema import read_examples
     from fctune.score import score_predictions, write_scores
-
     from fctune.suites import SUITES
 
     for suite, spec in SUITES.items():
@@ -62,7 +61,7 @@ def _write_results(results: Path, splits: Path, label: str, info: dict, skill: f
                 out = json.dumps(e.expected.json) if good else "{'broken': "
             elif e.expected.kind == "no_call":
                 out = "None of these tools fits the request." if good else \
-                    '<tool_call>{"name": "%s", "arguments": {}}</tool_call>' % e.tools[0].name
+                    '<tool_call>' + json.dumps({"name": e.tools[0].name, "arguments": {}}) + '</tool_call>'
             else:
                 out = "".join("<tool_call>" + json.dumps(c.to_dict()) + "</tool_call>" for c in e.expected.tool_calls) \
                     if good else "Sorry, I am not sure."
@@ -77,8 +76,8 @@ def _write_results(results: Path, splits: Path, label: str, info: dict, skill: f
 
 @pytest.fixture(scope="module")
 def three_models(tmp_path_factory):
-    from fctune.suites import SUITES, SuiteConfig, build_suite
     from fctune.schema import write_examples
+    from fctune.suites import SUITES, SuiteConfig, build_suite
 
     root = tmp_path_factory.mktemp("cmp")
     splits = root / "splits"

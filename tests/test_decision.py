@@ -130,7 +130,8 @@ def scored(tmp_path, label, role, right: int, abstain: int, extra: int = 0, fami
                        "field_f1": 1.0 if ok else 0.5, "parse_shape": shape, "predicted_calls": calls,
                        "n_expected_calls": 1, "exact_match": ok,
                        "failure_reason": None if ok else ("extra_call" if len(calls) > 1 else "wrong_value")})
-    no_call = [{"id": f"n{i}", "expected_kind": "no_call", "abstention_correct": i < abstain, "exact_match": i < abstain,
+    no_call = [{"id": f"n{i}", "expected_kind": "no_call", "abstention_correct": i < abstain,
+                "exact_match": i < abstain,
                 "parse_shape": "none" if i < abstain else shape, "predicted_calls": [] if i < abstain else [{}]}
                for i in range(20)]
     m = ModelResults(label, {"label": label, "role": role, "approach": "paper" if role != "llm" else "llm",

@@ -88,7 +88,8 @@ def test_local_adapter_and_llamacpp_endpoint_give_the_same_layout(tmp_path, tiny
         assert s["n_examples"] == len(details) == 10 and s["n_errors"] == 0
         assert all("latency_s" in d for d in details)
         summaries.append(s)
-    assert set(summaries[0]) == set(summaries[1])
+    # the same layout; "warnings" is there only when a run has something to warn about (the tiny model's 0% valid)
+    assert set(summaries[0]) - {"warnings"} == set(summaries[1]) - {"warnings"}
     local_id, remote_id = summaries[0]["model"], summaries[1]["model"]
     assert local_id["backend"] == "local" and local_id["adapter_version_id"]
     assert remote_id["backend"] == "openai" and remote_id["endpoint_host"].startswith("http://127.0.0.1:")
@@ -155,8 +156,8 @@ def test_llamacpp_backend_run_resumes_although_its_new_server_has_a_new_port(tmp
 def test_server_stopped_mid_run_is_recorded_as_errors_not_wrong_answers(tmp_path, mini_split):
     from fctune.backends.openai_backend import OpenAIBackend
     from fctune.llama_server import LlamaServer
-    from fctune.score import score_predictions
     from fctune.metrics import summarize
+    from fctune.score import score_predictions
 
     examples = read_examples(mini_split)
     srv = LlamaServer("smollm2").start()
@@ -181,10 +182,12 @@ def test_server_stopped_mid_run_is_recorded_as_errors_not_wrong_answers(tmp_path
 
 
 class _Flaky(BaseHTTPRequestHandler):
-    """Answers each POST from a script of status codes, then a real chat-completion body with a tool call."""
+    """Answers each POST from a script of status codes, then a real chat-completion body with a tool call (or, when
+    ``text`` is set, with that text and no call)."""
 
     script: list = []
     calls: list = []
+    text: str | None = None
 
     def do_POST(self):  # noqa: N802
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
@@ -196,11 +199,13 @@ class _Flaky(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(json.dumps({"error": {"message": f"status {code}", "type": "test"}}).encode())
             return
+        message = {"role": "assistant", "content": None, "tool_calls": [{
+            "id": "t1", "type": "function",
+            "function": {"name": "get_current_weather", "arguments": "{\"location\": \"Paris\"}"}}]}
+        if self.text is not None:
+            message = {"role": "assistant", "content": self.text}
         body = {"id": "c1", "object": "chat.completion", "created": 0, "model": "m",
-                "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
-                    "role": "assistant", "content": None, "tool_calls": [{
-                        "id": "t1", "type": "function",
-                        "function": {"name": "get_current_weather", "arguments": "{\"location\": \"Paris\"}"}}]}}],
+                "choices": [{"index": 0, "finish_reason": "stop" if self.text else "tool_calls", "message": message}],
                 "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}
         data = json.dumps(body).encode()
         self.send_response(200)
@@ -217,7 +222,7 @@ class _Flaky(BaseHTTPRequestHandler):
 def flaky_server():
     srv = ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
-    _Flaky.calls = []
+    _Flaky.calls, _Flaky.text = [], None
     yield f"http://127.0.0.1:{srv.server_address[1]}/v1"
     srv.shutdown()
 
@@ -280,7 +285,8 @@ def test_endpoint_host_keeps_no_credentials():
     from fctune.secrets import endpoint_host, redact_config
 
     assert endpoint_host("https://user:pw@my.openai.azure.com:8443/openai?key=1") == "https://my.openai.azure.com:8443"
-    assert redact_config({"api_key": "abc123456", "nested": {"token": "t0k3n-value"}, "api_key_env": "OPENAI_API_KEY"}) \
+    assert redact_config({"api_key": "abc123456", "nested": {"token": "t0k3n-value"},
+                          "api_key_env": "OPENAI_API_KEY"}) \
         == {"api_key": "***", "nested": {"token": "***"}, "api_key_env": "OPENAI_API_KEY"}
 
 
@@ -324,6 +330,20 @@ def test_every_request_failing_exits_nonzero_without_a_summary(tmp_path, mini_sp
     assert not (tmp_path / "llm_mini.json").exists()
     preds = [json.loads(x) for x in (tmp_path / "llm_mini_predictions.jsonl").read_text().splitlines()]
     assert len(preds) == 10 and all(p["error"] for p in preds)
+
+
+def test_zero_valid_calls_with_answers_is_a_warning_in_the_summary_file(tmp_path, flaky_server, mini_split,
+                                                                        monkeypatch):
+    """Every answer is text where calls were expected: a format mismatch to check, said in the log and the file."""
+    from fctune.evaluate import EvalConfig, evaluate
+
+    _Flaky.text = "Sure, the weather in Paris is mild today."
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")  # the test server reads none
+    r = evaluate(EvalConfig(backend="openai", base_url=flaky_server, model="m",
+                            split_files=[str(mini_split)], results_dir=str(tmp_path), label="llm"))
+    summary = json.loads(Path(r["suites"]["mini"]["summary"]).read_text())
+    assert summary["valid_json_rate"] == 0
+    assert summary["warnings"] == ["valid_json_rate is 0 with 9 non-empty outputs"]
 
 
 def test_error_rate_under_the_bound_still_scores(tmp_path, mini_split):

@@ -8,8 +8,8 @@ import pytest
 from fctune.compare import ModelResults
 from fctune.evaluate import _warn_zero_valid
 from fctune.fledgling import FledglingConfig, gate_decision, run_pipeline
-from fctune.offline import emit_rows, generate_examples
 from fctune.formats import XlamConverter
+from fctune.offline import emit_rows, generate_examples
 from fctune.score import score_example
 
 

@@ -201,7 +201,8 @@ def test_openai_chat_row_and_export_round_trip():
         {"role": "user", "content": "Weather in Oslo and Lima?"},
         {"role": "assistant", "content": None, "tool_calls": [
             {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\": \"Oslo\"}"}},
-            {"id": "c2", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\": \"Lima\"}"}}]}],
+            {"id": "c2", "type": "function", "function": {"name": "get_weather",
+                                                          "arguments": "{\"city\": \"Lima\"}"}}]}],
         "tools": [{"type": "function", "function": {"name": "get_weather", "description": "w", "parameters": {
             "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]}
     ex = OpenAIChatConverter().convert(row)

@@ -33,7 +33,7 @@ def learn_bpe(text: str, n_merges: int) -> tuple[list[str], list[str]]:
     for _ in range(n_merges):
         pairs = collections.Counter()
         for w, c in words.items():
-            for a, b in zip(seqs[w], seqs[w][1:]):
+            for a, b in zip(seqs[w], seqs[w][1:], strict=False):
                 pairs[a, b] += c
         if not pairs:
             break
@@ -138,7 +138,7 @@ def test_template_less_gemma_vocabulary_gets_gemma_turns_and_stops_at_end_of_tur
                  tools=[], expected=Expected(kind="text", text="hello"))
     assert r.prompt(ex) == "<bos><start_of_turn>user\nbe brief\n\nhi<end_of_turn>\n<start_of_turn>model\n"
     feats = r.training_features(ex)
-    marked = tok.decode([t for t, m in zip(feats["input_ids"], feats["assistant_masks"]) if m])
+    marked = tok.decode([t for t, m in zip(feats["input_ids"], feats["assistant_masks"], strict=True) if m])
     assert marked == "hello<end_of_turn>\n"
     assert tok.convert_tokens_to_ids("<end_of_turn>") in stop_token_ids(tok)
 

@@ -1,5 +1,6 @@
 """Static checks of what cannot run here (no Docker engine): Dockerfiles (hadolint), shell scripts (shellcheck),
-compose files (Compose Specification JSON schema); plus the run script's plan, GPU sets and the docs."""
+compose files (Compose Specification JSON schema); the Python code (ruff, rules in pyproject.toml); plus the run
+script's plan, GPU sets and the docs."""
 
 import importlib.util
 import json
@@ -31,6 +32,12 @@ def test_dockerfiles_pass_hadolint(dockerfile):
     assert out.returncode == 0, out.stdout + out.stderr
     text = (REPO / dockerfile).read_text()
     assert ":latest" not in text.split("FROM", 1)[1].splitlines()[0]
+
+
+def test_python_code_passes_ruff():
+    out = subprocess.run([_tool("ruff"), "check", "--no-cache", "."], cwd=REPO, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
 
 
 def test_shell_scripts_pass_shellcheck():
@@ -100,7 +107,8 @@ def test_training_plan_without_gpus_is_sequential():
 
 def test_fledgling_uses_phi_else_the_first_model_given():
     def fledgling_model(**kw):
-        step = next(s for s in plan(PipelineConfig(profile="full", gpus="none", llm="none", **kw)) if s.name == "evaluate")
+        steps = plan(PipelineConfig(profile="full", gpus="none", llm="none", **kw))
+        step = next(s for s in steps if s.name == "evaluate")
         (argv,) = [a for g in step.groups for tag, a, _ in g if tag == "fledgling"]
         return argv[argv.index("--model") + 1]
 
@@ -122,7 +130,8 @@ def test_ci_runs_exactly_the_readme_test_command():
     readme = (REPO / "README.md").read_text()
     m = re.search(r"```(?:bash|sh)?\n(?:#[^\n]*\n)*\./run_tests\.sh\n", readme)
     assert m, "README must show ./run_tests.sh as the test command"
-    ci = [x for x in (REPO / ".ci/run").read_text().splitlines() if x.strip() and not x.startswith(("#", "set ", "cd "))]
+    ci = [x for x in (REPO / ".ci/run").read_text().splitlines()
+          if x.strip() and not x.startswith(("#", "set ", "cd "))]
     assert ci == ["./run_tests.sh"]
 
 
@@ -131,19 +140,19 @@ def test_env_example_documents_every_variable_the_code_reads():
     for f in (REPO / "fctune").rglob("*.py"):
         used |= set(re.findall(r"os\.environ(?:\.get)?\(\s*\"([A-Z][A-Z0-9_]+)\"", f.read_text()))
         used |= set(re.findall(r"os\.environ\[\"([A-Z][A-Z0-9_]+)\"\]", f.read_text()))
-    internal = {"LOCAL_RANK", "RANK", "WORLD_SIZE", "FCTUNE_DEBUG", "FCTUNE_LOG_LEVEL", "FCTUNE_ENV_FILE",  # set by launchers or for debugging
+    # set by launchers or for debugging
+    internal = {"LOCAL_RANK", "RANK", "WORLD_SIZE", "FCTUNE_DEBUG", "FCTUNE_LOG_LEVEL", "FCTUNE_ENV_FILE",
                 "HUGGING_FACE_HUB_TOKEN"}
     documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", (REPO / ".env.example").read_text(), re.M))
     assert used - internal <= documented, sorted(used - internal - documented)
 
 
-def test_readme_and_run_experiments_name_every_script():
+def test_readme_and_run_experiments_name_every_script_and_command():
+    from fctune.commands import COMMANDS
+
     text = (REPO / "README.md").read_text() + (REPO / "RUN_EXPERIMENTS.md").read_text()
-    for script in ("run_phase1_experiment.sh", "paper_approach/prepare_hermes_dataset.py",
-                   "docker/unsloth-paper/scripts/train_function_call.py",
-                   "docker/unsloth-paper/scripts/eval_function_call.py", "comparison_framework/compare_approaches.py",
-                   "fledgling/run_pipeline.py", "python -m fctune.bfcl", "python -m fctune.score",
-                   "python -m fctune.merge"):
+    scripts = {c.script for c in COMMANDS.values() if c.script and "<" not in c.script}
+    for script in scripts | {f"fctune {name}" for name in COMMANDS}:
         assert script in text, script
     for phase in ("Phase 0", "Phase 1", "Phase 2", "Phase 3"):
         assert phase in (REPO / "RUN_EXPERIMENTS.md").read_text()

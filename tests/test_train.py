@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from fctune.offline import generate_examples
 from fctune.errors import UserError
+from fctune.offline import generate_examples
 from fctune.render import PromptRenderer
 from fctune.schema import write_examples
 from fctune.train import PRESETS, TrainConfig, choose_backend, train
@@ -30,7 +30,7 @@ def test_loss_only_on_assistant_turns(smollm2_tokenizer_dir):
     r = PromptRenderer(tok)
     e = _multi_turn_example()  # user, assistant call, tool result, then the scored call
     f = r.training_features(e)
-    learned = tok.decode([t for t, m in zip(f["input_ids"], f["assistant_masks"]) if m])
+    learned = tok.decode([t for t, m in zip(f["input_ids"], f["assistant_masks"], strict=True) if m])
     first_call = e.messages[1].tool_calls[0]
     target = e.expected.tool_calls[0]
     # built independently of the renderer: Hermes calls, each closed by ChatML's end-of-turn
@@ -38,7 +38,7 @@ def test_loss_only_on_assistant_turns(smollm2_tokenizer_dir):
         "<tool_call>\n" + json.dumps({"name": c.name, "arguments": c.arguments}) + "\n</tool_call><|im_end|>\n"
         for c in (first_call, target))
     assert learned == expected
-    masked = tok.decode([t for t, m in zip(f["input_ids"], f["assistant_masks"]) if not m])
+    masked = tok.decode([t for t, m in zip(f["input_ids"], f["assistant_masks"], strict=True) if not m])
     assert e.messages[0].content in masked and "<tool_response>" in masked and "<tools>" in masked
 
 
@@ -297,7 +297,8 @@ def test_tags_sharing_one_row_get_their_rows_trained(tmp_path, tied_tags_model_d
     tok = AutoTokenizer.from_pretrained(tied_tags_model_dir)
     tags = tok.convert_tokens_to_ids(["<tool_call>", "</tool_call>"])
     chosen = meta["settings"]["trainable_tokens"]
-    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tied_tags_model_dir), str(tmp_path / "a" / "t"))
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tied_tags_model_dir),
+                                      str(tmp_path / "a" / "t"))
     model = model.merge_and_unload()
     head = model.get_output_embeddings().weight
     cos = torch.nn.functional.cosine_similarity(head[tags[0]], head[tags[1]], dim=0).item()

@@ -4,8 +4,9 @@ Nothing above a backend knows whether a model is local or behind an API."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from typing import Iterator, Protocol
+from typing import Protocol
 
 from fctune.schema import Example
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from fctune.backends.base import Generation
 from fctune.parse import declared_call_format
@@ -31,8 +31,7 @@ def cpu_has_native_bf16() -> bool:
 
 class LocalBackend:
     def __init__(self, model: str, adapter: str | None = None, max_new_tokens: int = 256, batch_size: int = 8,
-                 prompt_format: str | None = None, device: str = "auto", dtype: str = "auto",
-                 merge_adapter: bool = True):
+                 prompt_format: str | None = None, device: str = "auto", dtype: str = "auto"):
         import torch
 
         from fctune.models import ensure_pad_token, load_causal_lm, load_tokenizer, resolve_model, stop_token_ids
@@ -60,9 +59,7 @@ class LocalBackend:
         if adapter:
             from peft import PeftModel
 
-            net = PeftModel.from_pretrained(net, adapter)
-            if merge_adapter:
-                net = net.merge_and_unload()  # same outputs, faster generation
+            net = PeftModel.from_pretrained(net, adapter).merge_and_unload()  # same outputs, faster generation
         self.model = net.to(device).eval()
         fmt = prompt_format or ((self.adapter_meta.get("prompt") or {}).get("prompt_format") if self.adapter_meta
                                 else None) or "auto"
@@ -121,7 +118,7 @@ class LocalBackend:
             dt = time.time() - t0
             new = out[:, enc["input_ids"].shape[1]:]
             per_example = dt / len(batch)
-            for (e, _), row in zip(batch, new):
+            for (e, _), row in zip(batch, new, strict=True):
                 ids = row.tolist()
                 n = next((i + 1 for i, t in enumerate(ids) if t in self.stop_ids), len(ids))
                 # Keep special tokens: some models write <tool_call> as one; drop only the stop token itself.

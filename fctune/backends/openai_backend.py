@@ -29,8 +29,8 @@ import random
 import re
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from typing import Iterator
 
 from fctune.backends.base import Generation
 from fctune.errors import UserError
@@ -318,7 +318,8 @@ class OpenAIBackend:
 
     def stats(self) -> dict:
         dt = (self._t1 - self._t0) if self._t0 and self._t1 else None
-        return {"examples": self._n, "generated_tokens": self._completion_tokens, "generation_s": round(dt, 2) if dt else None,
+        return {"examples": self._n, "generated_tokens": self._completion_tokens,
+                "generation_s": round(dt, 2) if dt else None,
                 "examples_per_s": round(self._n / dt, 3) if dt else None,
                 "generated_tokens_per_s": round(self._completion_tokens / dt, 1) if dt else None,
                 "retries": self._retries, "failed_requests": self._failed}

@@ -26,7 +26,8 @@ from fctune.evaluate import (
     default_label,
     generate_resumable,
     make_backend,
-    safe_label,
+    predictions_path,
+    result_paths,
     set_budget,
     with_model,
 )
@@ -149,7 +150,7 @@ def run_bfcl(cfg: BfclConfig) -> dict:
         for cat in cats:
             examples = load_category(cat, limit=cfg.limit, sample=cfg.sample, seed=cfg.seed)
             budget = set_budget(backend, cfg, load_category(cat))  # sized from the whole category
-            pred_path = results / f"{safe_label(label)}_bfcl_{cat}_predictions.jsonl"
+            pred_path = predictions_path(results, label, f"bfcl_{cat}")
             run_identity = {"model": ident.get("model"), "adapter_version_id": ident.get("adapter_version_id"),
                             "endpoint_host": ident.get("endpoint_host"), "tools_mode": ident.get("tools_mode"),
                             "rows": sha256_json([e.id for e in examples]), "max_new_tokens": budget}
@@ -158,7 +159,8 @@ def run_bfcl(cfg: BfclConfig) -> dict:
                                                desc=f"{label} bfcl {cat}")
             check_error_rate(preds, cfg.max_error_rate, f"{label} on BFCL {cat}", pred_path)
             details, issues = score_rows(examples, preds, where=str(pred_path), call_format=ident.get("call_format"))
-            per_category[cat] = {**category_summary(cat, details), "max_new_tokens": budget, "wall_s": round(time.time() - t0, 1), **counts}
+            per_category[cat] = {**category_summary(cat, details), "max_new_tokens": budget,
+                                 "wall_s": round(time.time() - t0, 1), **counts}
             all_details.extend(details)
             log.info("%s BFCL %s: %s/%s = %s", label, cat, per_category[cat]["correct"], per_category[cat]["total"],
                      per_category[cat]["accuracy"])
@@ -170,8 +172,9 @@ def run_bfcl(cfg: BfclConfig) -> dict:
                **overall_summary(per_category), "sample": cfg.sample, "limit": cfg.limit,
                "wall_s": round(time.time() - t_start, 1), "throughput": stats,
                "run": run_metadata(cfg)}
-    write_jsonl_atomic(results / f"{safe_label(label)}_bfcl_details.jsonl", all_details)
-    write_json_atomic(results / f"{safe_label(label)}_bfcl.json", summary)
+    summary_path, details_path = result_paths(results, label, "bfcl")
+    write_jsonl_atomic(details_path, all_details)
+    write_json_atomic(summary_path, summary)
     return summary
 
 
@@ -180,22 +183,23 @@ def rescore(results_dir: str, label: str, categories: list[str], sample: int | N
     """Summarize a model's saved BFCL predictions (no backend): what finished is scored, what did not is listed."""
     results = Path(results_dir)
     per_category, all_details, missing = {}, [], []
-    old = results / f"{safe_label(label)}_bfcl.json"
+    old, details_path = result_paths(results, label, "bfcl")
     ident: dict = read_json(old).get("model", {}) if old.exists() else {}
     for cat in expand_categories(categories):
-        pred_path = results / f"{safe_label(label)}_bfcl_{cat}_predictions.jsonl"
+        pred_path = predictions_path(results, label, f"bfcl_{cat}")
         if not pred_path.exists():
             missing.append(cat)
             continue
         examples = load_category(cat, limit=limit, sample=sample, seed=seed)
         preds = read_jsonl(pred_path)
         details, issues = score_rows(examples, preds, call_format=ident.get("call_format"))
-        per_category[cat] = {**category_summary(cat, details), "missing_predictions": len(issues["missing_predictions"])}
+        per_category[cat] = {**category_summary(cat, details),
+                             "missing_predictions": len(issues["missing_predictions"])}
         all_details.extend(details)
     summary = {"model": ident or {"label": label}, "suite": "bfcl", "bfcl_eval_version": package_version(),
                "categories": per_category, **overall_summary(per_category), "sample": sample, "limit": limit,
                "categories_without_predictions": missing, "rescored_from_saved_predictions": True}
-    write_jsonl_atomic(results / f"{safe_label(label)}_bfcl_details.jsonl", all_details)
+    write_jsonl_atomic(details_path, all_details)
     write_json_atomic(old, summary)
     return summary
 

@@ -7,11 +7,12 @@ import sys
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in ("run", "score", "rescore"):
+        asked = bool(argv) and argv[0] in ("-h", "--help")
         print("usage: python -m fctune.bfcl {run,score,rescore} ...\n  run      evaluate a model on BFCL categories "
               "(--help for options)\n  score    --category NAME --predictions PRED.jsonl --out DIR\n"
               "  rescore  --results-dir DIR --label LABEL [--categories ...] [--sample N --seed S]: summarize the "
-              "saved predictions of a run", file=sys.stderr)
-        return 2
+              "saved predictions of a run", file=sys.stdout if asked else sys.stderr)
+        return 0 if asked else 2
     if argv[0] == "rescore":
         ap = argparse.ArgumentParser(prog="python -m fctune.bfcl rescore")
         ap.add_argument("--results-dir", required=True)
@@ -35,7 +36,8 @@ def main(argv=None) -> int:
             f"{s['model']['label']} BFCL: non-live AST {s['non_live_ast']}, live AST {s['live_ast']}, "
             f"hallucination {s['hallucination']}; " + ", ".join(
                 f"{c} {v['correct']}/{v['total']}" for c, v in s["categories"].items())))
-    ap = argparse.ArgumentParser(prog="python -m fctune.bfcl score", description="Score saved outputs on a BFCL category.")
+    ap = argparse.ArgumentParser(prog="python -m fctune.bfcl score",
+                                 description="Score saved outputs on a BFCL category.")
     ap.add_argument("--category", required=True)
     ap.add_argument("--predictions", required=True, help='JSONL of {"id", "output"} or {"id", "tool_calls"}')
     ap.add_argument("--out", required=True)

@@ -109,7 +109,7 @@ def check_list_of_dicts(param: str, value: list, options: list) -> Err:
         if len(opt) != len(value):
             err = ("value_error:list_dict_count", f"{param}: {len(value)} dicts, expected {len(opt)}")
             continue
-        errs = [check_dict(param, v, [o]) for v, o in zip(value, opt)]
+        errs = [check_dict(param, v, [o]) for v, o in zip(value, opt, strict=True)]
         first = next((e for e in errs if e), None)
         if first is None:
             return None

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import random
 
-from fctune.formats.hermes import HermesConverter
-from fctune.formats.openai import OpenAIChatConverter
-from fctune.formats.xlam import XlamConverter
+from fctune.formats import write_row
 from fctune.offline.generator import DEFAULT_MIX, SOURCE, generate_examples
 
 __all__ = ["DEFAULT_MIX", "SOURCE", "generate_examples", "emit_rows", "XLAM_MIX"]
@@ -25,17 +23,10 @@ XLAM_MIX = {"single": 0.7, "parallel": 0.2, "irrelevant": 0.1}
 
 
 def emit_rows(examples, shape: str, seed: int = 0) -> list[dict]:
-    """Rows in an upstream shape: ``hermes`` (ShareGPT, ~30% single-quoted calls as upstream), ``xlam``
-    (single-turn rows only; others raise) or ``openai``."""
+    """Rows in an upstream shape, any writable entry of :data:`fctune.formats.FORMATS`: ``hermes`` (ShareGPT, ~30%
+    single-quoted calls as upstream), ``xlam`` (single-turn rows only; others raise), ``openai`` or ``canonical``."""
     rng = random.Random(seed)
-    if shape == "hermes":
-        rows = [HermesConverter.to_row(e, rng, python_literal_share=0.3) for e in examples]
-    elif shape == "xlam":
-        rows = [XlamConverter.to_row(e) for e in examples]
-    elif shape == "openai":
-        rows = [OpenAIChatConverter.to_row(e) for e in examples]
-    else:
-        raise ValueError(f"unknown shape {shape!r}: hermes, xlam or openai")
-    for r, e in zip(rows, examples):
+    rows = [write_row(shape, e, rng) for e in examples]
+    for r, e in zip(rows, examples, strict=True):
         r["source"] = e.metadata.get("source") or SOURCE
     return rows

@@ -174,7 +174,6 @@ TOOLS: dict[str, list[ToolSpec]] = {
                                                                              default=10)}),
     ],
 }
-DOMAIN_OF_TOOL = {t.name: d for d, ts in TOOLS.items() for t in ts}
 TOOL_BY_NAME = {t.name: t for ts in TOOLS.values() for t in ts}
 
 # -- slot values ----------------------------------------------------------------------------------------

@@ -264,7 +264,7 @@ class Engine:
         if len(fns) < 2:
             raise RowRejected("too_few_functions")
         texts, calls = [], []
-        for i, fn in enumerate(fns):
+        for fn in fns:
             a = ask(fn, rng)
             texts.append(a.text)
             calls.append(a.call)
@@ -385,7 +385,8 @@ class EngineReport:
 
 
 def generate_engine_examples(n: int, seed: int = 0, mix: dict | None = None, catalog_size: int = DEFAULT_CATALOG_SIZE,
-                             exclude_names: set[str] = frozenset(), report: EngineReport | None = None) -> list[Example]:
+                             exclude_names: set[str] = frozenset(),
+                             report: EngineReport | None = None) -> list[Example]:
     """``n`` rows drawn by kind from ``mix`` (default :data:`ENGINE_MIX`), reproducible from ``seed``. Rows that
     fail :func:`verify_example`, and catalog rows offering a tool named in ``exclude_names``, are dropped and counted
     in ``report`` (so fewer than ``n`` may come back); generated tools never take an excluded name."""
@@ -403,7 +404,7 @@ def generate_engine_examples(n: int, seed: int = 0, mix: dict | None = None, cat
     report.catalog_size, report.domains = len(catalog), len(engine.domains)
     report.excluded_names = len(exclude_names)
     rng = random.Random(f"fctune-engine:{seed}")
-    kinds, weights = zip(*[(k, v) for k, v in mix.items() if v > 0])
+    kinds, weights = zip(*[(k, v) for k, v in mix.items() if v > 0], strict=True)
     plan = [rng.choices(kinds, weights)[0] for _ in range(n)]
     report.asked += n
     n_catalog = plan.count("catalog")

@@ -12,10 +12,18 @@ from __future__ import annotations
 
 import json
 import random
-from typing import Callable
+from collections.abc import Callable
 
 from fctune.offline.catalog import (
-    ACKS, CLARIFY, CONTEXT_SENTENCES, INTENTS, IRRELEVANT, IRRELEVANT_ANSWER, TOOL_BY_NAME, TOOLS, _slot,
+    ACKS,
+    CLARIFY,
+    CONTEXT_SENTENCES,
+    INTENTS,
+    IRRELEVANT,
+    IRRELEVANT_ANSWER,
+    TOOL_BY_NAME,
+    TOOLS,
+    _slot,
 )
 from fctune.offline.structured import STRUCTURED_TASKS
 from fctune.schema import Example, Expected, Message, ToolCall
@@ -277,7 +285,7 @@ def generate_examples(n: int, seed: int = 0, mix: dict[str, float] | None = None
     if unknown:
         raise ValueError(f"unknown scenarios {sorted(unknown)}; known: {sorted(SCENARIOS)}")
     rng = random.Random(f"fctune-offline:{seed}")
-    names, weights = zip(*[(k, v) for k, v in mix.items() if v > 0])
+    names, weights = zip(*[(k, v) for k, v in mix.items() if v > 0], strict=True)
     out = []
     for i in range(n):
         scenario = rng.choices(names, weights)[0]

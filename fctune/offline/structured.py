@@ -6,8 +6,8 @@ Every field of the target object is stated in the text, so an exact answer exist
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from fctune.offline.catalog import CITIES, FILES, FOLDERS, HANDLES, PEOPLE, PRODUCTS, TABLES
 
@@ -25,7 +25,7 @@ def _obj(props: dict, required=None) -> dict:
             "additionalProperties": False}
 
 
-S, I, N, B = {"type": "string"}, {"type": "integer"}, {"type": "number"}, {"type": "boolean"}
+S, INT, N, B = {"type": "string"}, {"type": "integer"}, {"type": "number"}, {"type": "boolean"}
 
 
 def _contact(rng):
@@ -139,23 +139,23 @@ STRUCTURED_TASKS = [
                    _obj({"title": S, "date": S, "time": S, "location": S,
                          "attendees": {"type": "array", "items": S}}), _event),
     StructuredTask("product", "e-commerce",
-                   _obj({"name": S, "price": N, "in_stock": I, "tags": {"type": "array", "items": S}}), _product),
+                   _obj({"name": S, "price": N, "in_stock": INT, "tags": {"type": "array", "items": S}}), _product),
     StructuredTask("weather_report", "weather",
                    _obj({"city": S, "temperature": N, "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
-                         "humidity": I, "conditions": S}), _weather),
+                         "humidity": INT, "conditions": S}), _weather),
     StructuredTask("order", "e-commerce",
                    _obj({"order_id": S, "customer": _obj({"name": S, "email": S}),
-                         "items": {"type": "array", "items": _obj({"sku": S, "qty": I})}, "total": N}), _order),
+                         "items": {"type": "array", "items": _obj({"sku": S, "qty": INT})}, "total": N}), _order),
     StructuredTask("transfer", "finance",
                    _obj({"amount": N, "currency": S, "from_account": S, "to_account": S, "date": S}), _transfer),
     StructuredTask("file", "files",
-                   _obj({"filename": S, "extension": S, "folder": S, "size_kb": I}), _file),
+                   _obj({"filename": S, "extension": S, "folder": S, "size_kb": INT}), _file),
     StructuredTask("account", "social",
-                   _obj({"handle": S, "platform": S, "followers": I, "verified": B}), _account),
+                   _obj({"handle": S, "platform": S, "followers": INT, "verified": B}), _account),
     StructuredTask("query_spec", "database",
                    _obj({"table": S, "filters": {"type": "array", "items": _obj({"column": S, "op": S, "value": S})},
-                         "limit": I}), _query_spec),
+                         "limit": INT}), _query_spec),
     StructuredTask("trip", "maps",
                    _obj({"origin": S, "destination": S, "mode": S, "stops": {"type": "array", "items": S}}), _trip),
-    StructuredTask("news_brief", "search", _obj({"topic": S, "count": I, "language": S}), _news_brief),
+    StructuredTask("news_brief", "search", _obj({"topic": S, "count": INT, "language": S}), _news_brief),
 ]

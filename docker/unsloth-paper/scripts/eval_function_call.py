@@ -10,15 +10,7 @@ Examples:
       --model smollm2 --label llm-llamacpp --role llm
 """
 
-from fctune.cli import run_script
-from fctune.evaluate import EvalConfig, evaluate
-
-
-def main(argv=None) -> int:
-    return run_script(EvalConfig, evaluate, argv, summary=lambda r: "\n".join(
-        f"{r['label']} {s}: exact {v['exact_match_rate']}, field F1 {v['field_f1']}, errors {v['n_errors']} "
-        f"-> {v['summary']}" for s, v in r["suites"].items()))
-
+from fctune.evaluate import main
 
 if __name__ == "__main__":
     raise SystemExit(main())
