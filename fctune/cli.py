@@ -69,6 +69,14 @@ def _absolutize(cfg, explicit: set[str], cwd: Path) -> None:
                 else _absolute(f.name, value, cwd))
 
 
+def usage_exit(text: str, argv: list[str]) -> int:
+    """For a command with subcommands or a positional name: its usage on stdout and 0 when asked for (``-h``,
+    ``--help``), else on stderr and 2 (nothing or an unknown name was given)."""
+    asked = bool(argv) and argv[0] in ("-h", "--help")
+    print(text, file=sys.stdout if asked else sys.stderr)
+    return 0 if asked else 2
+
+
 def run_script(cls, fn: Callable, argv=None, summary: Callable | None = None, presets: dict | None = None,
                description: str | None = None) -> int:
     """Parse ``cls`` from flags/YAML, move to the project's root (``--project-dir``, or found from here), run

@@ -88,14 +88,14 @@ def config_of(name: str) -> tuple[type | None, dict | None]:
 
 
 def main(argv=None) -> int:
+    from fctune.cli import usage_exit
+
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print(usage())
-        return 0 if argv else 2
+        return usage_exit(usage(), argv)
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
-        print(f"fctune: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
-        return 2
+        return usage_exit(f"fctune: unknown command {name!r}\n\n{usage()}", argv)
     # argparse names the program after argv[0]: make each command's --help and errors say "fctune NAME"
     sys.argv = [f"fctune {name}", *rest]
     return resolve(name)(rest)

@@ -53,6 +53,7 @@ class BackendSpec:
     build: Callable[[EvalConfig], Backend]
     endpoint: bool = True           # an OpenAI-compatible endpoint: it can be the LLM baseline
     model_env: str | None = None    # the .env variable naming an API's model (no model is assumed for an API)
+    tools_mode: str = "native"      # what --tools-mode auto means for it
 
 
 def _build_local(cfg: EvalConfig) -> Backend:
@@ -64,8 +65,7 @@ def _build_local(cfg: EvalConfig) -> Backend:
 
 def _endpoint_options(cfg: EvalConfig) -> dict:
     """What every OpenAI-compatible backend shares: concurrency, retries, budget and how tools are sent."""
-    tools_mode = cfg.tools_mode if cfg.tools_mode != "auto" else (
-        "completions" if cfg.backend == "llamacpp" else "native")
+    tools_mode = cfg.tools_mode if cfg.tools_mode != "auto" else BACKENDS[cfg.backend].tools_mode
     common = dict(max_concurrency=cfg.max_concurrency, timeout_s=cfg.request_timeout_s, max_retries=cfg.max_retries,
                   backoff_base_s=cfg.backoff_base_s, max_tokens=cfg.max_new_tokens or 256,
                   structured_mode=cfg.structured_mode, tools_mode=tools_mode, api_names=cfg.api_names)
@@ -125,8 +125,9 @@ BACKENDS: dict[str, BackendSpec] = {
     "openai": BackendSpec("OPENAI_BASE_URL / OPENAI_API_KEY or --base-url", _build_openai, model_env="OPENAI_MODEL"),
     "azure": BackendSpec("AZURE_OPENAI_ENDPOINT, AZURE_OPENAI_API_VERSION, AZURE_OPENAI_DEPLOYMENT, "
                          "AZURE_OPENAI_API_KEY", _build_azure, model_env="AZURE_OPENAI_DEPLOYMENT"),
+    # completions: the model's own chat template rendered here (llama-cpp-python's chat handler HTML-escapes it)
     "llamacpp": BackendSpec("starts llama.cpp's OpenAI-compatible server on 127.0.0.1 for the GGUF --model and talks "
-                            "to it like any endpoint", _build_llamacpp),
+                            "to it like any endpoint", _build_llamacpp, tools_mode="completions"),
 }
 LLM_BACKENDS = [name for name, b in BACKENDS.items() if b.endpoint]  # what an LLM baseline can be
 API_MODEL_ENV = {name: b.model_env for name, b in BACKENDS.items() if b.model_env}

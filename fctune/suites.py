@@ -244,10 +244,10 @@ def main(argv=None) -> int:
     """``fctune suites NAME [options]``: build (and optionally score) one suite; NAME is one of :data:`SUITES`."""
     import sys
 
+    from fctune.cli import usage_exit
+
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in SUITES:
-        asked = bool(argv) and argv[0] in ("-h", "--help")
-        print(f"usage: fctune suites {{{','.join(SUITES)}}} [options]  (--help after the name for the options)",
-              file=sys.stdout if asked else sys.stderr)
-        return 0 if asked else 2
+        return usage_exit(f"usage: fctune suites {{{','.join(SUITES)}}} [options]  (--help after the name for the "
+                          "options)", argv)
     return suite_main(argv[0], argv[1:])

@@ -7,12 +7,12 @@ import sys
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in ("run", "score", "rescore"):
-        asked = bool(argv) and argv[0] in ("-h", "--help")
-        print("usage: python -m fctune.bfcl {run,score,rescore} ...\n  run      evaluate a model on BFCL categories "
-              "(--help for options)\n  score    --category NAME --predictions PRED.jsonl --out DIR\n"
-              "  rescore  --results-dir DIR --label LABEL [--categories ...] [--sample N --seed S]: summarize the "
-              "saved predictions of a run", file=sys.stdout if asked else sys.stderr)
-        return 0 if asked else 2
+        from fctune.cli import usage_exit
+
+        return usage_exit("usage: python -m fctune.bfcl {run,score,rescore} ...\n  run      evaluate a model on BFCL "
+                          "categories (--help for options)\n  score    --category NAME --predictions PRED.jsonl --out "
+                          "DIR\n  rescore  --results-dir DIR --label LABEL [--categories ...] [--sample N --seed S]: "
+                          "summarize the saved predictions of a run", argv)
     if argv[0] == "rescore":
         ap = argparse.ArgumentParser(prog="python -m fctune.bfcl rescore")
         ap.add_argument("--results-dir", required=True)
