@@ -9,17 +9,21 @@
 #   assemble        join the pieces (qwen.part-*, smol.part-*), print their sha256
 #   data            in the background: engine rows (unmasked and MASK-masked, one seed so both hold the same rows;
 #                   masking touches train rows only) and the suites; needs no model, so it runs during the transfers
-#   start           once the data is there, one background job per name in JOBS (default "qplain qmask"):
-#                   qplain trains on the unmasked rows, qmask on the masked ones, qbase evaluates the base model,
-#                   qlr* trains on the unmasked rows at LR (e.g. LR=2e-4 JOBS=qlr2), smol trains SmolLM2; each
-#                   fine-tune is then evaluated on BFCL non-live and (unless SKIP_SUITES is set) the suites; on a
-#                   machine with several GPUs the jobs take one each, in turn
+#   start           once the data is there, the jobs in JOBS (default "qplain qmask"), one queue per GPU (jobs
+#                   are dealt to the GPUs in turn and each GPU runs its own one after the other): qplain trains on
+#                   the unmasked rows, qmask on the masked ones, qbase evaluates the base model, qlr* trains on the
+#                   unmasked rows at LR (e.g. LR=2e-4 JOBS=qlr2), smol trains SmolLM2, and NAME:LR:ROWS:EPOCHS:MASK
+#                   (e.g. m2:5e-5:4000:1:0) trains on the first ROWS train rows (0: all) of the MASK data; each
+#                   fine-tune is then evaluated on BFCL non-live and (unless SKIP_SUITES is set) the suites
 #   wait [SECONDS]  report the jobs until all are done or SECONDS pass
 #   pack            results, logs and adapter metadata into $OUT (the weights of job PACK_ADAPTER in pieces)
-# Sizes and recipe: TRAIN_ROWS (16000), EPOCHS (1), MASK (0.25), LR (1e-4), ATTN (eager), BS (16), GA (1).
+# Sizes and recipe: TRAIN_ROWS (16000), EPOCHS (1), MASK (0.25), LR (1e-4), ATTN (eager), BS (16), GA (1); MIX
+# (the engine's row shares changed, e.g. "clarify=0.02 no_call=0.12"; default: the engine's ENGINE_MIX).
 # Device calls, as run on 2026-11-29 (RESULTS.md): call 1 carries the wheels and the last model piece
 # (install DIR; stash DIR; data), the next 12 carry one 36 MiB piece each (copied to /tmp/models), the 14th carries
-# the last and runs assemble and start; then wait (under 10 minutes a call) and pack.
+# the last and runs assemble and start; then wait (under 10 minutes a call) and pack. On 2026-11-30 the tracked tree
+# had grown to 34 MB, so the first 490,733,568 bytes went as 17 pieces of 29 MiB (qwen.part-000 ... -016, which sort
+# before the 36 MiB qwen.part-13 that holds the rest): `split -b 29M -d -a 2 - qwen.part-0`.
 # A run that diverges (the trainer's guard stops it at the first non-finite loss, exit 2) is trained again once in
 # fp32 under NAME-fp32, so one bad numeric path does not cost the session's only GPU slot.
 set -euo pipefail
@@ -54,7 +58,7 @@ case "$1" in
     cd /tmp/e; export PYTHONPATH=/tmp/site:/tmp/e; N=${TRAIN_ROWS:-16000}
     for m in 0 "${MASK:-0.25}"; do
       python3 paper_approach/prepare_hermes_dataset.py --source offline --train-size "$N" --val-size 200 \
-        --test-size 200 --tokenizer none --mask-names "$m" --output-dir paper_approach/datasets_m$m \
+        --test-size 200 --tokenizer none --mask-names "$m" ${MIX:+--mix $MIX} --output-dir paper_approach/datasets_m$m \
         > $J/prepare_m$m.log 2>&1 &
     done
     wait
@@ -66,18 +70,24 @@ case "$1" in
     for _ in $(seq 60); do [ -f $J/data.done ] && break; sleep 5; done
     [ -f $J/data.done ] || { tail -n 5 $J/*.log; echo 'data not ready' >&2; exit 1; }
     python3 -c "from fctune.models import materialize, resolve_model as r; print(materialize(r('$QWEN')))"
-    # one job per GPU where there are several (two eager-attention Qwen jobs do not fit in one H200's memory)
-    ngpu=$(nvidia-smi -L | wc -l); i=0
+    # one queue per GPU: two eager-attention Qwen jobs do not fit in one H200's memory, so a GPU's jobs run in turn
+    ngpu=$(nvidia-smi -L | wc -l); i=0; declare -A queue
     for w in ${JOBS:-qplain qmask}; do
-      [ -d /tmp/$w ] || cp -r /tmp/e /tmp/$w
-      [ -f $J/$w.done ] && continue
-      (cd /tmp/$w && CUDA_VISIBLE_DEVICES=$((i % ngpu)) PYTHONPATH=/tmp/site:/tmp/$w \
-        setsid nohup bash /tmp/$w/experiments/engine_run.sh _job $w < /dev/null > $J/$w.log 2>&1 &)
-      i=$((i + 1))
+      n=${w%%:*}; [ -d /tmp/$n ] || cp -r /tmp/e /tmp/$n
+      [ -f $J/$n.done ] && continue
+      queue[$((i % ngpu))]+="$w "; i=$((i + 1))
+    done
+    for g in "${!queue[@]}"; do
+      (CUDA_VISIBLE_DEVICES=$g setsid nohup bash -c "for w in ${queue[$g]}; do n=\${w%%:*}; cd /tmp/\$n && \
+        PYTHONPATH=/tmp/site:/tmp/\$n bash /tmp/\$n/experiments/engine_run.sh _job \$w > $J/\$n.log 2>&1; done" \
+        < /dev/null > $J/queue$g.log 2>&1 &)
     done
     sleep 45; ls $J; tail -n 3 $J/*.log; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv ;;
   _job)
-    v=$2; export PYTHONPATH=/tmp/site:$(pwd)
+    v=${2%%:*}; export PYTHONPATH=/tmp/site:$(pwd)
+    if [[ $2 == *:* ]]; then  # NAME:LR:ROWS:EPOCHS:MASK
+      IFS=: read -r _ LR rows EPOCHS m <<< "$2"; export LR EPOCHS
+    fi
     TR=(python3 docker/unsloth-paper/scripts/train_function_call.py --backend transformers --quantization none
         --gradient-checkpointing false --packing false --lora-r 32 --lora-alpha 64
         --num-train-epochs "${EPOCHS:-1}" --per-device-train-batch-size "${BS:-16}"
@@ -92,6 +102,11 @@ case "$1" in
       qplain|qlr*) d=paper_approach/datasets_m0; model=$QWEN; fam=qwen ;;  # qlr*: the same rows at another LR
       qmask) d=paper_approach/datasets_m${MASK:-0.25}; model=$QWEN; fam=qwen ;;
       smol) d=paper_approach/datasets_m0; model=$SMOL; fam=smollm2 ;;
+      *) d=paper_approach/datasets_m$m; model=$QWEN; fam=qwen
+         if [ "${rows:-0}" != 0 ]; then  # the first ROWS rows: the split is shuffled, so the kinds keep their shares
+           mkdir -p paper_approach/datasets_$v && head -n "$rows" $d/hermes_train.jsonl > paper_approach/datasets_$v/hermes_train.jsonl
+           cp $d/hermes_val.jsonl paper_approach/datasets_$v/ && d=paper_approach/datasets_$v
+         fi ;;
     esac
     name=$fam-$v; rc=0
     "${TR[@]}" --model $model --name $name --train-file $d/hermes_train.jsonl --val-file $d/hermes_val.jsonl || rc=$?
@@ -107,7 +122,7 @@ case "$1" in
   wait)
     end=$((SECONDS + ${2:-540}))
     while [ $SECONDS -lt $end ]; do
-      pending=$(for j in $J/*.log; do j=$(basename "$j" .log); case $j in prepare*|suites|data) continue;; esac
+      pending=$(for j in $J/*.log; do j=$(basename "$j" .log); case $j in prepare*|suites|data|queue*) continue;; esac
                 [ -f $J/$j.done ] || echo "$j"; done)
       [ -z "$pending" ] && break
       alive=$(pgrep -fc "python3 .*(train_function_call|fctune.bfcl|eval_function_call)" || true)
@@ -121,8 +136,8 @@ case "$1" in
     nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader ;;
   pack)  # at most eight files come back: one archive per job, one of the logs, one of the data's reports
     mkdir -p "$OUT" && tar czf "$OUT/logs.tgz" -C $J . 2>/dev/null || true
-    for w in qmask qplain qbase smol; do
-      [ -d /tmp/$w ] && tar czf "$OUT/$w.tgz" -C /tmp/$w --exclude='*.safetensors' --exclude=checkpoints \
+    for w in qmask qplain qbase smol ${JOBS:-}; do
+      w=${w%%:*}; [ -d /tmp/$w ] && tar czf "$OUT/$w.tgz" -C /tmp/$w --exclude='*.safetensors' --exclude=checkpoints \
         --exclude=tokenizer.json --exclude='*.pt' --exclude='*.bin' paper_approach/eval_results \
         paper_approach/adapters 2>/dev/null || true
     done
