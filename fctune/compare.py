@@ -24,13 +24,35 @@ from fctune.suites import SUITES
 
 log = logging.getLogger(__name__)
 
-# one capability per suite (declared with the suite), plus JSON quality pooled over the suites' rows
-CAPABILITIES = {**{name: list(s.metrics) for name, s in SUITES.items()}, "json_quality": ["valid_json_rate"]}
-LOWER_IS_BETTER = {"domain_f1_std"}
-# the one number each suite is read by in the report's readings table (strict vs lenient)
-SUITE_HEADLINE = {**{name: s.headline for name, s in SUITES.items()}, "fledgling_structured": "exact_match_rate",
-                  "fledgling_toolcall": "exact_match_rate"}
 FLEDGLING_TRACKS = ("fledgling_structured", "fledgling_toolcall")
+
+
+def capability_tables() -> dict[str, list[str]]:
+    """The comparison's tables: one per suite with the metrics the suite declares, plus JSON quality pooled over the
+    suites' rows. Read from the registry when called, so a suite registered at run time gets its table and CSV."""
+    return {**{name: list(s.metrics) for name, s in SUITES.items()}, "json_quality": ["valid_json_rate"]}
+
+
+def suite_headline(suite: str) -> str | None:
+    """The one number a suite is read by in the report's readings table (strict vs lenient)."""
+    if suite in SUITES:
+        return SUITES[suite].headline
+    return "exact_match_rate" if suite in FLEDGLING_TRACKS else None
+
+
+def ratio_to_llm(name: str, value: float | None, llm_value: float | None) -> float | None:
+    """SLM / LLM for a metric where more is better, LLM / SLM where less is (a false-call rate): above 1 means better
+    than the LLM either way. None when the denominator is 0 or missing, or when the metric declares that a ratio
+    means nothing for it (a spread)."""
+    from fctune.metrics import METRICS, higher_is_better
+
+    spec = METRICS.get(name.rsplit(".", 1)[-1])
+    if spec is not None and not spec.ratio_to_llm:
+        return None
+    num, den = (value, llm_value) if higher_is_better(name) else (llm_value, value)
+    if num is None or not den:
+        return None
+    return round(num / den, 4)
 
 
 @dataclass
@@ -195,7 +217,7 @@ POOLED = {
 
 def row_scores(m: ModelResults, path: str, reading: str = "strict") -> dict[str, float]:
     """Row id -> the row's score for ``suite.metric`` (strict reading), for the metrics that are means over rows."""
-    from fctune.metrics import METRICS
+    from fctune.metrics import row_metrics
 
     if path in POOLED:
         kinds, value = POOLED[path]
@@ -203,11 +225,11 @@ def row_scores(m: ModelResults, path: str, reading: str = "strict") -> dict[str,
                 if r.get("expected_kind") in kinds and (path != "json_quality.valid_json_rate"
                                                         or r.get("valid_json") is not None)}
     suite, name = path.split(".", 1)
-    if name not in METRICS or suite not in m.details:
+    spec = row_metrics().get(name)
+    if spec is None or suite not in m.details:
         return {}
-    field_, kinds = METRICS[name]
-    return {r["id"]: float(r[field_]) for r in _rows(m, suite, reading)
-            if r.get("expected_kind") in kinds and r.get(field_) is not None}
+    return {r["id"]: float(r[spec.field]) for r in _rows(m, suite, reading)
+            if r.get("expected_kind") in spec.kinds and r.get(spec.field) is not None}
 
 
 def metric(m: ModelResults, path: str, reading: str = "strict") -> dict | None:
@@ -577,13 +599,20 @@ def load_gates(path) -> dict:
     for i, c in enumerate(g["capabilities"]):
         if not isinstance(c, dict) or not {"name", "metric"} <= set(c):
             raise DataFileError(f"{path}: capabilities[{i}] needs name and metric")
-    from fctune.metrics import METRICS
+    from fctune.metrics import row_metrics
 
+    per_row = row_metrics()
     for m in [c["metric"] for c in g["capabilities"]] + [g["phase1"]["winner_metric"]]:
         # a capability is compared row by row: its metric must be a mean over rows
-        if m not in POOLED and (not isinstance(m, str) or "." not in m or m.split(".", 1)[1] not in METRICS):
+        if m not in POOLED and (not isinstance(m, str) or "." not in m or m.split(".", 1)[1] not in per_row):
             raise DataFileError(f"{path}: metric {m!r} is not <suite>.<per-row metric> (one of "
-                                f"{', '.join(METRICS)}) or one of {', '.join(POOLED)}")
+                                f"{', '.join(per_row)}) or one of {', '.join(POOLED)}")
+    from fctune.metrics import higher_is_better
+
+    for i, c in enumerate(g["capabilities"]):
+        if not higher_is_better(c["metric"]):  # a capability is a ratio whose lower bound must clear the bar
+            raise DataFileError(f"{path}: capabilities[{i}].metric {c['metric']!r} is better when lower; judge it "
+                                "as a veto (with op and threshold) instead")
     for m in [x["metric"] for x in g["gates"] + g["vetoes"]]:
         if not isinstance(m, str) or "." not in m:
             raise DataFileError(f"{path}: metric {m!r} is not <suite>.<metric>")
@@ -636,7 +665,7 @@ def compare(cfg: CompareConfig) -> dict:
                       if s not in m.suites and m.approach != "fledgling"]
 
     capabilities = {}
-    for cap, names in CAPABILITIES.items():
+    for cap, names in capability_tables().items():
         table = {}
         for m in models.values():
             row = {}
@@ -644,10 +673,10 @@ def compare(cfg: CompareConfig) -> dict:
                 v = metric(m, f"{cap}.{name}")
                 if v:
                     row[name] = v
-                    if llm is not None and m is not llm and name not in LOWER_IS_BETTER:
-                        base = metric(llm, f"{cap}.{name}")
-                        if base and base["value"]:
-                            row[name] = {**v, "ratio_to_llm": round(v["value"] / base["value"], 4)}
+                    base = metric(llm, f"{cap}.{name}") if llm is not None and m is not llm else None
+                    ratio = ratio_to_llm(name, v["value"], base["value"]) if base else None
+                    if ratio is not None:
+                        row[name] = {**v, "ratio_to_llm": ratio}
             if row:
                 table[m.label] = row
         capabilities[cap] = table
@@ -708,7 +737,7 @@ def compare(cfg: CompareConfig) -> dict:
             suite: {"strict": (sm.get("metrics") or {}).get(k, {}).get("value"),
                     "lenient": (sm.get("metrics_lenient") or {}).get(k, {}).get("value"), "metric": k}
             for suite, sm in m.suites.items() if sm.get("metrics_lenient") is not None
-            for k in [SUITE_HEADLINE.get(suite)] if k}} for m in models.values()},
+            for k in [suite_headline(suite)] if k}} for m in models.values()},
         "gates": gates,
         "bfcl": bfcl,
         "fledgling": fledgling,

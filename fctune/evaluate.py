@@ -54,6 +54,9 @@ class BackendSpec:
     endpoint: bool = True           # an OpenAI-compatible endpoint: it can be the LLM baseline
     model_env: str | None = None    # the .env variable naming an API's model (no model is assumed for an API)
     tools_mode: str = "native"      # what --tools-mode auto means for it
+    # --model is a file on this machine (fctune.models resolves it): labels use its short name, and its tokenizer
+    # renders completions-mode prompts without --tokenizer; an API's --model is only a name
+    local_model: bool = False
 
 
 def _build_local(cfg: EvalConfig) -> Backend:
@@ -121,13 +124,13 @@ def _build_openai(cfg: EvalConfig) -> Backend:
 
 
 BACKENDS: dict[str, BackendSpec] = {
-    "local": BackendSpec("a model on this machine", _build_local, endpoint=False),
+    "local": BackendSpec("a model on this machine", _build_local, endpoint=False, local_model=True),
     "openai": BackendSpec("OPENAI_BASE_URL / OPENAI_API_KEY or --base-url", _build_openai, model_env="OPENAI_MODEL"),
     "azure": BackendSpec("AZURE_OPENAI_ENDPOINT, AZURE_OPENAI_API_VERSION, AZURE_OPENAI_DEPLOYMENT, "
                          "AZURE_OPENAI_API_KEY", _build_azure, model_env="AZURE_OPENAI_DEPLOYMENT"),
     # completions: the model's own chat template rendered here (llama-cpp-python's chat handler HTML-escapes it)
     "llamacpp": BackendSpec("starts llama.cpp's OpenAI-compatible server on 127.0.0.1 for the GGUF --model and talks "
-                            "to it like any endpoint", _build_llamacpp, tools_mode="completions"),
+                            "to it like any endpoint", _build_llamacpp, tools_mode="completions", local_model=True),
 }
 LLM_BACKENDS = [name for name, b in BACKENDS.items() if b.endpoint]  # what an LLM baseline can be
 API_MODEL_ENV = {name: b.model_env for name, b in BACKENDS.items() if b.model_env}
@@ -238,17 +241,17 @@ def check_error_rate(preds: list[dict], max_error_rate: float, where: str, pred_
 
 
 def default_label(cfg: EvalConfig) -> str:
-    if cfg.label:
-        return safe_label(cfg.label)
-    if cfg.backend != "local":
-        from fctune.models import resolve_model
-
-        name = resolve_model(cfg.model).short_name if cfg.backend == "llamacpp" else cfg.model
-        return safe_label(f"llm-{name}")
+    """``--label``, else one made from the model: ``llm-<model>`` for an endpoint (an LLM baseline), else
+    ``<model>-base`` or ``<model>-<adapter>-ft``."""
     from fctune.models import resolve_model
 
-    base = resolve_model(cfg.model).short_name
-    return safe_label(f"{base}-{Path(cfg.adapter).name}-ft" if cfg.adapter else f"{base}-base")
+    if cfg.label:
+        return safe_label(cfg.label)
+    spec = BACKENDS[cfg.backend]
+    name = resolve_model(cfg.model).short_name if spec.local_model else cfg.model
+    if spec.endpoint:
+        return safe_label(f"llm-{name}")
+    return safe_label(f"{name}-{Path(cfg.adapter).name}-ft" if cfg.adapter else f"{name}-base")
 
 
 LLAMACPP_HOST = "llama.cpp server on 127.0.0.1 (started for the run)"
@@ -285,7 +288,7 @@ def completions_renderer(cfg: EvalConfig) -> dict:
     from fctune.models import load_tokenizer, stop_token_ids
     from fctune.render import PromptRenderer
 
-    spec = cfg.tokenizer or (cfg.model if cfg.backend == "llamacpp" else None)
+    spec = cfg.tokenizer or (cfg.model if BACKENDS[cfg.backend].local_model else None)
     if not spec:
         raise UserError(f"--tools-mode completions with --backend {cfg.backend} needs --tokenizer: the model's "
                         "tokenizer (hub id, folder or .gguf) renders the prompt the server completes")
@@ -356,6 +359,59 @@ def generate_resumable(backend, examples, pred_path: Path, run_identity: dict, r
     return wanted, counts
 
 
+@dataclass
+class EvalTask:
+    """One set of rows the loop answers: a suite split or a BFCL category. ``name`` names its predictions file;
+    ``identity`` is what, besides the model, makes two runs the same (a split's hash, a list of row ids), so a
+    rerun resumes only its own rows; ``budget_rows`` are the rows the generation budget is sized from (the whole
+    split or category, so that --limit and --sample do not change it)."""
+
+    name: str
+    examples: list
+    budget_rows: list
+    identity: dict
+
+
+@dataclass
+class Answered:
+    """What the loop hands the scorer for one task: the predictions and how they were made."""
+
+    task: EvalTask
+    predictions: list[dict]
+    pred_path: Path
+    max_new_tokens: int
+    identity: dict          # the backend's identity (model, adapter, endpoint, call format)
+    throughput: dict        # this task's share of the backend's counters, its wall time and resume counts
+
+
+def run_tasks(cfg: EvalConfig, label: str, tasks, score: Callable[[Answered], None]) -> tuple[dict, dict]:
+    """The one evaluation loop (suites, BFCL, Fledgling and the round trip all come through here): build the
+    backend once, then for each task size the budget, generate what is not answered yet (resumable, one line a
+    row as it finishes), refuse to score a run whose requests failed, and hand the answers to ``score``. The
+    backend is closed however the loop ends (a llama.cpp server it started must not outlive the run). Returns the
+    backend's identity and its cumulative counters."""
+    backend = make_backend(cfg)
+    ident = backend.identity()
+    try:
+        for task in tasks:  # a generator may load each task's rows only when it is its turn
+            budget = set_budget(backend, cfg, task.budget_rows)
+            run_identity = {"model": ident.get("model"), "adapter_version_id": ident.get("adapter_version_id"),
+                            "endpoint_host": ident.get("endpoint_host"), "tools_mode": ident.get("tools_mode"),
+                            "max_new_tokens": budget, **task.identity}
+            pred_path = predictions_path(cfg.results_dir, label, task.name)
+            t0, before = time.time(), backend.stats()
+            preds, counts = generate_resumable(backend, task.examples, pred_path, run_identity, cfg.resume,
+                                               desc=f"{label} {task.name}")
+            wall = time.time() - t0
+            # checked before scoring: rows that failed are an endpoint problem, never wrong answers
+            check_error_rate(preds, cfg.max_error_rate, f"{label} on {task.name}", pred_path)
+            throughput = {**suite_throughput(before, backend.stats()), "wall_s": round(wall, 2), **counts}
+            score(Answered(task, preds, pred_path, budget, ident, throughput))
+        return ident, backend.stats()
+    finally:
+        backend.close()
+
+
 def evaluate(cfg: EvalConfig) -> dict:
     """Run the configured backend over each split, then score each into the comparison's layout."""
     from fctune import tracking
@@ -367,55 +423,45 @@ def evaluate(cfg: EvalConfig) -> dict:
     files = split_files(cfg)
     label = default_label(cfg)
     results: dict = {"label": label, "suites": {}}
+
+    def tasks():
+        for suite, path in files.items():
+            split = read_examples(path)
+            yield EvalTask(suite, split[: cfg.limit] if cfg.limit else split, split,
+                           {"split_sha256": sha256_file(path)})
+
+    def score(a: Answered) -> None:
+        suite, examples, preds = a.task.name, a.task.examples, a.predictions
+        path = files[suite]
+        details, issues = score_predictions(examples, preds, where=str(a.pred_path))
+        summary_path, details_path = result_paths(cfg.results_dir, label, suite)
+        split_report = path.with_suffix(".report.json")
+        extra = {
+            "model": {"label": label, "approach": cfg.approach, "role": cfg.role, "family": cfg.family,
+                      **a.identity},
+            "suite": suite, "split_file": str(path),
+            "max_new_tokens": a.max_new_tokens, "max_new_tokens_source": "--max-new-tokens" if cfg.max_new_tokens
+            else "answer_budget (sized from the split)",
+            "split_source": read_json(split_report).get("source") if split_report.exists() else None,
+            "throughput": a.throughput,
+            "token_usage": {"prompt_tokens": sum(p.get("prompt_tokens") or 0 for p in preds),
+                            "completion_tokens": sum(p.get("completion_tokens") or 0 for p in preds)},
+            "latency_s": _latency(preds),
+            "structured_modes": _count(preds, "structured_mode"),
+            "run": run_metadata(cfg, data_files=[path]),
+        }
+        summary = write_scores(examples, details, issues, summary_path, details_path, extra,
+                               call_format=a.identity.get("call_format"))
+        if _warn_zero_valid(label, suite, summary, details):
+            write_json_atomic(summary_path, summary)  # the warning belongs in the file, not only the log
+        results["suites"][suite] = {"summary": str(summary_path), "exact_match_rate": summary["exact_match_rate"],
+                                    "field_f1": summary["field_f1"], "n_errors": summary["n_errors"]}
+        log.info("%s %s: exact %s, field F1 %s, valid JSON %s, errors %d -> %s", label, suite,
+                 summary["exact_match_rate"], summary["field_f1"], summary["valid_json_rate"],
+                 summary["n_errors"], summary_path)
+
     with tracking.stage("evaluation", input={"label": label, "suites": list(files)}) as record:
-        backend = make_backend(cfg)
-        ident = backend.identity()
-        try:
-            for suite, path in files.items():
-                split = read_examples(path)
-                examples = split[: cfg.limit] if cfg.limit else split
-                # sized from the whole split, so that --limit (a prefix) does not change the budget
-                budget = set_budget(backend, cfg, split)
-                run_identity = {"model": ident.get("model"), "adapter_version_id": ident.get("adapter_version_id"),
-                                "endpoint_host": ident.get("endpoint_host"), "split_sha256": sha256_file(path),
-                                "max_new_tokens": budget, "tools_mode": ident.get("tools_mode")}
-                pred_path = predictions_path(cfg.results_dir, label, suite)
-                t0 = time.time()
-                before = backend.stats()
-                preds, counts = generate_resumable(backend, examples, pred_path, run_identity, cfg.resume,
-                                                   desc=f"{label} {suite}")
-                wall = time.time() - t0
-                check_error_rate(preds, cfg.max_error_rate, f"{label} on {suite}", pred_path)
-                throughput = suite_throughput(before, backend.stats())
-                details, issues = score_predictions(examples, preds, where=str(pred_path))
-                summary_path, details_path = result_paths(cfg.results_dir, label, suite)
-                split_report = path.with_suffix(".report.json")
-                extra = {
-                    "model": {"label": label, "approach": cfg.approach, "role": cfg.role, "family": cfg.family,
-                              **ident},
-                    "suite": suite, "split_file": str(path),
-                    "max_new_tokens": budget, "max_new_tokens_source": "--max-new-tokens" if cfg.max_new_tokens
-                    else "answer_budget (sized from the split)",
-                    "split_source": read_json(split_report).get("source") if split_report.exists() else None,
-                    "throughput": {**throughput, "wall_s": round(wall, 2), **counts},
-                    "token_usage": {"prompt_tokens": sum(p.get("prompt_tokens") or 0 for p in preds),
-                                    "completion_tokens": sum(p.get("completion_tokens") or 0 for p in preds)},
-                    "latency_s": _latency(preds),
-                    "structured_modes": _count(preds, "structured_mode"),
-                    "run": run_metadata(cfg, data_files=[path]),
-                }
-                summary = write_scores(examples, details, issues, summary_path, details_path, extra,
-                                       call_format=ident.get("call_format"))
-                if _warn_zero_valid(label, suite, summary, details):
-                    write_json_atomic(summary_path, summary)  # the warning belongs in the file, not only the log
-                results["suites"][suite] = {"summary": str(summary_path),
-                                            "exact_match_rate": summary["exact_match_rate"],
-                                            "field_f1": summary["field_f1"], "n_errors": summary["n_errors"]}
-                log.info("%s %s: exact %s, field F1 %s, valid JSON %s, errors %d -> %s", label, suite,
-                         summary["exact_match_rate"], summary["field_f1"], summary["valid_json_rate"],
-                         summary["n_errors"], summary_path)
-        finally:
-            backend.close()
+        run_tasks(cfg, label, tasks(), score)
         record(results=results)
     return results
 

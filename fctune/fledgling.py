@@ -63,6 +63,8 @@ class FledglingConfig:
     llm_label: str | None = field(default=None, metadata={"help": "label of the LLM results (default derived)"})
     gate_threshold: float = field(default=0.10, metadata={"min": 0, "max": 1,
         "help": "skip fine-tuning when the base SLM is within this share of the LLM"})
+    gates: str = field(default="comparison_framework/gates.yaml", metadata={
+        "help": "the comparison's gates file: its relative.aggregate (min or mean) is the gate's too"})
     train_preset: str | None = field(default=None, metadata={"help": "training preset (smoke on CPU)"})
     max_steps: int | None = field(default=None, metadata={"min": 1, "help": "override the training steps"})
     max_new_tokens: int | None = field(default=None, metadata={
@@ -188,24 +190,27 @@ def _model_results(label: str, results_dir: Path):
     return m
 
 
-def gate_decision(base, llm, threshold: float) -> dict:
-    """Skip fine-tuning only when the base SLM is within ``threshold`` of the LLM on every track metric: the same
-    paired, per-capability rule as the comparison's verdict (:mod:`fctune.decision`), over the rows both answered.
-    Pure: takes ModelResults with the tracks' summaries and per-row details."""
+def gate_decision(base, llm, threshold: float, aggregate: str = "min") -> dict:
+    """Skip fine-tuning only when the base SLM is within ``threshold`` of the LLM on every track metric (``min``, the
+    gates file's default) or on their mean (``mean``): the same paired rule as the comparison's verdict
+    (:mod:`fctune.decision`), over the rows both answered. Pure: takes ModelResults with the tracks' summaries and
+    per-row details."""
     from fctune.compare import capability_ratios
     from fctune.decision import judge
 
     caps = [{"name": f"{t}.{m}", "metric": f"{t}.{m}"} for t, ms in TRACKS.items() for m in ms]
     ratios = capability_ratios(base, llm, caps)
-    j = judge(ratios, {}, 1 - threshold, "min")
-    numbers = {"status": j["status"], "min_ratio": j["min_ratio"], "threshold": threshold,
+    j = judge(ratios, {}, 1 - threshold, aggregate)
+    numbers = {"status": j["status"], "min_ratio": j["min_ratio"], "threshold": threshold, "aggregate": aggregate,
+               "mean_ratio": j.get("mean_ratio"), "mean_ci": j.get("mean_ci"),
                "rows_needed": j.get("rows_needed"),
                "per_metric": {k: {**{x: v.get(x) for x in ("slm", "llm", "ratio", "ci", "n")},
                                   "status": j["capabilities"][k]["status"]} for k, v in ratios.items()}}
     if j["status"] == "pass":
+        within = (f"on every track metric (paired lower bounds; lowest ratio {j['min_ratio']:.1%})"
+                  if aggregate == "min" else f"on the mean of the track metrics (an option; {j['why']})")
         return {"decision": "SKIP FINE-TUNING", "fine_tune": False, "numbers": numbers,
-                "reason": f"the base SLM is within {threshold:.0%} of the LLM on every track metric (paired lower "
-                          f"bounds; lowest ratio {j['min_ratio']:.1%}): fine-tuning is unnecessary"}
+                "reason": f"the base SLM is within {threshold:.0%} of the LLM {within}: fine-tuning is unnecessary"}
     needed = f"; about {j['rows_needed']} test rows would decide it" if j.get("rows_needed") else ""
     return {"decision": "FINE-TUNE", "fine_tune": True, "numbers": numbers,
             "reason": f"fine-tuning is not skipped: the base SLM is not shown within {threshold:.0%} of the LLM "
@@ -213,10 +218,13 @@ def gate_decision(base, llm, threshold: float) -> dict:
 
 
 def run_pipeline(cfg: FledglingConfig) -> dict:
+    from fctune.compare import load_gates
     from fctune.evaluate import EvalConfig, evaluate, safe_label
     from fctune.models import resolve_model as resolve_ref
     from fctune.train import PRESETS, TrainConfig, train
 
+    # the gate uses the comparison's aggregation rule, read from its one file (first: a bad file fails in a second)
+    aggregate = load_gates(cfg.gates)["relative"]["aggregate"]
     results = Path(cfg.workdir) / "eval_results"
     summary: dict = {"config": run_metadata(cfg)}
     with tracking.stage("fledgling.dataset", input={"source": cfg.source}) as rec:
@@ -242,9 +250,9 @@ def run_pipeline(cfg: FledglingConfig) -> dict:
         base_label = safe_label(f"fledgling-{short}-base")
         base_res = evaluate(EvalConfig(model=model, role="base", label=base_label, **common))
         rec(**base_res)
-    with tracking.stage("fledgling.gate", input={"threshold": cfg.gate_threshold}) as rec:
+    with tracking.stage("fledgling.gate", input={"threshold": cfg.gate_threshold, "aggregate": aggregate}) as rec:
         gate = gate_decision(_model_results(base_label, results), _model_results(llm_label, results),
-                             cfg.gate_threshold)
+                             cfg.gate_threshold, aggregate)
         gate.update({"llm": {"label": llm_label, "backend": llm_backend, "model": llm_model, "why": llm_why},
                      "base_model": {"label": base_label, "model": model, "fallback": model_fallback},
                      "data_fallback": data["fallback"]})

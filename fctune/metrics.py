@@ -19,26 +19,69 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 
 import numpy as np
 
-# metric name -> (verdict field, which expected kinds count)
-METRICS = {
-    "valid_json_rate": ("valid_json", ("tool_calls", "json")),
-    "name_match_rate": ("name_match", ("tool_calls",)),
-    "args_exact_match_rate": ("args_exact_match", ("tool_calls",)),
-    "args_exact_match_rate_lenient": ("args_exact_match_lenient", ("tool_calls",)),
-    "args_field_precision": ("field_precision", ("tool_calls",)),
-    "args_field_recall": ("field_recall", ("tool_calls",)),
-    "args_field_f1": ("field_f1", ("tool_calls",)),
-    "args_field_f1_lenient": ("field_f1_lenient", ("tool_calls",)),
-    "exact_match_rate": ("exact_match", ("tool_calls", "json", "no_call")),
-    "abstention_accuracy": ("abstention_correct", ("no_call",)),
-    "schema_valid_rate": ("schema_valid", ("json",)),
-    "json_exact_match_rate": ("exact_match", ("json",)),
-    "field_f1": ("field_f1", ("tool_calls", "json")),
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """A metric, declared once in :data:`METRICS`: what a summary, the gates file, the comparison's ratios and
+    the report know about it comes from here (lm-evaluation-harness's ``register_metric`` carries the same three
+    facts)."""
+
+    field: str | None                 # the per-row verdict field it averages (None: computed some other way)
+    kinds: tuple[str, ...] = ()       # the expected kinds whose rows count
+    higher_is_better: bool = True     # False: a ratio to the LLM is taken the other way round (LLM / SLM)
+    # "mean": the mean over rows (the summaries' rates; what paired intervals resample); "spread": the population
+    # std of per-domain field F1 (one number a split); "pooled": a mean over rows of every suite, computed only by
+    # the comparison (its pseudo-suites safety. and calls.)
+    aggregation: str = "mean"
+    # whether a ratio to the LLM means anything: not for a spread (a model at 0 on every domain has no spread at all,
+    # and would look 10x "better" than the LLM); such a metric is judged by a gate's absolute threshold instead
+    ratio_to_llm: bool = True
+
+
+METRICS: dict[str, MetricSpec] = {
+    "valid_json_rate": MetricSpec("valid_json", ("tool_calls", "json")),
+    "name_match_rate": MetricSpec("name_match", ("tool_calls",)),
+    "args_exact_match_rate": MetricSpec("args_exact_match", ("tool_calls",)),
+    "args_exact_match_rate_lenient": MetricSpec("args_exact_match_lenient", ("tool_calls",)),
+    "args_field_precision": MetricSpec("field_precision", ("tool_calls",)),
+    "args_field_recall": MetricSpec("field_recall", ("tool_calls",)),
+    "args_field_f1": MetricSpec("field_f1", ("tool_calls",)),
+    "args_field_f1_lenient": MetricSpec("field_f1_lenient", ("tool_calls",)),
+    "exact_match_rate": MetricSpec("exact_match", ("tool_calls", "json", "no_call")),
+    "abstention_accuracy": MetricSpec("abstention_correct", ("no_call",)),
+    "schema_valid_rate": MetricSpec("schema_valid", ("json",)),
+    "json_exact_match_rate": MetricSpec("exact_match", ("json",)),
+    "field_f1": MetricSpec("field_f1", ("tool_calls", "json")),
+    "domain_f1_std": MetricSpec(None, higher_is_better=False, aggregation="spread", ratio_to_llm=False),
+    "false_call_rate": MetricSpec(None, ("no_call",), higher_is_better=False, aggregation="pooled"),
+    "extra_call_rate": MetricSpec(None, ("tool_calls",), higher_is_better=False, aggregation="pooled"),
 }
-HEADLINE = list(METRICS)
+
+
+def register_metric(name: str, spec: MetricSpec) -> MetricSpec:
+    """Add a metric: a ``mean`` one with a verdict field is then in every summary's rates, readable by the gates
+    file and comparable row by row."""
+    if spec.aggregation not in ("mean", "spread", "pooled"):
+        raise ValueError(f"metric {name}: aggregation {spec.aggregation!r} is not mean, spread or pooled")
+    METRICS[name] = spec
+    return spec
+
+
+def row_metrics() -> dict[str, MetricSpec]:
+    """The metrics that are means over rows with a verdict field: the summaries' rates, comparable row by row."""
+    return {n: m for n, m in METRICS.items() if m.aggregation == "mean" and m.field}
+
+
+def higher_is_better(name: str) -> bool:
+    """Whether more is better for ``name`` (a bare name or ``suite.name``); unknown metrics count as higher."""
+    spec = METRICS.get(name.rsplit(".", 1)[-1])
+    return spec is None or spec.higher_is_better
+
+
 BREAKDOWNS = ("complexity", "turn_type", "domain", "category", "multi_turn_kind")
 
 
@@ -63,8 +106,8 @@ def _values(verdicts: list[dict], field: str, kinds) -> list[float]:
 def rates(verdicts: list[dict], n_boot: int = 1000) -> dict:
     """``{metric: {"value", "n", "ci"}}`` for every metric that has rows."""
     out = {}
-    for name, (field, kinds) in METRICS.items():
-        vals = _values(verdicts, field, kinds)
+    for name, spec in row_metrics().items():
+        vals = _values(verdicts, spec.field, spec.kinds)
         if vals:
             out[name] = {"value": round(sum(vals) / len(vals), 4), "n": len(vals),
                          "ci": bootstrap_ci(vals, n_boot)}
@@ -97,7 +140,7 @@ def summarize(verdicts: list[dict], examples_by_id: dict, n_boot: int = 1000,
     verdicts = [strict_view(v, call_format) for v in verdicts]
     scored = [v for v in verdicts if v.get("error") is None]
     overall = rates(verdicts, n_boot)
-    summary: dict = {k: overall[k]["value"] if k in overall else None for k in HEADLINE}
+    summary: dict = {k: overall[k]["value"] if k in overall else None for k in row_metrics()}
     summary.update({
         "n_examples": len(verdicts),
         "n_scored": len(scored),

@@ -326,13 +326,14 @@ def _pump(proc: subprocess.Popen, log_file, prefix: str, echo: bool) -> None:
 
 def run_group(step: Step, group, logs: Path) -> None:
     procs = []
-    parallel = len(group) > 1
+    parallel = len(group) > 1  # a group's commands run side by side (two GPUs); steps and groups run in order
     for tag, argv, env in group:
         log_path = logs / f"{step.name}{'' if tag == step.name else '_' + tag}.log"
         f = open(log_path, "ab")
         f.write(f"\n$ {' '.join(f'{k}={v}' for k, v in env.items())} {shlex.join(argv)}\n".encode())
         print(f"[step {step.number} {step.name}] {tag}: {shlex.join(argv)}"
               + (f"  ({', '.join(f'{k}={v}' for k, v in env.items())})" if env else ""), flush=True)
+        # own session: Ctrl-C or a failed sibling stops the whole process tree (a llama.cpp server, data loaders)
         p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, **env,
                                                                                           "PYTHONUNBUFFERED": "1"},
                              start_new_session=True)
@@ -346,7 +347,7 @@ def run_group(step: Step, group, logs: Path) -> None:
         t.join()
         f.close()
         _children.remove(p)
-        if code != 0 and failed is None:
+        if code != 0 and failed is None:  # the first failure is the one reported; the others are its consequence
             failed = StepFailed(step.number, tag, code, log_path)
     if failed:
         _stop_children()
@@ -369,6 +370,7 @@ def run(cfg: PipelineConfig) -> dict:
     logs.mkdir(parents=True, exist_ok=True)
     chosen = [s for s in steps if (cfg.only_step is None or s.number == cfg.only_step) and s.number >= cfg.from_step]
     timings_path = logs / "timings.json"
+    # kept across runs: a resumed run adds its steps' times to the ones already measured
     timings = json.loads(timings_path.read_text()) if timings_path.exists() and not cfg.dry_run else {}
     if cfg.dry_run:
         for s in chosen:
@@ -382,6 +384,7 @@ def run(cfg: PipelineConfig) -> dict:
     signal.signal(signal.SIGTERM, lambda *a: (_stop_children(), sys.exit(143)))
     t_all = time.time()
     for s in chosen:
+        # a step is skipped only when its command, inputs and outputs are what its stamp recorded (resumable runs)
         if not cfg.force and up_to_date(s, stamps):
             print(f"[step {s.number} {s.name}] up to date, skipped", flush=True)
             timings[s.name] = {"skipped": True}
@@ -396,7 +399,7 @@ def run(cfg: PipelineConfig) -> dict:
             timings[s.name] = {"failed": True, "seconds": round(time.time() - t0, 1)}
             timings_path.write_text(json.dumps(timings, indent=1))
             raise SystemExit(e.code) from None
-        mark_done(s, stamps)
+        mark_done(s, stamps)  # only after every group succeeded: a failed step reruns in full
         timings[s.name] = {"seconds": round(time.time() - t0, 1)}
         timings_path.write_text(json.dumps(timings, indent=1))
         print(f"[step {s.number} {s.name}] done in {time.time() - t0:.0f}s", flush=True)

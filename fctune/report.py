@@ -7,10 +7,13 @@ import html
 import io
 from pathlib import Path
 
-from fctune.compare import CAPABILITIES
+from fctune.compare import capability_tables
 from fctune.io import write_text_atomic
 
-CSV_NAMES = {cap: f"{cap}.csv" for cap in CAPABILITIES}
+
+def csv_names() -> dict[str, str]:
+    """Capability table -> its CSV file name (one per suite, from the registry when the report is written)."""
+    return {cap: f"{cap}.csv" for cap in capability_tables()}
 
 
 def _fmt(v, pct=False):
@@ -33,7 +36,7 @@ def write_csvs(report: dict, folder: Path) -> list[str]:
         write_text_atomic(folder / name, buf.getvalue())
         written.append(str(folder / name))
 
-    for cap, fname in CSV_NAMES.items():
+    for cap, fname in csv_names().items():
         table = report["capabilities"].get(cap, {})
         rows = []
         for model, metrics in table.items():
@@ -136,11 +139,17 @@ def chart_heatmap(per_domain: dict) -> str | None:
     return _svg(fig)
 
 
-def chart_ratios(verdicts: dict, bar: float) -> str | None:
-    """Each fine-tuned model's capability ratios to the LLM with their paired intervals, and the bar."""
-    rows = [(f"{m} · {cap}", c["ratio"], c.get("ci"), c.get("status"))
-            for m, j in verdicts.items() if j["role"] == "finetuned"
-            for cap, c in j["capabilities"].items() if c.get("ratio") is not None]
+def chart_ratios(verdicts: dict, bar: float, aggregate: str = "min") -> str | None:
+    """Each fine-tuned model's capability ratios to the LLM with their paired intervals, and the bar; with the
+    ``mean`` aggregate (the gates file's option) each model's mean ratio too, since that is what is judged."""
+    rows = []
+    for m, j in verdicts.items():
+        if j["role"] != "finetuned":
+            continue
+        rows += [(f"{m} · {cap}", c["ratio"], c.get("ci"), c.get("status") if aggregate == "min" else "shown")
+                 for cap, c in j["capabilities"].items() if c.get("ratio") is not None]
+        if aggregate == "mean" and j.get("mean_ratio") is not None:
+            rows.append((f"{m} · mean of capabilities", j["mean_ratio"], j.get("mean_ci"), j["status"]))
     if not rows:
         return None
     plt = _plt()
@@ -150,7 +159,7 @@ def chart_ratios(verdicts: dict, bar: float) -> str | None:
     for y, (_, v, ci, st) in zip(ys, rows, strict=True):
         lo, hi = (ci or [v, v])[0], (ci or [v, v])[1]
         hi = top if hi is None else min(hi, top)
-        color = {"pass": "#2a9d8f", "fail": "#e76f51"}.get(st, "#e9c46a")
+        color = {"pass": "#2a9d8f", "fail": "#e76f51", "shown": "#aaaaaa"}.get(st, "#e9c46a")
         ax.plot([lo, hi], [y, y], color=color, linewidth=3, solid_capstyle="butt")
         ax.plot([min(v, top)], [y], "o", color="black", markersize=4)
     ax.axvline(bar, color="black", linestyle="--", linewidth=1)
@@ -158,8 +167,10 @@ def chart_ratios(verdicts: dict, bar: float) -> str | None:
     ax.set_yticks(ys)
     ax.set_yticklabels([r[0] for r in rows])
     ax.set_xlim(0, top)
-    ax.set_xlabel("ratio to the LLM (dot) and paired 95% interval (bar): green pass, red fail, yellow inconclusive")
-    ax.set_title("capabilities against the LLM")
+    ax.set_xlabel("ratio to the LLM (dot) and paired 95% interval (bar): green pass, red fail, yellow inconclusive"
+                  + ("; grey: not judged on its own" if aggregate == "mean" else ""))
+    ax.set_title("capabilities against the LLM: " + ("each one is judged" if aggregate == "min" else
+                                                     "their mean is judged (the gates file's option)"))
     return _svg(fig)
 
 
@@ -254,6 +265,8 @@ def write_html(report: dict, path: Path) -> Path:
     d = report["decision"]
     verdicts = report["verdicts"]
     bar = d.get("bar")
+    judged = ("the paired 95% lower bound of the mean of its capability ratios" if d.get("aggregate") == "mean"
+              else "on every capability, the paired 95% lower bound of its ratio")
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>Phase {report['phase']} decision</title>"
              f"<style>{CSS}</style></head><body>",
              f"<h1>Can a fine-tuned SLM call functions like the LLM? Phase {report['phase']} decision</h1>",
@@ -261,8 +274,8 @@ def write_html(report: dict, path: Path) -> Path:
              (f"<p class='note'>In the lenient reading (any recoverable call counts) the same rule gives "
               f"<b>{_e(d['lenient']['verdict'])}</b>: {_e(d['lenient'].get('reason', ''))}. The verdict above is the "
               "strict one.</p>" if d.get("lenient") else ""),
-             f"<p>Rule: a model passes when, on every capability, the paired 95% lower bound of its ratio to the LLM "
-             f"is at least {_fmt(bar, True)}; it fails when an upper bound is below it or a veto applies; "
+             f"<p>Rule: a model passes when {judged} to the LLM is at least {_fmt(bar, True)}; it fails when an upper "
+             "bound is below it or a veto applies; "
              f"otherwise the verdict is INCONCLUSIVE. Aggregate: <b>{_e(d.get('aggregate'))}</b>"
              f"{' (an option: the default is min)' if d.get('aggregate') == 'mean' else ''}; reading: strict (calls "
              f"count only in each model's declared format). LLM baseline: <b>{_e(report['llm_baseline'])}</b>.</p>"]
@@ -279,7 +292,7 @@ def write_html(report: dict, path: Path) -> Path:
         parts.append("</div>")
 
     parts.append("<h2>Capabilities against the LLM</h2>")
-    svg = chart_ratios(verdicts, bar or 0.9)
+    svg = chart_ratios(verdicts, bar, d.get("aggregate") or "min") if bar is not None else None
     if svg:
         parts.append(f"<div class='chart'>{svg}</div>")
     order = sorted(verdicts, key=lambda k: (verdicts[k]["role"] != "finetuned", k))

@@ -323,11 +323,12 @@ def train(cfg: TrainConfig) -> dict:
         torch.cuda.set_device(local_rank)
     if backend == "unsloth":
         import unsloth  # noqa: F401 - must be imported before transformers/trl so its patches apply
-    is_main = int(os.environ.get("RANK", "0")) == 0
+    is_main = int(os.environ.get("RANK", "0")) == 0  # only rank 0 writes the adapter and its metadata
+    # the batch and accumulation asked for are the global ones: each process takes its share of them
     cfg = per_process_config(cfg, world_size())
     settings = resolved_settings(cfg, backend)
     log.info("training backend: %s (%s); settings %s", backend, reason, settings)
-    for f in (cfg.train_file, cfg.val_file):
+    for f in (cfg.train_file, cfg.val_file):  # checked before the model loads: a typo should cost a second, not minutes
         if f and not Path(f).exists():
             raise UserError(f"{f}: split not found (run paper_approach/prepare_hermes_dataset.py first)")
 
@@ -335,6 +336,7 @@ def train(cfg: TrainConfig) -> dict:
     out = Path(cfg.output_dir) / name
     ckpt_dir = out / "checkpoints"
     data_files = [cfg.train_file] + ([cfg.val_file] if cfg.val_file else [])
+    # the version id is config + data: the evaluation's resume check tells two adapters of one name apart by it
     data_hash = sha256_json({Path(f).name: sha256_file(f) for f in data_files})
     vid = version_id(cfg, data_hash)
     started = now_iso()
@@ -347,12 +349,15 @@ def train(cfg: TrainConfig) -> dict:
         from fctune.render import PromptRenderer
 
         ensure_pad_token(tokenizer)
+        # the one renderer the evaluation uses too: train and test prompts are the same bytes (issue 19)
         renderer = PromptRenderer(tokenizer, cfg.prompt_format)
         train_ds, train_info = build_dataset(cfg.train_file, renderer, cfg.max_seq_length)
         val_ds, val_info = (build_dataset(cfg.val_file, renderer, cfg.max_seq_length, cfg.max_eval_samples)
                             if cfg.val_file else (None, None))
         from fctune.label_tokens import choose_trainable_tokens, label_token_ids
 
+        # tokens the answers need but the base never learnt to emit (Qwen's <tool_call>): LoRA alone cannot move
+        # their embedding rows, so those rows are trained too (recorded, so the export merges them)
         settings["trainable_tokens"] = choose_trainable_tokens(cfg.trainable_tokens, model, tokenizer,
                                                                label_token_ids(train_ds))
         if settings["trainable_tokens"]["ids"]:
@@ -360,12 +365,15 @@ def train(cfg: TrainConfig) -> dict:
                      settings["trainable_tokens"]["why"])
         model = attach_lora(model, cfg, settings, backend, settings["trainable_tokens"]["ids"])
         trainer = _make_trainer(cfg, settings, backend, model, tokenizer, train_ds, val_ds, ckpt_dir)
+        # a run killed mid-way continues from its last checkpoint rather than from step 0
         resume_from = last_checkpoint(ckpt_dir) if cfg.resume == "auto" else None
         if resume_from:
             log.info("resuming from %s", resume_from)
         epoch_start = json.loads((Path(resume_from) / "trainer_state.json").read_text()).get("epoch", 0) \
             if resume_from else 0.0
         result = trainer.train(resume_from_checkpoint=resume_from)
+        # the guard stops at the first non-finite loss: say so and save nothing, since a NaN adapter would be
+        # evaluated as if it were a model
         guard = next((c for c in trainer.callback_handler.callbacks if type(c).__name__ == "DivergenceGuard"), None)
         if guard is not None and guard.tripped:
             good = [p for p in sorted(ckpt_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
@@ -375,7 +383,7 @@ def train(cfg: TrainConfig) -> dict:
                 f"training diverged at step {guard.tripped['step']} ({what}): "
                 f"no adapter was saved in {out}. Checkpoints from before it: {[p.name for p in good] or 'none'} "
                 f"(delete the later ones to resume from them). Try a lower --learning-rate or --precision fp32.")
-        final_eval = trainer.evaluate() if val_ds is not None else {}
+        final_eval = trainer.evaluate() if val_ds is not None else {}  # the val loss of the weights that are saved
 
         if is_main:
             trainer.model.save_pretrained(out)

@@ -132,3 +132,29 @@ def test_existing_llm_results_must_match_the_splits(tmp_path):
     split.write_text('{"x": 2}\n')
     with pytest.raises(UserError, match="different fledgling_toolcall split"):
         existing_llm_results(res, [str(split)], None)
+
+
+def test_gate_reads_the_aggregate_it_is_given(tmp_path):
+    # two tracks: the base equals the LLM on the tool-call track and trails it on the structured one; "min" judges
+    # the weaker track, "mean" (the gates file's option) their mean — the same rule the comparison applies
+    llm = _track_results(tmp_path, "llm", 36)
+    base = _track_results(tmp_path, "base", 36)
+    structured = base.details["fledgling_structured"]
+    rows = [json.loads(x) for x in structured.read_text().splitlines()]
+    for r in rows[24:36]:
+        r.update(field_f1=0.0, valid_json=False, schema_valid=False)
+    structured.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    by_min = gate_decision(base, llm, 0.10, "min")
+    by_mean = gate_decision(base, llm, 0.10, "mean")
+    assert by_min["numbers"]["aggregate"] == "min" and by_min["fine_tune"]
+    assert by_mean["numbers"]["aggregate"] == "mean" and by_mean["numbers"]["mean_ratio"] is not None
+    assert by_mean["numbers"]["mean_ratio"] > by_min["numbers"]["min_ratio"]
+
+
+def test_pipeline_reads_the_gates_file_before_any_work(tmp_path):
+    from fctune.io import DataFileError
+
+    with pytest.raises(DataFileError, match="nowhere.yaml"):
+        run_pipeline(FledglingConfig(model="smollm2", source="offline", gates=str(tmp_path / "nowhere.yaml"),
+                                     workdir=str(tmp_path / "w")))
+    assert not (tmp_path / "w").exists()

@@ -4,6 +4,8 @@ tiny one and runs it through the same paths as the built-in ones, with nothing e
 import json
 from pathlib import Path
 
+import pytest
+
 from fctune import evaluate as evaluate_module
 from fctune import formats as formats_module
 from fctune import suites as suites_module
@@ -30,7 +32,7 @@ class EchoBackend:
         for e in examples:
             text = format_hermes_calls(e.expected.tool_calls) if e.expected.kind == "tool_calls" else \
                 json.dumps(e.expected.json) if e.expected.kind == "json" else "No tool fits this request."
-            yield Generation(e.id, output=text, latency_s=0.0)
+            yield Generation(e.id, output=text, latency_s=0.0, finish_reason="stop")
 
     def set_max_new_tokens(self, n: int) -> None:
         pass
@@ -42,14 +44,19 @@ class EchoBackend:
         pass
 
 
-def test_a_backend_is_one_registration(tmp_path, monkeypatch):
+def _echo_single_turn(tmp_path, monkeypatch) -> dict:
+    """The echo backend registered, and its summary on a freshly built single-turn split."""
     monkeypatch.setitem(evaluate_module.BACKENDS, "echo", BackendSpec("answers with the expected calls",
                                                                       lambda cfg: EchoBackend(cfg.model)))
     split = tmp_path / "splits"
     run_suite("single_turn", SuiteConfig(output_dir=str(split), exclude=[]))
     r = evaluate(EvalConfig(backend="echo", model="echo-1", label="echo", splits_dir=str(split),
                             suites=["single_turn"], results_dir=str(tmp_path / "res")))
-    summary = json.loads(Path(r["suites"]["single_turn"]["summary"]).read_text())
+    return json.loads(Path(r["suites"]["single_turn"]["summary"]).read_text())
+
+
+def test_a_backend_is_one_registration(tmp_path, monkeypatch):
+    summary = _echo_single_turn(tmp_path, monkeypatch)
     assert summary["exact_match_rate"] == 1.0 and summary["model"]["backend"] == "echo"
 
 
@@ -65,6 +72,12 @@ def test_a_suite_is_one_registration(tmp_path, monkeypatch):
     step3 = next(s for s in plan(PipelineConfig(gpus="none", llm="none")) if s.name == "test_splits")
     assert "simple_calls" in [tag for g in step3.groups for tag, _, _ in g]
     assert f"comparison_framework/test_splits/{spec.file}" in step3.outputs
+    # and the comparison gives it a capability table and a CSV file
+    from fctune.compare import capability_tables
+    from fctune.report import csv_names
+
+    assert capability_tables()["simple_calls"] == ["args_exact_match_rate"]
+    assert csv_names()["simple_calls"] == "simple_calls.csv"
 
 
 def _read_qa(row: dict, index: int, hermes_config: str) -> Example:
@@ -90,3 +103,24 @@ def test_a_format_is_one_registration(monkeypatch):
     assert [e.expected.tool_calls[0].arguments for e in res.examples] == [{"city": "Oslo"}]
     assert res.skipped == {"bad_shape": 1} and res.skipped_examples[0]["where"] == "qa.jsonl:1"
     assert formats_module.write_row("qa", res.examples[0])["call"] == rows[0]["call"]
+
+
+def test_a_metric_is_one_registration(tmp_path, monkeypatch):
+    from fctune import metrics as metrics_module
+    from fctune.compare import load_gates, ratio_to_llm
+    from fctune.io import DataFileError
+    from fctune.metrics import MetricSpec
+
+    # a lower-is-better rate over every row: the share of answers cut at the generation budget
+    monkeypatch.setitem(metrics_module.METRICS, "truncation_rate",
+                        MetricSpec("truncated", ("tool_calls", "json", "no_call"), higher_is_better=False))
+    summary = _echo_single_turn(tmp_path, monkeypatch)
+    # in every summary's rates and headline keys, with its row count and interval
+    assert summary["truncation_rate"] == 0.0 and summary["metrics"]["truncation_rate"]["n"] == 50
+    # compared with the LLM the other way round (above 1 = better than the LLM), and never a capability ratio
+    assert ratio_to_llm("truncation_rate", 0.1, 0.2) == 2.0 and ratio_to_llm("args_field_f1", 0.1, 0.2) == 0.5
+    gates = Path("comparison_framework/gates.yaml").read_text()
+    bad = tmp_path / "gates.yaml"
+    bad.write_text(gates.replace("metric: multi_turn.args_field_f1}", "metric: single_turn.truncation_rate}"))
+    with pytest.raises(DataFileError, match="better when lower"):
+        load_gates(bad)

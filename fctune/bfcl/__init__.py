@@ -21,14 +21,13 @@ from pathlib import Path
 
 from fctune.bfcl.checker import check_bfcl
 from fctune.evaluate import (
+    Answered,
     EvalConfig,
-    check_error_rate,
+    EvalTask,
     default_label,
-    generate_resumable,
-    make_backend,
     predictions_path,
     result_paths,
-    set_budget,
+    run_tasks,
     with_model,
 )
 from fctune.formats.bfcl import CATEGORIES, LIVE, NON_LIVE, load_category, package_version
@@ -136,43 +135,40 @@ def expand_categories(cats: list[str]) -> list[str]:
 
 
 def run_bfcl(cfg: BfclConfig) -> dict:
+    """Answer each category through the suites' loop (:func:`fctune.evaluate.run_tasks`) and score it with the
+    leaderboard-style checker; one summary and one details file over all categories."""
     from fctune.config import run_metadata
 
     cfg = with_model(cfg)
     cats = expand_categories(cfg.categories)
     label = default_label(cfg)
-    results = Path(cfg.results_dir)
-    backend = make_backend(cfg)
-    ident = backend.identity()
     per_category, all_details = {}, []
     t_start = time.time()
-    try:
+
+    def tasks():
         for cat in cats:
             examples = load_category(cat, limit=cfg.limit, sample=cfg.sample, seed=cfg.seed)
-            budget = set_budget(backend, cfg, load_category(cat))  # sized from the whole category
-            pred_path = predictions_path(results, label, f"bfcl_{cat}")
-            run_identity = {"model": ident.get("model"), "adapter_version_id": ident.get("adapter_version_id"),
-                            "endpoint_host": ident.get("endpoint_host"), "tools_mode": ident.get("tools_mode"),
-                            "rows": sha256_json([e.id for e in examples]), "max_new_tokens": budget}
-            t0 = time.time()
-            preds, counts = generate_resumable(backend, examples, pred_path, run_identity, cfg.resume,
-                                               desc=f"{label} bfcl {cat}")
-            check_error_rate(preds, cfg.max_error_rate, f"{label} on BFCL {cat}", pred_path)
-            details, issues = score_rows(examples, preds, where=str(pred_path), call_format=ident.get("call_format"))
-            per_category[cat] = {**category_summary(cat, details), "max_new_tokens": budget,
-                                 "wall_s": round(time.time() - t0, 1), **counts}
-            all_details.extend(details)
-            log.info("%s BFCL %s: %s/%s = %s", label, cat, per_category[cat]["correct"], per_category[cat]["total"],
-                     per_category[cat]["accuracy"])
-        stats = backend.stats()
-    finally:
-        backend.close()
+            # the budget is sized from the whole category; the identity is the rows asked for (a sample or a prefix)
+            yield EvalTask(f"bfcl_{cat}", examples, load_category(cat), {"rows": sha256_json([e.id for e in examples])})
+
+    def score(a: Answered) -> None:
+        cat = a.task.name.removeprefix("bfcl_")
+        details, _ = score_rows(a.task.examples, a.predictions, where=str(a.pred_path),
+                                call_format=a.identity.get("call_format"))
+        per_category[cat] = {**category_summary(cat, details), "max_new_tokens": a.max_new_tokens,
+                             "wall_s": a.throughput["wall_s"], "resumed": a.throughput["resumed"],
+                             "torn_lines": a.throughput["torn_lines"], "generated": a.throughput["generated"]}
+        all_details.extend(details)
+        log.info("%s BFCL %s: %s/%s = %s", label, cat, per_category[cat]["correct"], per_category[cat]["total"],
+                 per_category[cat]["accuracy"])
+
+    ident, stats = run_tasks(cfg, label, tasks(), score)
     summary = {"model": {"label": label, "approach": cfg.approach, "role": cfg.role, "family": cfg.family, **ident},
                "suite": "bfcl", "bfcl_eval_version": package_version(), "categories": per_category,
                **overall_summary(per_category), "sample": cfg.sample, "limit": cfg.limit,
                "wall_s": round(time.time() - t_start, 1), "throughput": stats,
                "run": run_metadata(cfg)}
-    summary_path, details_path = result_paths(results, label, "bfcl")
+    summary_path, details_path = result_paths(cfg.results_dir, label, "bfcl")
     write_jsonl_atomic(details_path, all_details)
     write_json_atomic(summary_path, summary)
     return summary
