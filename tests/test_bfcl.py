@@ -170,9 +170,12 @@ def test_rescore_summarizes_saved_predictions_and_lists_what_is_missing(tmp_path
     from fctune.bfcl import rescore
 
     exs = load_category("simple_python", limit=3)
-    (tmp_path / "m_bfcl_simple_python_predictions.jsonl").write_text("\n".join(json.dumps(
-        {"id": e.id, "output": as_tags([(c.name, c.arguments) for c in e.expected.tool_calls])}) for e in exs) + "\n")
+    rows = [{"id": e.id, "output": as_tags([(c.name, c.arguments) for c in e.expected.tool_calls])} for e in exs]
+    # a line appended by hand for a row already answered: the first answer counts, the duplicate is reported
+    rows.append({"id": exs[0].id, "output": "no call"})
+    (tmp_path / "m_bfcl_simple_python_predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     s = rescore(str(tmp_path), "m", ["simple_python", "irrelevance"], limit=3)
     assert s["categories"]["simple_python"]["accuracy"] == 1.0
+    assert s["categories"]["simple_python"]["duplicate_ids"] == [exs[0].id]
     assert s["categories_without_predictions"] == ["irrelevance"]
     assert json.loads((tmp_path / "m_bfcl.json").read_text())["rescored_from_saved_predictions"] is True

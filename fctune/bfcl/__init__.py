@@ -188,9 +188,11 @@ def rescore(results_dir: str, label: str, categories: list[str], sample: int | N
             continue
         examples = load_category(cat, limit=limit, sample=sample, seed=seed)
         preds = read_jsonl(pred_path)
-        details, issues = score_rows(examples, preds, call_format=ident.get("call_format"))
+        details, issues = score_rows(examples, preds, where=str(pred_path), call_format=ident.get("call_format"))
+        # saved files may have been edited or appended to by hand: what does not match the category is counted
         per_category[cat] = {**category_summary(cat, details),
-                             "missing_predictions": len(issues["missing_predictions"])}
+                             "missing_predictions": len(issues["missing_predictions"]),
+                             "duplicate_ids": issues["duplicate_ids"], "unknown_ids": issues["unknown_ids"]}
         all_details.extend(details)
     summary = {"model": ident or {"label": label}, "suite": "bfcl", "bfcl_eval_version": package_version(),
                "categories": per_category, **overall_summary(per_category), "sample": sample, "limit": limit,
