@@ -36,6 +36,7 @@ def write_csvs(report: dict, folder: Path) -> list[str]:
         write_text_atomic(folder / name, buf.getvalue())
         written.append(str(folder / name))
 
+    # one CSV per capability table, long format (model, metric, value...): what a spreadsheet or pandas reads best
     for cap, fname in csv_names().items():
         table = report["capabilities"].get(cap, {})
         rows = []
@@ -327,6 +328,8 @@ def write_html(report: dict, path: Path) -> Path:
         parts.append(f"<li><b>{_e(q['question'])}</b><br>{_e(q['answer'])}</li>")
     parts.append("</ol>")
 
+    # what went wrong, with the model's own words: a reader checks a verdict by reading a few failed rows, not by
+    # trusting a rate (only judged models and the LLM: base models' failures are not what is being decided)
     parts.append("<h2>Failure modes</h2>")
     for model, suites in report["failure_analysis"].items():
         if model not in verdicts and model != report["llm_baseline"]:
@@ -357,6 +360,8 @@ def write_html(report: dict, path: Path) -> Path:
                 classes.append("fail" if m.get("differs") else "")
         parts.append(_table(["model", "metric", "in-process", "served", "difference [95%]", "", "rows"], rows,
                             classes))
+    # cost last among the decision sections: it only matters for a model that passes; its prices are assumptions
+    # stated in gates.yaml, shown with their basis on each row
     parts.append("<h2>Cost</h2>")
     parts.append(_table(["model", "prompt tokens", "completion tokens", "$ per 1M tokens", "basis"],
                         [[m, c["prompt_tokens"], c["completion_tokens"], f"{c['cost_per_1m_tokens_usd']:.2f}",
@@ -365,6 +370,7 @@ def write_html(report: dict, path: Path) -> Path:
     if report.get("roi"):
         parts.append(f"<p><b>{_e(report['roi'])}</b></p>")
 
+    # below this line: what the decision was made from, for whoever needs to audit it
     parts.append("<h1>Details</h1>")
     parts.append("<h2>Strict and lenient readings</h2><p>Strict: a call counts only in the model's declared call "
                  "format (as a leaderboard decoder reads it); lenient: any recoverable call. The verdict uses strict "
@@ -435,6 +441,7 @@ def write_html(report: dict, path: Path) -> Path:
                  _fmt(v.get("field_f1"))] for m, tr in fl.get("tracks", {}).items() for t, v in tr.items()]
         parts.append(_table(["model", "track", "valid JSON", "schema valid", "exact", "field F1"], rows))
 
+    # where the rows came from (a fallback to offline data says so here too) and which code scored them
     parts.append("<h2>Provenance</h2>")
     run = report["run"]
     parts.append(_table(["what", "value"], [("data sources", "; ".join(report["data_sources"]) or "—"),

@@ -80,7 +80,8 @@ class TrainConfig:
     max_seq_length: int = field(default=2048, metadata={
         "min": 16, "help": "longest sequence in tokens (longer rows are cut)"})
     precision: str = field(default="auto", metadata={
-        "help": "auto = bf16 on a GPU that has it (else fp16), fp32 on CPU",
+        "help": "auto = bf16 on a GPU that has it (else fp16), fp32 on CPU; bf16 is accepted on a CPU with native "
+                "bf16 (1.19x on the SmolLM2 smoke run here, loss differs in the 2nd decimal: BENCHMARKS.md)",
         "choices": ["auto", "bf16", "fp16", "fp32"]})
     quantization: str = field(default="auto", metadata={
         "help": "base weights: auto = 4-bit on GPU, none on CPU", "choices": ["auto", "4bit", "none"]})
@@ -143,7 +144,13 @@ def resolved_settings(cfg: TrainConfig, backend: str) -> dict:
     else:
         precision = cfg.precision
     if not cuda and precision != "fp32":
-        raise UserError(f"--precision {precision} needs a GPU; use fp32 (or auto) on CPU")
+        from fctune.backends.local import cpu_has_native_bf16
+
+        # bf16 on a CPU is only worth it (and only fast) with native bf16 instructions (AVX512_BF16 / AMX); fp16
+        # has no CPU kernels worth the name
+        if precision != "bf16" or not cpu_has_native_bf16():
+            where = "a GPU or a CPU with native bf16" if precision == "bf16" else "a GPU"
+            raise UserError(f"--precision {precision} needs {where}; use fp32 (or auto) on this CPU")
     quant = cfg.quantization if cfg.quantization != "auto" else ("4bit" if cuda else "none")
     if quant == "4bit" and not cuda:
         raise UserError("--quantization 4bit needs a CUDA GPU (bitsandbytes); use none on CPU")

@@ -77,7 +77,7 @@ def test_local_adapter_and_llamacpp_endpoint_give_the_same_layout(tmp_path, tiny
                                 batch_size=4))
     remote = evaluate(EvalConfig(backend="openai", base_url=llama_server.base_url, model="smollm2", label="llm-smol",
                                  role="llm", split_files=[str(mini_split)], results_dir=str(tmp_path),
-                                 max_new_tokens=96, max_concurrency=2, tools_mode="prompt"))
+                                 max_new_tokens=48, max_concurrency=2, tools_mode="prompt"))
     assert local["suites"].keys() == remote["suites"].keys() == {"mini"}
     summaries = []
     for label in ("tiny-ft", "llm-smol"):
@@ -114,27 +114,29 @@ def test_killed_run_resumes_without_redoing_finished_rows(tmp_path, llama_server
     from fctune.offline import generate_examples
 
     split = tmp_path / "resume_test.jsonl"
-    write_examples(split, [e for e in generate_examples(80, seed=4) if e.expected.kind == "tool_calls"][:8])
+    # six call rows with the fewest tools (short prompts): what is tested is the kill and the resume, not the answers
+    calls = [e for e in generate_examples(80, seed=4) if e.expected.kind == "tool_calls"]
+    write_examples(split, sorted(calls, key=lambda e: (len(e.tools), e.id))[:6])
     cmd = [sys.executable, "docker/unsloth-paper/scripts/eval_function_call.py", "--backend", "openai",
            "--base-url", llama_server.base_url, "--model", "smollm2", "--label", "r", "--split-file", str(split),
-           "--results-dir", str(tmp_path / "res"), "--max-concurrency", "1", "--max-new-tokens", "32",
+           "--results-dir", str(tmp_path / "res"), "--max-concurrency", "1", "--max-new-tokens", "16",
            "--tools-mode", "prompt"]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     preds = tmp_path / "res" / "r_resume_predictions.jsonl"
-    deadline = time.time() + 600  # a loaded machine answers slowly; the kill comes at row 3 regardless
-    while time.time() < deadline and (not preds.exists() or preds.read_text().count("\n") < 3):
+    deadline = time.time() + 600  # a loaded machine answers slowly; the kill comes at row 2 regardless
+    while time.time() < deadline and (not preds.exists() or preds.read_text().count("\n") < 2):
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     before = [json.loads(x)["id"] for x in preds.read_text().splitlines() if x.strip()]
-    assert 3 <= len(before) < 8
+    assert 2 <= len(before) < 6
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     s = json.loads((tmp_path / "res" / "r_resume.json").read_text())
     assert s["throughput"]["resumed"] == len(before)
-    assert s["throughput"]["generated"] == 8 - len(before)
+    assert s["throughput"]["generated"] == 6 - len(before)
     final = [json.loads(x)["id"] for x in preds.read_text().splitlines()]
-    assert sorted(final) == sorted(e.id for e in read_examples(split)) and len(set(final)) == 8
+    assert sorted(final) == sorted(e.id for e in read_examples(split)) and len(set(final)) == 6
 
 
 @pytest.mark.server

@@ -336,3 +336,19 @@ def test_trainable_token_rows_use_the_models_own_loss(monkeypatch):
     assert sft_trainer_class() is SFTTrainer
     assert sft_trainer_class(model_loss=True) is not SFTTrainer
     assert issubclass(sft_trainer_class(model_loss=True), SFTTrainer)
+
+
+def test_cpu_precision_bf16_only_with_native_bf16(monkeypatch):
+    # on a CPU, bf16 is accepted where the CPU has native bf16 instructions and refused by name elsewhere; fp16 never
+    from fctune.backends import local
+    from fctune.errors import UserError
+    from fctune.train import TrainConfig, resolved_settings
+
+    monkeypatch.setattr(local, "cpu_has_native_bf16", lambda: True)
+    assert resolved_settings(TrainConfig(precision="bf16"), "transformers")["precision"] == "bf16"
+    with pytest.raises(UserError, match="fp16 needs a GPU;"):
+        resolved_settings(TrainConfig(precision="fp16"), "transformers")
+    monkeypatch.setattr(local, "cpu_has_native_bf16", lambda: False)
+    with pytest.raises(UserError, match="bf16 needs a GPU or a CPU with native bf16"):
+        resolved_settings(TrainConfig(precision="bf16"), "transformers")
+    assert resolved_settings(TrainConfig(), "transformers")["precision"] == "fp32"  # the default stays fp32 on CPU
