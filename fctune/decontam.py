@@ -43,11 +43,12 @@ class BfclReference:
 
 
 def word_ngrams(text: str, n: int = NGRAM) -> set[tuple[str, ...]]:
+    # lower-cased words without punctuation: "Paris," and "paris" are one word, as a paraphrase would treat them
     toks = re.findall(r"[a-z0-9]+", (text or "").lower())
     return {tuple(toks[i:i + n]) for i in range(len(toks) - n + 1)}
 
 
-@lru_cache(maxsize=1)
+@lru_cache(maxsize=1)  # read once a process: every BFCL category, a few thousand questions
 def bfcl_reference() -> BfclReference | None:
     """BFCL's function names and question 8-grams, or ``None`` when bfcl-eval is not installed (a warning)."""
     from fctune.formats.bfcl import CATEGORIES, BfclDataMissing, load_category, package_version
@@ -82,8 +83,9 @@ def _overlaps(examples, ref: BfclReference) -> tuple[dict[str, list[str]], list[
     ngram_rows: list[str] = []
     for ex in examples:
         for n in _names(ex):
-            if n.lower() in ref.names_lower:
+            if n.lower() in ref.names_lower:  # case-insensitive: "Get_Weather" leaks as much as "get_weather"
                 name_hits.setdefault(n, []).append(ex.id)
+        # only what users say: a tool result or an assistant turn quoting a common phrase is not a leaked question
         text = " ".join(m.content or "" for m in ex.messages if m.role == "user")
         if word_ngrams(text) & ref.ngrams:
             ngram_rows.append(ex.id)

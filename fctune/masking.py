@@ -24,13 +24,14 @@ def _token(rng: random.Random, prefix: str, taken: set[str]) -> str:
 
 def mask_example(ex: Example, rng: random.Random) -> Example:
     """A copy of ``ex`` with every offered tool's name and top-level parameter names replaced."""
-    taken: set[str] = set()
+    taken: set[str] = set()  # one pool for functions and parameters: no replacement may collide with another
     fn_map = {t.name: _token(rng, "fn_", taken) for t in ex.tools}
     param_map: dict[str, dict[str, str]] = {}
     tools = []
     for t in ex.tools:
         params = copy.deepcopy(t.parameters)
         props = params.get("properties") or {}
+        # top-level names only: nested property names are part of a value's shape, which the description explains
         pm = {p: _token(rng, "p_", taken) for p in props}
         param_map[t.name] = pm
         params["properties"] = {pm[p]: s for p, s in props.items()}
@@ -47,7 +48,7 @@ def mask_example(ex: Example, rng: random.Random) -> Example:
     for m in out.messages:
         if m.tool_calls:
             m.tool_calls = [call(c) for c in m.tool_calls]
-        if m.role == "tool" and m.name:
+        if m.role == "tool" and m.name:  # a tool result names the function it answers: renamed with it
             m.name = fn_map.get(m.name, m.name)
     if out.expected.kind == "tool_calls":
         out.expected.tool_calls = [call(c) for c in out.expected.tool_calls]
@@ -59,7 +60,7 @@ def mask_share(examples: list[Example], share: float, seed: int) -> tuple[list[E
     """Mask a seeded ``share`` of the rows that offer tools; returns the rows and how many were masked."""
     if share <= 0:
         return examples, 0
-    rng = random.Random(f"fctune-mask:{seed}")
+    rng = random.Random(f"fctune-mask:{seed}")  # its own stream: masking never changes which rows are drawn
     out, n = [], 0
     for ex in examples:
         if ex.tools and rng.random() < share:

@@ -171,7 +171,8 @@ def chart_ratios(verdicts: dict, bar: float, aggregate: str = "min") -> str | No
     ax.set_xlabel("ratio to the LLM (dot) and paired 95% interval (bar): green pass, red fail, yellow inconclusive"
                   + ("; grey: not judged on its own" if aggregate == "mean" else ""))
     ax.set_title("capabilities against the LLM: " + ("each one is judged" if aggregate == "min" else
-                                                     "their mean is judged (the gates file's option)"))
+                                                     "their mean is judged (the gates file's option)"),
+                 pad=14)  # room for the bar's label above the axes
     return _svg(fig)
 
 

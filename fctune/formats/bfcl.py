@@ -55,7 +55,7 @@ def bfcl_type_to_schema(p: dict) -> dict:
     """A BFCL parameter description -> JSON Schema (recursively through properties and items)."""
     out = {k: v for k, v in p.items() if k not in ("type", "properties", "items")}
     t = p.get("type")
-    if t == "any":
+    if t == "any":  # BFCL's "any" has no JSON Schema type: leave it unconstrained rather than guess one
         pass
     elif t:
         out["type"] = _TYPE_MAP.get(t, t)
@@ -68,7 +68,7 @@ def bfcl_type_to_schema(p: dict) -> dict:
 
 def function_to_spec(fn: dict) -> ToolSpec:
     params = bfcl_type_to_schema(fn.get("parameters") or {"type": "dict", "properties": {}})
-    params["type"] = "object"
+    params["type"] = "object"  # BFCL writes "dict" at the top; every chat template and the OpenAI API want "object"
     params.setdefault("properties", {})
     return ToolSpec(fn["name"], fn.get("description", ""), params)
 
@@ -124,6 +124,7 @@ def load_category(category: str, limit: int | None = None, sample: int | None = 
         answers = {row["id"]: row["ground_truth"] for _, row in iter_jsonl(afile)}
     rows = [row for _, row in iter_jsonl(qfile)]
     if sample is not None and sample < len(rows):
+        # sorted: a sample keeps the file's order, so two models given the same seed answer the same rows in turn
         keep = sorted(random.Random(seed).sample(range(len(rows)), sample))
         rows = [rows[i] for i in keep]
     if limit is not None:
@@ -142,6 +143,8 @@ def load_category(category: str, limit: int | None = None, sample: int | None = 
             if row["id"] not in answers:
                 raise DataFileError(f"{afile}: no possible answer for {row['id']}")
             expected = expected_from_answer(answers[row["id"]], functions)
+        # the raw functions and possible answers travel with the row: the checker scores against BFCL's own answer
+        # sets, not against the one concrete call chosen above for training-style use
         md = {"source": "bfcl", "source_id": row["id"], "category": category, "bfcl_version": package_version(),
               "bfcl": {"category": category, "functions": copy.deepcopy(functions),
                        "possible_answer": answers.get(row["id"])}}

@@ -18,6 +18,8 @@ from fctune.offline.engine import verify_example
 from fctune.schema import Example, Expected, Message
 
 log = logging.getLogger(__name__)
+# single-turn call rows only: a multi-turn row's later turns refer to the first one's words, and a clarify or
+# no-call row's point is what its text leaves out, which a rewrite could fill in
 KINDS = ("single", "choose", "parallel_same", "parallel_multi")
 INSTRUCTION = (
     "Rewrite the request below as a natural message a user would send to an assistant. Keep every value exactly as "
@@ -25,13 +27,13 @@ INSTRUCTION = (
     "the request. Reply with the rewritten message only.\n\nRequest: {text}")
 
 
-def _prompt_example(e: Example) -> Example:
+def _prompt_example(e: Example) -> Example:  # the rewrite request, sent through the same backends as an evaluation
     return Example(id=e.id, messages=[Message("user", INSTRUCTION.format(text=e.messages[0].content))], tools=[],
                    expected=Expected("no_call"), metadata={})
 
 
 def _clean(text: str | None) -> str:
-    t = (text or "").strip().strip('"').strip()
+    t = (text or "").strip().strip('"').strip()  # small models wrap their answer in quotes or a label despite the ask
     for prefix in ("Rewritten message:", "Message:", "User:"):
         if t.lower().startswith(prefix.lower()):
             t = t[len(prefix):].strip()
@@ -63,6 +65,7 @@ def rewrite_queries(examples: list[Example], backend, share: float = 1.0, seed: 
         if why:
             counts[f"rejected_{why}"] += 1
             continue
+        # the template text is kept beside the rewrite: a reader can see what the LLM changed
         new.metadata = {**new.metadata, "query_writer": "llm", "template_text": e.messages[0].content}
         rewritten[e.id] = new
         counts["rewritten"] += 1
