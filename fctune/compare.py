@@ -44,12 +44,12 @@ def ratio_to_llm(name: str, value: float | None, llm_value: float | None) -> flo
     """SLM / LLM for a metric where more is better, LLM / SLM where less is (a false-call rate): above 1 means better
     than the LLM either way. None when the denominator is 0 or missing, or when the metric declares that a ratio
     means nothing for it (a spread)."""
-    from fctune.metrics import METRICS, higher_is_better
+    from fctune.metrics import spec_of
 
-    spec = METRICS.get(name.rsplit(".", 1)[-1])
-    if spec is not None and not spec.ratio_to_llm:
+    spec = spec_of(name)
+    if not spec.ratio_to_llm:
         return None
-    num, den = (value, llm_value) if higher_is_better(name) else (llm_value, value)
+    num, den = (value, llm_value) if spec.higher_is_better else (llm_value, value)
     if num is None or not den:
         return None
     return round(num / den, 4)
@@ -596,10 +596,14 @@ def load_gates(path) -> dict:
                 raise DataFileError(f"{path}: {section}[{i}] needs name, metric, op and threshold")
             if gate["op"] not in (">=", ">", "<=", "<"):
                 raise DataFileError(f"{path}: {section}[{i}].op is {gate['op']!r}, not one of >=, >, <=, <")
+    from fctune.metrics import higher_is_better, row_metrics
+
     for i, c in enumerate(g["capabilities"]):
         if not isinstance(c, dict) or not {"name", "metric"} <= set(c):
             raise DataFileError(f"{path}: capabilities[{i}] needs name and metric")
-    from fctune.metrics import row_metrics
+        if not higher_is_better(c["metric"]):  # a capability is a ratio whose lower bound must clear the bar
+            raise DataFileError(f"{path}: capabilities[{i}].metric {c['metric']!r} is better when lower; judge it "
+                                "as a veto (with op and threshold) instead")
 
     per_row = row_metrics()
     for m in [c["metric"] for c in g["capabilities"]] + [g["phase1"]["winner_metric"]]:
@@ -607,12 +611,6 @@ def load_gates(path) -> dict:
         if m not in POOLED and (not isinstance(m, str) or "." not in m or m.split(".", 1)[1] not in per_row):
             raise DataFileError(f"{path}: metric {m!r} is not <suite>.<per-row metric> (one of "
                                 f"{', '.join(per_row)}) or one of {', '.join(POOLED)}")
-    from fctune.metrics import higher_is_better
-
-    for i, c in enumerate(g["capabilities"]):
-        if not higher_is_better(c["metric"]):  # a capability is a ratio whose lower bound must clear the bar
-            raise DataFileError(f"{path}: capabilities[{i}].metric {c['metric']!r} is better when lower; judge it "
-                                "as a veto (with op and threshold) instead")
     for m in [x["metric"] for x in g["gates"] + g["vetoes"]]:
         if not isinstance(m, str) or "." not in m:
             raise DataFileError(f"{path}: metric {m!r} is not <suite>.<metric>")

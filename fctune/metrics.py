@@ -76,10 +76,15 @@ def row_metrics() -> dict[str, MetricSpec]:
     return {n: m for n, m in METRICS.items() if m.aggregation == "mean" and m.field}
 
 
+def spec_of(name: str) -> MetricSpec:
+    """The declaration of ``name`` (a bare name or ``suite.name``); an undeclared metric reads as a plain rate where
+    more is better and a ratio to the LLM means something."""
+    return METRICS.get(name.rsplit(".", 1)[-1]) or MetricSpec(None)
+
+
 def higher_is_better(name: str) -> bool:
     """Whether more is better for ``name`` (a bare name or ``suite.name``); unknown metrics count as higher."""
-    spec = METRICS.get(name.rsplit(".", 1)[-1])
-    return spec is None or spec.higher_is_better
+    return spec_of(name).higher_is_better
 
 
 BREAKDOWNS = ("complexity", "turn_type", "domain", "category", "multi_turn_kind")

@@ -109,11 +109,13 @@ def test_a_metric_is_one_registration(tmp_path, monkeypatch):
     from fctune import metrics as metrics_module
     from fctune.compare import load_gates, ratio_to_llm
     from fctune.io import DataFileError
-    from fctune.metrics import MetricSpec
+    from fctune.metrics import MetricSpec, register_metric
 
-    # a lower-is-better rate over every row: the share of answers cut at the generation budget
-    monkeypatch.setitem(metrics_module.METRICS, "truncation_rate",
-                        MetricSpec("truncated", ("tool_calls", "json", "no_call"), higher_is_better=False))
+    # a lower-is-better rate over every row: the share of answers cut at the generation budget (registered into a
+    # copy of the registry, so the test leaves the real one as it was)
+    monkeypatch.setattr(metrics_module, "METRICS", dict(metrics_module.METRICS))
+    register_metric("truncation_rate", MetricSpec("truncated", ("tool_calls", "json", "no_call"),
+                                                  higher_is_better=False))
     summary = _echo_single_turn(tmp_path, monkeypatch)
     # in every summary's rates and headline keys, with its row count and interval
     assert summary["truncation_rate"] == 0.0 and summary["metrics"]["truncation_rate"]["n"] == 50
