@@ -63,7 +63,7 @@ def _build_local(cfg: EvalConfig) -> Backend:
     from fctune.backends.local import LocalBackend
 
     return LocalBackend(cfg.model, cfg.adapter, cfg.max_new_tokens or 256, cfg.batch_size, cfg.prompt_format,
-                        cfg.device, cfg.dtype)
+                        cfg.device, cfg.dtype, cfg.engine)
 
 
 def _endpoint_options(cfg: EvalConfig) -> dict:
@@ -88,10 +88,13 @@ def _build_llamacpp(cfg: EvalConfig) -> Backend:
     common = _endpoint_options(cfg)
     log_path = Path(cfg.results_dir) / "llama_server.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    srv = LlamaServer(cfg.model, log_path=str(log_path)).start()
+    # completions mode sends raw prompts, which llama.cpp's own server decodes --max-concurrency at a time; the
+    # chat modes stay on llama-cpp-python's server, whose chat handler turns tools into tool_calls
+    engine = "auto" if common["tools_mode"] == "completions" else "python"
+    srv = LlamaServer(cfg.model, log_path=str(log_path), engine=engine, parallel=cfg.max_concurrency).start()
     return OpenAIBackend(Path(srv.gguf).name, base_url=srv.base_url, api_key="not-needed", on_close=srv.stop,
                          server_failure=srv.failure,
-                         extra_identity={"served_by": "llama.cpp server (llama-cpp-python)",
+                         extra_identity={"served_by": srv.served_by,
                                          "model_description": srv.description,
                                          # the port is new each run; with it in the identity no run could resume
                                          "endpoint_host": LLAMACPP_HOST}, **common)
@@ -163,7 +166,14 @@ class EvalConfig:
     max_new_tokens: int | None = field(default=None, metadata={"min": 1, "help": (
         "generation budget per answer (default: sized from each split, answer_budget(): 1.5x its longest expected "
         "answer, at least 128 tokens; an answer the budget cut is counted as 'truncated')")})
-    batch_size: int = field(default=8, metadata={"min": 1, "help": "local backend: prompts per generate() call"})
+    batch_size: int = field(default=8, metadata={"min": 1, "help": "local backend, padded engine: prompts per "
+                                                               "generate() call"})
+    engine: str = field(default="auto", metadata={
+        "help": "local backend: continuous = transformers' continuous batching (a finished answer leaves the batch at "
+                "once and the next prompt takes its place; paged KV cache sized from free GPU memory), padded = "
+                "length-sorted batches of --batch-size padded on the left, each decoded until its longest answer "
+                "ends; auto = continuous on CUDA, padded on CPU (BENCHMARKS.md)",
+        "choices": ["auto", "continuous", "padded"]})
     prompt_format: str | None = field(default=None, metadata={
         "help": "local backend: auto, native or hermes (default: the adapter's training format)"})
     device: str = field(default="auto", metadata={"help": "local backend: auto, cpu or cuda"})

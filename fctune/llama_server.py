@@ -1,5 +1,13 @@
-"""llama.cpp's OpenAI-compatible server (PyPI ``llama-cpp-python[server]``) on 127.0.0.1, started and stopped
-by pid. It serves a local GGUF as the offline LLM baseline and is the real peer of the OpenAI-backend tests.
+"""llama.cpp's OpenAI-compatible server on 127.0.0.1, started and stopped by pid. It serves a local GGUF as the
+offline LLM baseline and is the real peer of the OpenAI-backend tests. Two servers:
+
+- ``cpp``: llama.cpp's own ``llama-server``, built by ``scripts/bootstrap.sh`` from the same llama.cpp source as
+  the Python wheel (cached binary, path in ``.venv/.fctune-llama-server``; ``FCTUNE_LLAMA_SERVER`` names another).
+  It decodes ``parallel`` requests side by side in one batch (slots, continuous batching), so an evaluation's
+  ``--max-concurrency N`` makes it faster: 2.0x for 4 against 1 on 2 cores (BENCHMARKS.md).
+- ``python``: ``llama-cpp-python[server]``, which answers one request at a time (requests in flight wait in line).
+  Used where no ``llama-server`` binary is there, and for an exported model's chat handler (fctune.serve), which
+  only it can load; the choice and why are in the log and in every run's metadata (``served_by``).
 
     python -m fctune.llama_server --model smollm2 --port 8080      # serve until Ctrl-C
     python -m fctune.llama_server --check                          # does this build decode a long prompt?
@@ -18,6 +26,7 @@ warning in the server log and ``llama_cpp_build()`` saying so.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -55,6 +64,26 @@ BUILD_RECORD = Path(sys.prefix) / ".fctune-llama-build"   # written by scripts/b
 LONG_PROMPT = " ".join(["Weather in Paris, Tokyo and Lima today and tomorrow, in Celsius please."] * 16)
 
 
+SERVER_RECORD = Path(sys.prefix) / ".fctune-llama-server"  # written by scripts/bootstrap.sh: the binary's path
+SERVER_ENV = "FCTUNE_LLAMA_SERVER"
+
+
+def llama_server_binary() -> str | None:
+    """The ``llama-server`` binary to use: $FCTUNE_LLAMA_SERVER, else the one scripts/bootstrap.sh built; None
+    when neither exists (a named one that is missing is an error, not a silent fallback)."""
+    named = os.environ.get(SERVER_ENV)
+    if named:
+        if not os.access(named, os.X_OK):
+            raise ServerError(f"{SERVER_ENV}={named}: no executable llama-server there")
+        return named
+    if SERVER_RECORD.exists():
+        path = SERVER_RECORD.read_text().strip()
+        if os.access(path, os.X_OK):
+            return path
+        log.warning("%s names %s, which is gone: rerun scripts/bootstrap.sh to rebuild it", SERVER_RECORD, path)
+    return None
+
+
 def llama_cpp_build() -> dict:
     """What llama.cpp this environment has: version, the bootstrap's build flags, ggml's CPU features, and whether
     the AMX kernels are compiled in (then the extra buffer types are switched off, see the module doc)."""
@@ -70,6 +99,7 @@ def llama_cpp_build() -> dict:
     info["amx_kernels"] = has_amx_kernels()
     info["extra_buffer_types"] = not info["amx_kernels"]
     info["build"] = BUILD_RECORD.read_text().strip() if BUILD_RECORD.exists() else "not built by scripts/bootstrap.sh"
+    info["llama_server_binary"] = llama_server_binary()
     return info
 
 
@@ -115,7 +145,20 @@ def check_long_prompt(model: str = "smollm2", timeout_s: float = 300) -> dict:
         raise ServerError(f"llama.cpp {exit_description(r.returncode)} decoding a long prompt of {Path(gguf).name}; "
                           f"rebuild it with scripts/bootstrap.sh (see fctune/llama_server.py). Last output: "
                           f"{' | '.join((r.stdout + r.stderr).strip().splitlines()[-3:])}")
-    return {"ok": True, "model": Path(gguf).name, "seconds": round(time.time() - t0, 1), "reply": r.stdout.strip()}
+    out = {"ok": True, "model": Path(gguf).name, "seconds": round(time.time() - t0, 1), "reply": r.stdout.strip()}
+    if llama_server_binary():  # the C++ server is another build of the same kernels: it must decode it too
+        t0 = time.time()
+        with LlamaServer(model, engine="cpp", parallel=1, startup_timeout_s=timeout_s) as srv:
+            body = json.dumps({"prompt": LONG_PROMPT, "max_tokens": 8, "temperature": 0}).encode()
+            req = urllib.request.Request(srv.base_url + "/completions", body, {"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+                    reply = json.loads(resp.read())["choices"][0]["text"]
+            except (urllib.error.URLError, OSError) as e:
+                raise ServerError(f"llama-server failed on a long prompt of {Path(gguf).name}: "
+                                  f"{srv.failure() or e}") from None
+        out["llama_server"] = {"binary": srv.binary, "seconds": round(time.time() - t0, 1), "reply": reply}
+    return out
 
 
 def _check_model(gguf: str) -> int:
@@ -165,9 +208,13 @@ class LlamaServer:
 
     def __init__(self, model: str = "smollm2", port: int | None = None, chat_format: str = "chatml-function-calling",
                  n_ctx: int = 4096, n_threads: int | None = None, log_path: str | None = None,
-                 startup_timeout_s: float = 120.0, extra_args: list[str] | None = None, tokenizer: str | None = None):
+                 startup_timeout_s: float = 120.0, extra_args: list[str] | None = None, tokenizer: str | None = None,
+                 engine: str = "python", parallel: int = 1):
         """``tokenizer``: an exported model's hf/ folder; the server then renders prompts with its chat template and
-        returns real ``tool_calls`` (fctune.serve's handler) instead of ``chat_format``'s."""
+        returns real ``tool_calls`` (fctune.serve's handler) instead of ``chat_format``'s. ``engine``: python (whose
+        ``chat_format`` handler turns chat requests with tools into tool_calls), cpp (raw completions in parallel
+        slots; chat requests use the GGUF's own template), or auto (cpp where its binary exists). ``parallel``:
+        requests the cpp server decodes side by side, each with ``n_ctx`` tokens of context."""
         from fctune.models import resolve_model
 
         ref = resolve_model(model)
@@ -182,6 +229,22 @@ class LlamaServer:
             from fctune.serve import HANDLER_NAME
 
             self.chat_format = HANDLER_NAME
+        self.binary = llama_server_binary() if engine in ("auto", "cpp") else None
+        if engine == "cpp" and not self.binary:
+            raise ServerError("--llama-server cpp: no llama-server binary (scripts/bootstrap.sh builds one; or set "
+                              f"{SERVER_ENV})")
+        if engine == "cpp" and tokenizer:
+            raise ServerError("an exported model's chat handler runs in llama-cpp-python's server only")
+        if engine not in ("auto", "cpp", "python"):
+            raise ValueError(f"engine {engine!r}: auto, cpp or python")
+        self.engine = "cpp" if self.binary and engine != "python" and not tokenizer else "python"
+        if self.engine == "python":
+            self.binary = None
+        self.parallel = max(1, parallel) if self.engine == "cpp" else 1
+        if engine == "auto" and self.engine == "python" and parallel > 1:
+            log.warning("llama.cpp: llama-cpp-python's server answers one request at a time (%s); %d concurrent "
+                        "requests will wait in line (scripts/bootstrap.sh builds llama-server, which batches them)",
+                        "an exported model's handler" if tokenizer else "no llama-server binary", parallel)
         self.log_path = log_path
         self.startup_timeout_s = startup_timeout_s
         self.extra_args = extra_args or []
@@ -193,7 +256,19 @@ class LlamaServer:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
+    @property
+    def served_by(self) -> str:
+        """What serves the model, for the run's metadata."""
+        if self.engine == "cpp":
+            return f"llama.cpp llama-server ({self.binary}), {self.parallel} parallel slot(s)"
+        return "llama.cpp server (llama-cpp-python), one request at a time"
+
     def command(self) -> list[str]:
+        if self.engine == "cpp":
+            # each slot gets n_ctx tokens of context; -t: all cores for decoding (the default leaves some idle)
+            return [self.binary, "-m", self.gguf, "--host", "127.0.0.1", "--port", str(self.port),
+                    "-c", str(self.n_ctx * self.parallel), "-np", str(self.parallel),
+                    "-t", str(self.n_threads), "--no-webui", *self.extra_args]
         # through this module's --serve, which switches off AMX kernels when the build has them, then runs
         # llama_cpp.server's own main with the arguments that follow
         cmd = [sys.executable, "-m", "fctune.llama_server", "--serve", "--model", self.gguf,
@@ -204,7 +279,7 @@ class LlamaServer:
         return cmd + self.extra_args
 
     def start(self) -> LlamaServer:
-        if not installed():
+        if self.engine == "python" and not installed():
             raise ServerError("llama-cpp-python[server] is not installed: pip install -e '.[server]' "
                               "(scripts/bootstrap.sh does; the first build takes ~5 minutes on 2 cores)")
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
@@ -221,7 +296,7 @@ class LlamaServer:
                 raise ServerError(f"llama.cpp server {exit_description(self.proc.returncode)} during start-up; "
                                   f"{log_tail(self.log_path)}")
             if self.healthy():
-                log.info("llama.cpp server pid %d serving %s at %s", self.proc.pid, Path(self.gguf).name,
+                log.info("%s: pid %d serving %s at %s", self.served_by, self.proc.pid, Path(self.gguf).name,
                          self.base_url)
                 return self
             time.sleep(0.5)

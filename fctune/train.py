@@ -105,6 +105,14 @@ class TrainConfig:
     prompt_format: str = field(default="auto", metadata={
         "help": "chat template with tools, or Hermes-style prompt", "choices": ["auto", "native", "hermes"]})
     logging_steps: int = field(default=5, metadata={"min": 1, "help": "log the loss every N steps"})
+    loss: str = field(default="auto", metadata={
+        "help": "the loss's kernel: trl = TRL's fused LM head (no full logits), model = the model's own cross-entropy "
+                "(Unsloth's fused one under Unsloth); auto = trl where its Triton kernel loads, else model (always "
+                "model with trainable token rows)", "choices": ["auto", "trl", "model"]})
+    step_metrics: bool = field(default=False, metadata={
+        "help": "also log TRL's entropy and token accuracy of every step (GPU, TRL's loss head): each is read back "
+                "from the GPU every step, which stalls a small model's step; off, the loss, gradient norm and token "
+                "count are still logged every --logging-steps"})
     eval_steps: int = field(default=50, metadata={"min": 1, "help": "validation loss every N steps"})
     save_steps: int = field(default=50, metadata={"min": 1, "help": "checkpoint every N steps (for resuming)"})
     save_total_limit: int = field(default=2, metadata={"min": 1, "help": "checkpoints kept"})
@@ -174,7 +182,7 @@ def version_id(cfg: TrainConfig, data_hash: str) -> str:
     """Derived from base model + data + training config: same inputs, same id."""
     keys = {k: v for k, v in config_to_dict(cfg).items()
             if k not in ("output_dir", "name", "resume", "logging_steps", "eval_steps", "save_steps",
-                         "save_total_limit")}
+                         "save_total_limit", "step_metrics")}
     return sha256_json({"model": cfg.model, "data": data_hash, "config": keys}, 12)
 
 
@@ -504,6 +512,9 @@ def _make_trainer(cfg, settings, backend, model, tokenizer, train_ds, val_ds, ck
         optim=settings["optim"],
         logging_steps=cfg.logging_steps,
         logging_first_step=True,
+        # The filter reads every step's loss back from the GPU to average a NaN away; unfiltered, a NaN loss is
+        # logged as it is and the divergence guard stops the run on it.
+        logging_nan_inf_filter=False,
         eval_strategy="steps" if val_ds is not None else "no",
         eval_steps=min(cfg.eval_steps, total),
         save_strategy="steps",
@@ -514,8 +525,16 @@ def _make_trainer(cfg, settings, backend, model, tokenizer, train_ds, val_ds, ck
         use_cpu=settings["device"] == "cpu",
         dataloader_num_workers=0,
     )
-    trainer_class = sft_trainer_class(model_loss=bool(settings["trainable_tokens"]["ids"]))
-    settings["loss"] = "TRL's fused LM head" if trainer_class.__name__ == "SFTTrainer" else "the model's cross-entropy"
+    if cfg.loss == "trl" and settings["trainable_tokens"]["ids"]:
+        raise UserError("--loss trl cannot train token rows (TRL's head reads lm_head.weight itself): use --loss "
+                        "auto or --trainable-tokens none")
+    trainer_class = sft_trainer_class(model_loss=bool(settings["trainable_tokens"]["ids"]) or cfg.loss == "model",
+                                      step_metrics=cfg.step_metrics)
+    settings["loss"] = "the model's cross-entropy" if trainer_class.__name__ == "KernelFreeSFTTrainer" \
+        else "TRL's fused LM head"
+    settings["step_metrics"] = ("entropy and token accuracy every step (TRL)" if trainer_class.__name__ == "SFTTrainer"
+                                else "off (loss, gradient norm and tokens at each logging step)" if not cfg.step_metrics
+                                else "not available with the model's cross-entropy (TRL computes them in its head)")
     return trainer_class(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
                          processing_class=tokenizer, callbacks=[divergence_guard()])
 
@@ -547,30 +566,72 @@ def divergence_guard():
     return DivergenceGuard()
 
 
-def sft_trainer_class(model_loss: bool = False):
-    """TRL's SFTTrainer, or one that uses the model's own loss: where its Triton loss kernel cannot load (CPU), or
-    when ``model_loss`` (trainable token rows, see label_tokens).
+def sft_trainer_class(model_loss: bool = False, step_metrics: bool = False):
+    """TRL's SFTTrainer (``step_metrics``), one that keeps TRL's fused loss head but reads nothing back from the
+    GPU per step (the default), or one that uses the model's own loss: where TRL's Triton loss kernel cannot load
+    (CPU), or when ``model_loss`` (trainable token rows, see label_tokens).
 
     TRL 1.15 computes the SFT loss with a fused Triton LM head that needs a GPU; without Triton it fails
     with "'NoneType' object has no attribute 'apply'". That head also reads ``lm_head.weight`` (and ``.bias``)
-    directly, so it would skip PEFT's trainable token rows (and fails on their wrapper: no ``bias``). The subclass
-    keeps TRL's data preparation, collation and token accounting and swaps only the loss for the model's
-    cross-entropy over the same labels (-100 on non-assistant tokens).
+    directly, so it would skip PEFT's trainable token rows (and fails on their wrapper: no ``bias``). The
+    model-loss subclass keeps TRL's data preparation, collation and token accounting and swaps only the loss for
+    the model's cross-entropy over the same labels (-100 on non-assistant tokens).
+
+    Why a quiet default: TRL's ``compute_loss`` turns each step's entropy, token accuracy and token count into
+    Python numbers (``.item()``), and every such read waits for the GPU to finish the step so far; on the small
+    shapes that stall cost 6-10% of raw Unsloth's speed (BENCHMARKS.md). The quiet trainers compute the same loss
+    and keep the token count on the device until a logging step reads it once.
     """
+    import torch
     from transformers import Trainer
     from trl import SFTTrainer
     from trl.trainer import utils as trl_utils
 
-    if getattr(trl_utils, "_ChunkedLogProbFunction", None) is not None and not model_loss:
-        return SFTTrainer
+    class DeviceTokenCount(SFTTrainer):
+        """Counts the batches' non-padding tokens on the device; a logging step reads the total once."""
 
-    class KernelFreeSFTTrainer(SFTTrainer):
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        def _count_tokens(self, inputs) -> None:
+            if self.model.training:
+                n = inputs["attention_mask"].sum() if "attention_mask" in inputs else inputs["input_ids"].numel()
+                self._total_train_tokens = self._total_train_tokens + n
+
+        def log(self, logs, start_time=None):
             mode = "train" if self.model.training else "eval"
-            if mode == "train":
-                self._total_train_tokens += int(inputs["attention_mask"].sum().item()) if "attention_mask" in inputs \
-                    else int(inputs["input_ids"].numel())
+            self._total_train_tokens = int(self._total_train_tokens)
             self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
+            super().log(logs, start_time)
+
+    if getattr(trl_utils, "_ChunkedLogProbFunction", None) is not None and not model_loss:
+        if step_metrics:
+            return SFTTrainer
+
+        class QuietSFTTrainer(DeviceTokenCount):
+            def _plain_loss(self) -> bool:
+                """The configurations whose loss is the mean log-probability of the label tokens alone; the
+                others (evaluation, label smoothing, DFT, a custom loss, MoE aux loss) go through TRL's own."""
+                return (self.model.training and self.compute_loss_func is None and self.label_smoother is None
+                        and self.args.loss_type == "nll" and not self.aux_loss_enabled)
+
+            def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+                if return_outputs or not self._plain_loss():
+                    return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                                num_items_in_batch=num_items_in_batch)
+                inputs["use_cache"] = False
+                outputs = model(**inputs, fused_lm_head=True)  # label positions only, no full logits
+                # the tokens of the whole accumulated batch (all ranks) when the Trainer counted them, so that
+                # accumulation and data parallelism weigh every token alike
+                label_tokens = outputs.label_mask.sum() if num_items_in_batch is None else num_items_in_batch
+                loss = -outputs.log_probs.sum() / torch.as_tensor(label_tokens).clamp(min=1)
+                if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                    loss = loss * self.accelerator.num_processes  # DDP averages the ranks' gradients
+                self._count_tokens(inputs)
+                return loss
+
+        return QuietSFTTrainer
+
+    class KernelFreeSFTTrainer(DeviceTokenCount):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            self._count_tokens(inputs)
             return Trainer.compute_loss(self, model, inputs, return_outputs=return_outputs,
                                         num_items_in_batch=num_items_in_batch)
 

@@ -2,7 +2,8 @@
 # Creates .venv with the project's pinned stack; does nothing when it is already up to date.
 #   scripts/bootstrap.sh          runtime stack + llama.cpp server + BFCL data
 #   scripts/bootstrap.sh --test   the same, plus test tools (pytest, linters) and Debian's Chromium
-# The first run builds llama-cpp-python from source (about 5 minutes on 2 cores); its wheel is cached (see below).
+# The first run builds llama-cpp-python and llama.cpp's llama-server from source (about 5 + 8 minutes on 2 cores);
+# both are cached outside the clone (see below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,6 +45,25 @@ if ! ls "$wheels"/llama_cpp_python-*.whl >/dev/null 2>&1; then
     "$VENV/bin/python" -m pip wheel -q --disable-pip-version-check --no-deps --no-cache-dir --no-binary llama-cpp-python \
     -w "$wheels" "llama-cpp-python==$LLAMA_CPP_VERSION"
 fi
+# llama.cpp's own server from the same source and flags: it decodes concurrent requests side by side (parallel
+# slots), which llama-cpp-python's server does not, so an evaluation's --max-concurrency speeds it up. Static, so
+# the cached binary needs nothing beside it.
+server_dir=${XDG_CACHE_HOME:-$HOME/.cache}/fctune/llama-server/$LLAMA_CPP_VERSION-$llama_key
+if [ ! -x "$server_dir/llama-server" ]; then
+  echo "bootstrap: building llama.cpp's llama-server $LLAMA_CPP_VERSION into $server_dir (~8 min on 2 cores)" >&2
+  src=$(mktemp -d)
+  "$VENV/bin/python" -m pip download -q --disable-pip-version-check --no-deps --no-binary :all: -d "$src" \
+    "llama-cpp-python==$LLAMA_CPP_VERSION"
+  tar xzf "$src"/llama_cpp_python-*.tar.gz -C "$src"
+  command -v cmake >/dev/null || "${pip[@]}" -q cmake  # the wheel's build had its own, in pip's build isolation
+  cmake_bin=$(command -v cmake || echo "$VENV/bin/cmake")
+  CFLAGS="$LLAMA_CPP_CFLAGS" CXXFLAGS="$LLAMA_CPP_CFLAGS" "$cmake_bin" -S "$src"/llama_cpp_python-*/vendor/llama.cpp \
+    -B "$src/build" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
+    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_SERVER=ON >/dev/null
+  "$cmake_bin" --build "$src/build" --target llama-server -j "$(nproc)" >/dev/null
+  mkdir -p "$server_dir" && cp "$src/build/bin/llama-server" "$server_dir/" && rm -rf "$src"
+fi
+printf '%s\n' "$server_dir/llama-server" > "$VENV/.fctune-llama-server"
 # installed first, so that the [server] extra below finds it satisfied and never builds another
 "${pip[@]}" -q --force-reinstall --no-deps "$wheels"/llama_cpp_python-*.whl
 extras=server
@@ -67,9 +87,10 @@ if [ "$want_test" = 1 ] && ! command -v chromium >/dev/null 2>&1; then
 fi
 printf 'llama-cpp-python %s built from source with CFLAGS="%s" (wheel: %s)\n' "$LLAMA_CPP_VERSION" \
   "$LLAMA_CPP_CFLAGS" "$(ls "$wheels"/llama_cpp_python-*.whl)" > "$VENV/.fctune-llama-build"
-# The build must decode a long prompt: a crashing build fails here, named, not later as a run of failed requests.
+# Both builds must decode a long prompt: a crashing build fails here, named, not later as a run of failed requests.
 if ! "$VENV/bin/python" -m fctune.llama_server --check >"$VENV/.fctune-llama-check.json"; then
-  echo "bootstrap: llama.cpp cannot decode a long prompt on this machine (see above); remove $wheels to rebuild" >&2
+  echo "bootstrap: llama.cpp cannot decode a long prompt on this machine (see above); remove $wheels and" \
+    "$server_dir to rebuild" >&2
   exit 1
 fi
 stamp_of "$want_test" > "$stamp_file"

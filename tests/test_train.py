@@ -113,7 +113,11 @@ def test_tiny_model_trains_and_loss_falls(tmp_path, tiny_model_dir):
         assert (out / f).exists(), f
     saved = json.loads((out / "metadata.json").read_text())
     assert saved["backend"] == "transformers" and "no CUDA" in saved["backend_reason"]
-    assert saved["tokens_seen"] > 0 and saved["non_padding_tokens_per_s"] > 0 and saved["val_loss_curve"]
+    # counted on the device, read at logging steps: 16 steps of 4 over 8 rows are 8 epochs of the rows' tokens
+    assert saved["tokens_seen_source"].startswith("trainer")
+    assert saved["tokens_seen"] == 8 * saved["dataset"]["train"]["tokens_within_max_length"]
+    assert saved["non_padding_tokens_per_s"] > 0 and saved["val_loss_curve"]
+    assert saved["settings"]["step_metrics"].startswith("off")
     assert saved["version_id"] and saved["settings"]["precision"] == "fp32"
     assert saved["prompt"]["prompt_format"] == "hermes"
 
@@ -333,9 +337,11 @@ def test_trainable_token_rows_use_the_models_own_loss(monkeypatch):
     from fctune.train import sft_trainer_class
 
     monkeypatch.setattr(trl_utils, "_ChunkedLogProbFunction", object(), raising=False)  # as where Triton loads
-    assert sft_trainer_class() is SFTTrainer
-    assert sft_trainer_class(model_loss=True) is not SFTTrainer
-    assert issubclass(sft_trainer_class(model_loss=True), SFTTrainer)
+    assert sft_trainer_class(step_metrics=True) is SFTTrainer  # TRL's own, with its per-step metrics
+    quiet = sft_trainer_class()  # the default: TRL's loss head, nothing read back per step
+    assert quiet.__name__ == "QuietSFTTrainer" and issubclass(quiet, SFTTrainer)
+    for metrics in (False, True):  # token rows: the model's own loss whatever the metrics flag says
+        assert sft_trainer_class(model_loss=True, step_metrics=metrics).__name__ == "KernelFreeSFTTrainer"
 
 
 def test_cpu_precision_bf16_only_with_native_bf16(monkeypatch):

@@ -1,8 +1,15 @@
 """Local models: base model + optional LoRA adapter (or a merged model), batched greedy generation.
 
 Prompts come from the same :class:`~fctune.render.PromptRenderer` that training used (the prompt format
-recorded in the adapter's metadata is reused). Batches are formed from prompts of similar length, padded
-on the left, decoded greedily (deterministic) and stopped at the end of the assistant turn.
+recorded in the adapter's metadata is reused), are decoded greedily (deterministic) and stopped at the end of
+the assistant turn. Two engines:
+
+- ``padded``: batches of prompts of similar length, padded on the left, one ``generate()`` call each. A batch
+  runs until its longest answer ends, so one answer that never stops holds every row of its batch for the whole
+  budget (on BFCL, the GPU idled at 20-30%).
+- ``continuous``: transformers' continuous batching (``init_continuous_batching``): a finished answer leaves the
+  batch at the next step and a waiting prompt takes its place, keys and values live in a paged cache, and no row
+  is padded. The default on CUDA; answers come out in the order they finish.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ def cpu_has_native_bf16() -> bool:
 
 class LocalBackend:
     def __init__(self, model: str, adapter: str | None = None, max_new_tokens: int = 256, batch_size: int = 8,
-                 prompt_format: str | None = None, device: str = "auto", dtype: str = "auto"):
+                 prompt_format: str | None = None, device: str = "auto", dtype: str = "auto", engine: str = "auto"):
         import torch
 
         from fctune.models import ensure_pad_token, load_causal_lm, load_tokenizer, resolve_model, stop_token_ids
@@ -43,6 +50,11 @@ class LocalBackend:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = device
+        if engine not in ("auto", "continuous", "padded"):
+            raise ValueError(f"engine {engine!r}: auto, continuous or padded")
+        # continuous batching pays off where decoding steps are cheap and many (a GPU); on 2 CPU cores each step
+        # is compute-bound and the paged cache's bookkeeping is pure cost, so the CPU keeps padded batches
+        self.engine = engine if engine != "auto" else ("continuous" if device == "cuda" else "padded")
         if dtype == "auto":
             if device == "cuda":
                 tdtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -91,8 +103,8 @@ class LocalBackend:
                 "adapter": self.adapter, "adapter_version_id": self.adapter_meta.get("version_id"),
                 "adapter_base_model": self.adapter_meta.get("base_model"), "device": self.device, "dtype": self.dtype,
                 "prompt": self.renderer.describe(), "call_format": declared_call_format(self.renderer),
-                "max_new_tokens": self.max_new_tokens,
-                "batch_size": self.batch_size, "decoding": "greedy"}
+                "max_new_tokens": self.max_new_tokens, "engine": self.engine,
+                "batch_size": self.batch_size if self.engine == "padded" else None, "decoding": "greedy"}
 
     def set_max_new_tokens(self, n: int) -> None:
         self.max_new_tokens = n
@@ -102,14 +114,30 @@ class LocalBackend:
         return self.renderer.prompt(example)
 
     def generate(self, examples: list[Example]) -> Iterator[Generation]:
+        prompts = [(e, self.tokenizer(self.prompt_for(e), add_special_tokens=False)["input_ids"]) for e in examples]
+        if not prompts:
+            return
+        run = self._generate_continuous if self.engine == "continuous" else self._generate_padded
+        yield from run(prompts)
+
+    def _generation(self, example: Example, prompt_ids: list[int], ids: list[int], latency_s: float) -> Generation:
+        """One answer from its generated ids: cut at the first stop token, special tokens kept (some models write
+        <tool_call> as one), the stop token itself dropped."""
+        n = next((i + 1 for i, t in enumerate(ids) if t in self.stop_ids), len(ids))
+        stopped = bool(n) and ids[n - 1] in self.stop_ids
+        body = ids[: n - 1] if stopped else ids[:n]
+        self._gen_tokens += n
+        return Generation(id=example.id, output=self.tokenizer.decode(body, skip_special_tokens=False),
+                          latency_s=round(latency_s, 4), finish_reason="stop" if stopped else "length",
+                          prompt_tokens=len(prompt_ids), completion_tokens=n)
+
+    def _generate_padded(self, prompts: list[tuple[Example, list[int]]]) -> Iterator[Generation]:
         import torch
 
-        prompts = [(e, self.prompt_for(e)) for e in examples]
-        lengths = {e.id: len(self.tokenizer(p, add_special_tokens=False)["input_ids"]) for e, p in prompts}
-        order = sorted(prompts, key=lambda ep: lengths[ep[0].id])
+        order = sorted(prompts, key=lambda ep: len(ep[1]))  # similar lengths: little padding per batch
         for start in range(0, len(order), self.batch_size):
             batch = order[start:start + self.batch_size]
-            enc = self.tokenizer([p for _, p in batch], return_tensors="pt", padding=True, add_special_tokens=False)
+            enc = self.tokenizer.pad({"input_ids": [ids for _, ids in batch]}, return_tensors="pt")
             enc = {k: v.to(self.device) for k, v in enc.items()}
             t0 = time.time()
             with torch.inference_mode():
@@ -117,20 +145,45 @@ class LocalBackend:
                                           eos_token_id=self.stop_ids, pad_token_id=self.tokenizer.pad_token_id)
             dt = time.time() - t0
             new = out[:, enc["input_ids"].shape[1]:]
-            per_example = dt / len(batch)
-            for (e, _), row in zip(batch, new, strict=True):
-                ids = row.tolist()
-                n = next((i + 1 for i, t in enumerate(ids) if t in self.stop_ids), len(ids))
-                # Keep special tokens: some models write <tool_call> as one; drop only the stop token itself.
-                body = ids[: n - 1] if n and ids[n - 1] in self.stop_ids else ids[:n]
-                text = self.tokenizer.decode(body, skip_special_tokens=False)
-                self._gen_tokens += n
-                stopped = bool(n) and ids[n - 1] in self.stop_ids
-                yield Generation(id=e.id, output=text, latency_s=round(per_example, 4),
-                                 finish_reason="stop" if stopped else "length",
-                                 prompt_tokens=lengths[e.id], completion_tokens=n)
+            for (e, ids), row in zip(batch, new, strict=True):
+                yield self._generation(e, ids, row.tolist(), dt / len(batch))
             self._n += len(batch)
             self._time += dt
+
+    def _generate_continuous(self, prompts: list[tuple[Example, list[int]]]) -> Iterator[Generation]:
+        from transformers import GenerationConfig
+
+        gen_cfg = GenerationConfig(max_new_tokens=self.max_new_tokens, do_sample=False, eos_token_id=self.stop_ids,
+                                   pad_token_id=self.tokenizer.pad_token_id)
+        by_request = {}
+        t0 = time.time()
+        try:
+            # a fresh manager per call: it sizes its paged cache and batch from this call's prompts and budget
+            with self.model.continuous_batching_context_manager(generation_config=gen_cfg, block=True,
+                                                                timeout=30) as cb:
+                for i, (e, ids) in enumerate(prompts):
+                    request = cb.add_request(ids, request_id=f"row{i}", max_new_tokens=self.max_new_tokens)
+                    by_request[request] = (e, ids)
+                left = len(by_request)
+                while left:
+                    result = cb.get_result(timeout=1)
+                    if result is None or not result.is_finished():
+                        if result is None and not cb.is_running():
+                            raise RuntimeError(f"continuous batching stopped with {left} of {len(by_request)} "
+                                               "answers outstanding (see the log above); --engine padded avoids it")
+                        continue
+                    e, ids = by_request[result.request_id]
+                    if result.error is not None:
+                        raise RuntimeError(f"continuous batching failed on row {e.id}: {result.error}")
+                    left -= 1
+                    # the answer's own time in the batch (from its first scheduled step to its last), which is
+                    # what a caller of a serving engine would wait, not a share of a batch's time
+                    start, end = result.lifespan
+                    latency = end - start if start > 0 and end > 0 else (time.time() - t0) / len(by_request)
+                    yield self._generation(e, ids, list(result.generated_tokens), latency)
+                    self._n += 1
+        finally:
+            self._time += time.time() - t0
 
     def stats(self) -> dict:
         return {"examples": self._n, "generated_tokens": self._gen_tokens, "generation_s": round(self._time, 2),

@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""The local backend's two decoding engines on BFCL, timed through the real command, with GPU utilisation, and
+whether they write the same answers.
+
+    python benchmarks/eval_engines.py --model smollm2 --categories non_live --runs padded:64 continuous \
+        --repeats 3 --max-new-tokens 256 --work /tmp/eng --out benchmarks/results/eval_engines_h200.json
+
+Each run is ``python -m fctune.bfcl run --engine E [--batch-size N]`` in its own process and results folder (nothing
+resumed), so a figure is what a user gets from that command: rows / generation seconds (model loading excluded, as
+in the run's own ``throughput``) and rows / wall seconds. While it runs, ``nvidia-smi`` samples the GPU's
+utilisation every 500 ms (median and mean over the run's samples). Afterwards the first repeat of every
+configuration is compared with the first configuration's answers row by row: identical text, or where they part.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def parse_run(spec: str) -> dict:
+    engine, _, batch = spec.partition(":")
+    if engine not in ("padded", "continuous"):
+        raise SystemExit(f"--runs {spec}: the engine is padded or continuous")
+    return {"name": spec, "engine": engine, "batch_size": int(batch) if batch else None}
+
+
+def gpu_sampler(out: Path) -> subprocess.Popen | None:
+    """nvidia-smi writing this process's GPU utilisation (%) and memory (MiB) every 500 ms, or None without one."""
+    gpu = (os.environ.get("CUDA_VISIBLE_DEVICES") or "0").split(",")[0]
+    try:
+        return subprocess.Popen(["nvidia-smi", "-i", gpu, "--query-gpu=utilization.gpu,memory.used",
+                                 "--format=csv,noheader,nounits", "-lms", "500"], stdout=out.open("w"),
+                                stderr=subprocess.DEVNULL)
+    except FileNotFoundError:
+        return None
+
+
+def read_samples(path: Path) -> dict | None:
+    util, mem = [], []
+    for line in path.read_text().splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) == 2 and parts[0].isdigit():
+            util.append(int(parts[0]))
+            mem.append(int(parts[1]))
+    if not util:
+        return None
+    return {"samples": len(util), "util_median_pct": statistics.median(util),
+            "util_mean_pct": round(statistics.fmean(util), 1), "memory_max_mib": max(mem)}
+
+
+def one_run(args, run: dict, repeat: int) -> dict:
+    """One ``fctune.bfcl run`` in a fresh folder; its own summary gives the rows and generation time."""
+    folder = Path(args.work) / f"{run['name'].replace(':', '-')}_r{repeat}"
+    cmd = [sys.executable, "-m", "fctune.bfcl", "run", "--model", args.model, "--label", "bench", "--role", "base",
+           "--categories", *args.categories, "--max-new-tokens", str(args.max_new_tokens), "--engine", run["engine"],
+           "--dtype", args.dtype, "--results-dir", str(folder), "--resume", "false"]
+    if run["batch_size"]:
+        cmd += ["--batch-size", str(run["batch_size"])]
+    if args.adapter:
+        cmd += ["--adapter", args.adapter]
+    if args.sample:
+        cmd += ["--sample", str(args.sample)]
+    samples = Path(tempfile.mkstemp(suffix=".csv")[1])
+    sampler = gpu_sampler(samples)
+    t0 = time.time()
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.time() - t0
+    if sampler:
+        sampler.terminate()
+        sampler.wait()
+    if p.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stderr[-3000:]}")
+    summary = json.loads((folder / "bench_bfcl.json").read_text())
+    tp = summary["throughput"]
+    return {"run": run["name"], "repeat": repeat, "folder": str(folder), "command": " ".join(cmd[1:]),
+            "rows": tp["examples"], "generation_s": tp["generation_s"], "load_s": tp.get("load_s"),
+            "process_wall_s": round(wall, 1), "rows_per_s": round(tp["examples"] / tp["generation_s"], 3),
+            "rows_per_s_wall": round(tp["examples"] / wall, 3), "generated_tokens": tp["generated_tokens"],
+            "non_live_ast": summary.get("non_live_ast"), "gpu": read_samples(samples) if sampler else None}
+
+
+def answers(folder: str) -> dict:
+    out = {}
+    for f in sorted(Path(folder).glob("bench_bfcl_*_predictions.jsonl")):
+        for line in f.read_text().splitlines():
+            r = json.loads(line)
+            out[r["id"]] = r
+    return out
+
+
+def compare(reference: dict, other: dict) -> dict:
+    """Row by row: the same text, or the first character where the two answers part (and both answers' length)."""
+    differing = []
+    for rid, ref in reference.items():
+        got = other.get(rid)
+        if got is None or got.get("output") != ref.get("output"):
+            a, b = ref.get("output") or "", (got or {}).get("output") or ""
+            at = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+            differing.append({"id": rid, "first_difference_at_char": at, "reference_chars": len(a),
+                              "other_chars": len(b), "reference_finish": ref.get("finish_reason"),
+                              "other_finish": (got or {}).get("finish_reason")})
+    return {"rows": len(reference), "identical": len(reference) - len(differing), "differing": differing}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="smollm2")
+    ap.add_argument("--adapter")
+    ap.add_argument("--categories", nargs="+", default=["non_live"])
+    ap.add_argument("--sample", type=int, help="a seeded sample of N rows per category (fctune.bfcl run --sample)")
+    ap.add_argument("--runs", nargs="+", default=["padded:64", "continuous"], help="engine[:batch size] ...")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--max-new-tokens", type=int, default=256)
+    ap.add_argument("--dtype", default="auto")
+    ap.add_argument("--work", default="/tmp/eval_engines")
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    runs = [parse_run(s) for s in args.runs]
+
+    from fctune.config import hardware, library_versions
+
+    records = []
+    # interleaved (A B A B ...), so a drift of the machine over time falls on every configuration alike
+    for repeat in range(args.repeats):
+        for run in runs:
+            records.append(one_run(args, run, repeat))
+            print(json.dumps({k: records[-1][k] for k in ("run", "repeat", "rows", "rows_per_s", "gpu")}), flush=True)
+    summary = []
+    for run in runs:
+        mine = [r for r in records if r["run"] == run["name"]]
+        rps = [r["rows_per_s"] for r in mine]
+        summary.append({"run": run["name"], "repeats": len(mine), "rows_per_s_median": statistics.median(rps),
+                        "rows_per_s_min": min(rps), "rows_per_s_max": max(rps),
+                        "rows_per_s_wall_median": statistics.median(r["rows_per_s_wall"] for r in mine),
+                        "gpu_util_median_pct": statistics.median(r["gpu"]["util_median_pct"] for r in mine)
+                        if all(r["gpu"] for r in mine) else None})
+    base = summary[0]["rows_per_s_median"]
+    for s in summary:
+        s["speedup_vs_first"] = round(s["rows_per_s_median"] / base, 2)
+    reference = answers(records[0]["folder"])
+    identity = {run["name"]: compare(reference, answers(next(r for r in records if r["run"] == run["name"])["folder"]))
+                for run in runs[1:]}
+    repeatability = {run["name"]: compare(answers(mine[0]["folder"]), answers(mine[-1]["folder"]))["identical"]
+                     for run in runs if len(mine := [r for r in records if r["run"] == run["name"]]) > 1}
+    out = {"model": args.model, "adapter": args.adapter, "categories": args.categories, "sample": args.sample,
+           "max_new_tokens": args.max_new_tokens, "dtype": args.dtype, "summary": summary, "runs": records,
+           "same_answers_as_first_run": identity, "identical_rows_first_vs_last_repeat": repeatability,
+           "hardware": hardware(), "versions": library_versions()}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=1))
+    print(json.dumps({"summary": summary, "identical": {k: (v["identical"], v["rows"]) for k, v in identity.items()}}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Issue 23 on an air-gapped 2-GPU host (no network; a call carries at most 64 MiB with the tracked tree): the
+# training-throughput stacks and the evaluation engines, measured side by side in one run.
+#   stash DIR     keep the carried piece(s) in DIR under /tmp/pk (one 25 MiB piece of the pack per call)
+#   setup         join the pieces (pack.tar: wheels for Unsloth, TRL, bitsandbytes, datasets, bfcl-eval...;
+#                 SmolLM2-135M-Instruct's GGUF; its tokenizer), install the wheels into /tmp/site, copy the code
+#   start         in the background, one queue per GPU:
+#                 GPU 0: benchmarks/train_throughput.py, stack "unsloth" (raw Unsloth and the project's trainer,
+#                        step metrics off and on, interleaved in one process) on the six shapes, then the raw
+#                        transformers stack on them;
+#                 GPU 1: benchmarks/eval_engines.py on every BFCL non-live row (padded:64, today's engine and
+#                        batch, against continuous; 3 interleaved repeats), then a 16-row-per-category sample in
+#                        fp32 (padded:64, continuous, padded:1: token identity) and in bf16 (padded:64 vs padded:1:
+#                        how much today's own answers move with the batch)
+#   wait SECONDS  report the queues until both are done or SECONDS pass
+#   pack          results and logs into $OUT
+# The pack is made here with:
+#   tar cf - -C .gpu_exp/s23/stage . | split -b 25M -d -a 1 - .gpu_exp/s23/pk/pack.part-
+set -euo pipefail
+REPO=$(pwd)
+export PYTHONPATH=/tmp/site:/tmp/b HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false \
+       FCTUNE_CACHE=/tmp/fcache PYTHONUNBUFFERED=1
+OUT=${OUT:-/tmp/out}
+J=/tmp/sjobs
+SMOL=/tmp/pk/SmolLM2-135M-Instruct.Q4_1.gguf
+
+case "$1" in
+  stash)
+    mkdir -p /tmp/pk && cp "$2"/* /tmp/pk/ && ls -la /tmp/pk ;;
+  setup)
+    cd /tmp/pk && cat pack.part-* | tar xf - && rm -f pack.part-* && sha256sum "$SMOL"
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+      /tmp/pk/wheels/*.whl
+    rm -rf /tmp/b && mkdir -p /tmp/b && cp -r "$REPO"/{fctune,benchmarks,comparison_framework,paper_approach,pyproject.toml} /tmp/b/
+    cd /tmp/b && python3 -c "import unsloth, trl, bitsandbytes, bfcl_eval, fctune; print('unsloth', unsloth.__version__, 'trl', trl.__version__)" 2>&1 | tail -2
+    nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader ;;
+  start)
+    mkdir -p $J
+    cd /tmp/b
+    # each queue under its own budget, so both end inside the session's device time
+    (CUDA_VISIBLE_DEVICES=0 setsid nohup bash -c "
+       python3 benchmarks/train_throughput.py all --dir /tmp/shapes --tokenizer /tmp/pk/tok --stacks unsloth \
+         --out $J/train_unsloth.jsonl --budget-s ${TRAIN_BUDGET:-720};
+       [ ${TF_BUDGET:-0} -gt 0 ] && python3 benchmarks/train_throughput.py all --dir /tmp/shapes \
+         --tokenizer /tmp/pk/tok --stacks transformers --out $J/train_transformers.jsonl --budget-s ${TF_BUDGET:-0}" \
+       < /dev/null > $J/gpu0.log 2>&1; echo done > $J/gpu0.done) &
+    S=${EVAL_SAMPLE:+--sample $EVAL_SAMPLE}
+    (CUDA_VISIBLE_DEVICES=1 setsid nohup bash -c "
+       python3 benchmarks/eval_engines.py --model $SMOL --categories non_live $S --runs padded:64 continuous \
+         --repeats ${EVAL_REPEATS:-3} --max-new-tokens 256 --work /tmp/eng --out $J/eval_engines_bf16.json;
+       python3 benchmarks/eval_engines.py --model $SMOL --categories non_live --sample 16 --runs padded:64 \
+         continuous --repeats 1 --max-new-tokens 256 --dtype fp32 --work /tmp/eng32 --out $J/eval_engines_fp32.json" \
+       < /dev/null > $J/gpu1.log 2>&1; echo done > $J/gpu1.done) &
+    sleep 5; ls $J ;;
+  restart0)  # GPU 0's queue again with this tree's training code (the first try's records kept aside)
+    pkill -f "[t]rain_throughput.py all" || true; pkill -f "[t]rain_throughput.py one" || true; sleep 3
+    cp "$REPO"/benchmarks/train_throughput.py /tmp/b/benchmarks/ && cp "$REPO"/fctune/train.py /tmp/b/fctune/
+    rm -f $J/gpu0.done; [ -f $J/train_unsloth.jsonl ] && mv $J/train_unsloth.jsonl $J/train_unsloth_first.jsonl
+    cd /tmp/b
+    (CUDA_VISIBLE_DEVICES=0 setsid nohup bash -c "
+       python3 benchmarks/train_throughput.py all --dir /tmp/shapes --tokenizer /tmp/pk/tok --stacks unsloth \
+         --out $J/train_unsloth.jsonl --budget-s ${TRAIN_BUDGET:-720};
+       python3 benchmarks/train_throughput.py all --dir /tmp/shapes --tokenizer /tmp/pk/tok --stacks transformers \
+         --out $J/train_transformers.jsonl --budget-s ${TF_BUDGET:-360}" \
+       < /dev/null > $J/gpu0.log 2>&1; echo done > $J/gpu0.done) &
+    sleep 20; ps aux | grep -c "[t]rain_throughput"; ls $J /tmp/shapes ;;
+  wait)
+    end=$(( $(date +%s) + ${2:-500} ))
+    while [ "$(date +%s)" -lt "$end" ] && ! { [ -f $J/gpu0.done ] && [ -f $J/gpu1.done ]; }; do sleep 15; done
+    ls $J; tail -4 $J/gpu0.log; tail -4 $J/gpu1.log
+    nvidia-smi --query-gpu=index,utilization.gpu,memory.used --format=csv,noheader ;;
+  pack)
+    mkdir -p "$OUT"
+    cp $J/*.jsonl $J/*.json $J/*.log "$OUT"/ 2>/dev/null || true
+    ls -la "$OUT" ;;
+  *) echo "unknown action $1" >&2; exit 2 ;;
+esac
