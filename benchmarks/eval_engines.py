@@ -78,13 +78,37 @@ def one_run(args, run: dict, repeat: int) -> dict:
         sampler.wait()
     if p.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stderr[-3000:]}")
+    return record(run["name"], repeat, folder, " ".join(cmd[1:]), wall, read_samples(samples) if sampler else None)
+
+
+def record(name: str, repeat: int, folder: Path, command: str, wall: float, gpu: dict | None) -> dict:
+    """One run's figures from its own summary (``bench_bfcl.json``)."""
     summary = json.loads((folder / "bench_bfcl.json").read_text())
     tp = summary["throughput"]
-    return {"run": run["name"], "repeat": repeat, "folder": str(folder), "command": " ".join(cmd[1:]),
+    return {"run": name, "repeat": repeat, "folder": str(folder), "command": command,
             "rows": tp["examples"], "generation_s": tp["generation_s"], "load_s": tp.get("load_s"),
             "process_wall_s": round(wall, 1), "rows_per_s": round(tp["examples"] / tp["generation_s"], 3),
             "rows_per_s_wall": round(tp["examples"] / wall, 3), "generated_tokens": tp["generated_tokens"],
-            "non_live_ast": summary.get("non_live_ast"), "gpu": read_samples(samples) if sampler else None}
+            "non_live_ast": summary.get("non_live_ast"), "gpu": gpu}
+
+
+def collect(work: str, log: str | None) -> list[dict]:
+    """Records rebuilt from the run folders of an interrupted benchmark (``NAME_rREPEAT``; the GPU samples from the
+    lines it printed to ``log``, the wall time from each run's summary, which excludes the process start)."""
+    printed = {}
+    for line in Path(log).read_text().splitlines() if log else []:
+        if line.startswith("{"):
+            r = json.loads(line)
+            printed[(r["run"], r["repeat"])] = r.get("gpu")
+    out = []
+    for folder in sorted(Path(work).iterdir()):
+        if not (folder / "bench_bfcl.json").exists():
+            continue
+        stem, _, rep = folder.name.rpartition("_r")
+        name = stem.replace("-", ":", 1) if stem.startswith("padded") else stem
+        wall = json.loads((folder / "bench_bfcl.json").read_text())["wall_s"]
+        out.append(record(name, int(rep), folder, "(collected)", wall, printed.get((name, int(rep)))))
+    return sorted(out, key=lambda r: (r["repeat"], r["run"] != "padded:64"))
 
 
 def answers(folder: str) -> dict:
@@ -122,14 +146,16 @@ def main() -> int:
     ap.add_argument("--dtype", default="auto")
     ap.add_argument("--work", default="/tmp/eval_engines")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--collect", metavar="WORK", help="do not run: rebuild the figures from WORK's run folders")
+    ap.add_argument("--log", help="--collect: the log the interrupted benchmark printed (for its GPU samples)")
     args = ap.parse_args()
     runs = [parse_run(s) for s in args.runs]
 
     from fctune.config import hardware, library_versions
 
-    records = []
+    records = collect(args.collect, args.log) if args.collect else []
     # interleaved (A B A B ...), so a drift of the machine over time falls on every configuration alike
-    for repeat in range(args.repeats):
+    for repeat in range(0 if args.collect else args.repeats):
         for run in runs:
             records.append(one_run(args, run, repeat))
             print(json.dumps({k: records[-1][k] for k in ("run", "repeat", "rows", "rows_per_s", "gpu")}), flush=True)
@@ -150,10 +176,11 @@ def main() -> int:
                 for run in runs[1:]}
     repeatability = {run["name"]: compare(answers(mine[0]["folder"]), answers(mine[-1]["folder"]))["identical"]
                      for run in runs if len(mine := [r for r in records if r["run"] == run["name"]]) > 1}
-    out = {"model": args.model, "adapter": args.adapter, "categories": args.categories, "sample": args.sample,
+    out = {"collected_from": args.collect, "model": args.model, "adapter": args.adapter,
+           "categories": args.categories, "sample": args.sample,
            "max_new_tokens": args.max_new_tokens, "dtype": args.dtype, "summary": summary, "runs": records,
            "same_answers_as_first_run": identity, "identical_rows_first_vs_last_repeat": repeatability,
-           "hardware": hardware(), "versions": library_versions()}
+           "hardware": None if args.collect else hardware(), "versions": None if args.collect else library_versions()}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1))
     print(json.dumps({"summary": summary, "identical": {k: (v["identical"], v["rows"]) for k, v in identity.items()}}))

@@ -90,7 +90,7 @@ def _build_llamacpp(cfg: EvalConfig) -> Backend:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     # completions mode sends raw prompts, which llama.cpp's own server decodes --max-concurrency at a time; the
     # chat modes stay on llama-cpp-python's server, whose chat handler turns tools into tool_calls
-    engine = "auto" if common["tools_mode"] == "completions" else "python"
+    engine = cfg.llama_server if common["tools_mode"] == "completions" else "python"
     srv = LlamaServer(cfg.model, log_path=str(log_path), engine=engine, parallel=cfg.max_concurrency).start()
     return OpenAIBackend(Path(srv.gguf).name, base_url=srv.base_url, api_key="not-needed", on_close=srv.stop,
                          server_failure=srv.failure,
@@ -168,12 +168,12 @@ class EvalConfig:
         "answer, at least 128 tokens; an answer the budget cut is counted as 'truncated')")})
     batch_size: int = field(default=8, metadata={"min": 1, "help": "local backend, padded engine: prompts per "
                                                                "generate() call"})
-    engine: str = field(default="auto", metadata={
-        "help": "local backend: continuous = transformers' continuous batching (a finished answer leaves the batch at "
-                "once and the next prompt takes its place; paged KV cache sized from free GPU memory), padded = "
-                "length-sorted batches of --batch-size padded on the left, each decoded until its longest answer "
-                "ends; auto = continuous on CUDA, padded on CPU (BENCHMARKS.md)",
-        "choices": ["auto", "continuous", "padded"]})
+    engine: str = field(default="padded", metadata={
+        "help": "local backend: padded = length-sorted batches of --batch-size padded on the left, each decoded until "
+                "its longest answer ends; continuous = transformers' continuous batching (a finished answer leaves "
+                "the batch and the next prompt takes its place; paged KV cache sized from free GPU memory). On an "
+                "H200, continuous was 1.08x padded:64 on BFCL with 40x the memory (BENCHMARKS.md)",
+        "choices": ["padded", "continuous"]})
     prompt_format: str | None = field(default=None, metadata={
         "help": "local backend: auto, native or hermes (default: the adapter's training format)"})
     device: str = field(default="auto", metadata={"help": "local backend: auto, cpu or cuda"})
@@ -182,7 +182,13 @@ class EvalConfig:
         "choices": ["auto", "bf16", "fp16", "fp32"]})
     base_url: str | None = field(default=None, metadata={"help": "openai backend: endpoint (default OPENAI_BASE_URL)"})
     api_key_env: str = field(default="OPENAI_API_KEY", metadata={"help": "environment variable holding the API key"})
-    max_concurrency: int = field(default=4, metadata={"min": 1, "help": "API backends: requests in flight"})
+    max_concurrency: int = field(default=4, metadata={"min": 1, "help": "API backends: requests in flight (llamacpp: "
+                                                                      "also the server's parallel slots)"})
+    llama_server: str = field(default="auto", metadata={
+        "help": "llamacpp backend, completions mode: cpp = llama.cpp's llama-server, which decodes --max-concurrency "
+                "requests side by side (2.0x for 4 against 1 on 2 cores); python = llama-cpp-python's server, one "
+                "request at a time; auto = cpp where scripts/bootstrap.sh built it (the chat modes always use python, "
+                "whose handler returns tool_calls)", "choices": ["auto", "cpp", "python"]})
     request_timeout_s: float = field(default=60.0, metadata={"gt": 0, "help": "API backends: per-request timeout"})
     max_retries: int = field(default=4, metadata={"min": 0, "help": "API backends: retries on 429/5xx/timeouts"})
     backoff_base_s: float = field(default=1.0, metadata={"min": 0, "help": "API backends: first retry delay (doubles)"})

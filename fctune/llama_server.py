@@ -4,7 +4,8 @@ offline LLM baseline and is the real peer of the OpenAI-backend tests. Two serve
 - ``cpp``: llama.cpp's own ``llama-server``, built by ``scripts/bootstrap.sh`` from the same llama.cpp source as
   the Python wheel (cached binary, path in ``.venv/.fctune-llama-server``; ``FCTUNE_LLAMA_SERVER`` names another).
   It decodes ``parallel`` requests side by side in one batch (slots, continuous batching), so an evaluation's
-  ``--max-concurrency N`` makes it faster: 2.0x for 4 against 1 on 2 cores (BENCHMARKS.md).
+  ``--max-concurrency N`` no longer waits in line (on 2 cores: 1.5x llama-cpp-python's rate at 1 slot, more at 4;
+  BENCHMARKS.md).
 - ``python``: ``llama-cpp-python[server]``, which answers one request at a time (requests in flight wait in line).
   Used where no ``llama-server`` binary is there, and for an exported model's chat handler (fctune.serve), which
   only it can load; the choice and why are in the log and in every run's metadata (``served_by``).
@@ -229,18 +230,16 @@ class LlamaServer:
             from fctune.serve import HANDLER_NAME
 
             self.chat_format = HANDLER_NAME
-        self.binary = llama_server_binary() if engine in ("auto", "cpp") else None
-        if engine == "cpp" and not self.binary:
-            raise ServerError("--llama-server cpp: no llama-server binary (scripts/bootstrap.sh builds one; or set "
-                              f"{SERVER_ENV})")
-        if engine == "cpp" and tokenizer:
-            raise ServerError("an exported model's chat handler runs in llama-cpp-python's server only")
         if engine not in ("auto", "cpp", "python"):
             raise ValueError(f"engine {engine!r}: auto, cpp or python")
-        self.engine = "cpp" if self.binary and engine != "python" and not tokenizer else "python"
-        if self.engine == "python":
-            self.binary = None
-        self.parallel = max(1, parallel) if self.engine == "cpp" else 1
+        if engine == "cpp" and tokenizer:
+            raise ServerError("an exported model's chat handler runs in llama-cpp-python's server only")
+        binary = llama_server_binary() if engine != "python" and not tokenizer else None
+        if engine == "cpp" and not binary:
+            raise ServerError("--llama-server cpp: no llama-server binary (scripts/bootstrap.sh builds one; or set "
+                              f"{SERVER_ENV})")
+        self.engine, self.binary = ("cpp", binary) if binary else ("python", None)
+        self.parallel = max(1, parallel) if binary else 1
         if engine == "auto" and self.engine == "python" and parallel > 1:
             log.warning("llama.cpp: llama-cpp-python's server answers one request at a time (%s); %d concurrent "
                         "requests will wait in line (scripts/bootstrap.sh builds llama-server, which batches them)",
@@ -265,10 +264,12 @@ class LlamaServer:
 
     def command(self) -> list[str]:
         if self.engine == "cpp":
-            # each slot gets n_ctx tokens of context; -t: all cores for decoding (the default leaves some idle)
+            # each slot gets n_ctx tokens of context; -t: all cores for decoding (the default leaves some idle);
+            # -fa off: flash attention ('auto' turns it on here) made 2-core CPU evaluation 1.26x slower; -b 512:
+            # the prompt batch of llama-cpp-python's server (BENCHMARKS.md)
             return [self.binary, "-m", self.gguf, "--host", "127.0.0.1", "--port", str(self.port),
                     "-c", str(self.n_ctx * self.parallel), "-np", str(self.parallel),
-                    "-t", str(self.n_threads), "--no-webui", *self.extra_args]
+                    "-t", str(self.n_threads), "--no-webui", "-fa", "off", "-b", "512", *self.extra_args]
         # through this module's --serve, which switches off AMX kernels when the build has them, then runs
         # llama_cpp.server's own main with the arguments that follow
         cmd = [sys.executable, "-m", "fctune.llama_server", "--serve", "--model", self.gguf,

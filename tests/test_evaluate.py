@@ -147,11 +147,40 @@ def test_llamacpp_backend_run_resumes_although_its_new_server_has_a_new_port(tmp
     cfg = dict(backend="llamacpp", model="smollm2", label="own-server", role="llm", split_files=[str(split)],
                results_dir=str(tmp_path), max_new_tokens=4, max_concurrency=1)
     evaluate(EvalConfig(**cfg))
-    evaluate(EvalConfig(**cfg))
+    # the second run on llama-cpp-python's server: which server answered is not part of what makes rows the same
+    evaluate(EvalConfig(**cfg, llama_server="python"))
     s = json.loads((tmp_path / "own-server_two.json").read_text())
     assert s["throughput"]["resumed"] == 2 and s["throughput"]["generated"] == 0
     assert "127.0.0.1:" not in s["model"]["endpoint_host"]
+    assert s["model"]["served_by"] == "llama.cpp server (llama-cpp-python), one request at a time"
     assert not list(tmp_path.glob("*.stale-*"))
+
+
+def test_llama_server_choice_is_named_and_never_silent(monkeypatch, tmp_path):
+    # which server serves a GGUF: llama.cpp's llama-server where a binary is there (named by the environment or
+    # built by the bootstrap), llama-cpp-python's otherwise; a named binary that is missing is an error
+    from fctune import llama_server as ls
+
+    monkeypatch.setenv(ls.SERVER_ENV, str(tmp_path / "missing"))
+    with pytest.raises(ls.ServerError, match="no executable llama-server"):
+        ls.LlamaServer("smollm2", engine="auto")
+    binary = tmp_path / "llama-server"
+    binary.write_text("#!/bin/sh\n")
+    binary.chmod(0o755)
+    monkeypatch.setenv(ls.SERVER_ENV, str(binary))
+    srv = ls.LlamaServer("smollm2", engine="auto", parallel=4, n_ctx=2048)
+    cmd = srv.command()
+    assert srv.engine == "cpp" and cmd[0] == str(binary) and "4 parallel slot(s)" in srv.served_by
+    assert cmd[cmd.index("-np") + 1] == "4" and cmd[cmd.index("-c") + 1] == "8192"  # n_ctx per slot
+    one = ls.LlamaServer("smollm2", engine="python", parallel=4)
+    assert one.engine == "python" and one.parallel == 1 and "--serve" in one.command()
+    with pytest.raises(ls.ServerError, match="chat handler runs in llama-cpp-python"):
+        ls.LlamaServer("smollm2", engine="cpp", tokenizer=str(tmp_path))
+    monkeypatch.delenv(ls.SERVER_ENV)
+    monkeypatch.setattr(ls, "SERVER_RECORD", tmp_path / "no-record")
+    with pytest.raises(ls.ServerError, match="no llama-server binary"):
+        ls.LlamaServer("smollm2", engine="cpp")
+    assert ls.LlamaServer("smollm2", engine="auto", parallel=4).engine == "python"
 
 
 @pytest.mark.server
