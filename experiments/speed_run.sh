@@ -4,16 +4,19 @@
 #   stash DIR     keep the carried piece(s) in DIR under /tmp/pk (one 25 MiB piece of the pack per call)
 #   setup         join the pieces (pack.tar: wheels for Unsloth, TRL, bitsandbytes, datasets, bfcl-eval...;
 #                 SmolLM2-135M-Instruct's GGUF; its tokenizer), install the wheels into /tmp/site, copy the code
-#   start         in the background, one queue per GPU:
+#   start         in the background, one queue per GPU, each under its budget:
 #                 GPU 0: benchmarks/train_throughput.py, stack "unsloth" (raw Unsloth and the project's trainer,
-#                        step metrics off and on, interleaved in one process) on the six shapes, then the raw
-#                        transformers stack on them;
-#                 GPU 1: benchmarks/eval_engines.py on every BFCL non-live row (padded:64, today's engine and
-#                        batch, against continuous; 3 interleaved repeats), then a 16-row-per-category sample in
-#                        fp32 (padded:64, continuous, padded:1: token identity) and in bf16 (padded:64 vs padded:1:
-#                        how much today's own answers move with the batch)
+#                        step metrics off and on, interleaved in one process) on the six shapes (TRAIN_BUDGET s),
+#                        then the raw transformers stack on them (only if TF_BUDGET > 0);
+#                 GPU 1: benchmarks/eval_engines.py on BFCL non-live (EVAL_SAMPLE rows per category, default all):
+#                        padded:64 (today's engine and batch) against continuous, EVAL_REPEATS interleaved repeats,
+#                        then a 16-row-per-category sample in fp32 (token identity of the two engines)
+#   restart0      GPU 0's queue again with this tree's training code (used once, to add a trainer variant)
 #   wait SECONDS  report the queues until both are done or SECONDS pass
 #   pack          results and logs into $OUT
+# As run on 2026-11-30 (BENCHMARKS.md): 8 calls of `stash .gpu_exp/s23/cN`, then `setup`, TRAIN_BUDGET=520
+# TF_BUDGET=0 EVAL_SAMPLE=100 `start`, `wait`, `pack`; the budget ended with Phi-4-mini's first block, the third
+# evaluation repeats and the fp32 comparison unrun (the eval figures were rebuilt with eval_engines.py --collect).
 # The pack is made here with:
 #   tar cf - -C .gpu_exp/s23/stage . | split -b 25M -d -a 1 - .gpu_exp/s23/pk/pack.part-
 set -euo pipefail

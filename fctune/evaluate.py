@@ -186,9 +186,9 @@ class EvalConfig:
                                                                       "also the server's parallel slots)"})
     llama_server: str = field(default="auto", metadata={
         "help": "llamacpp backend, completions mode: cpp = llama.cpp's llama-server, which decodes --max-concurrency "
-                "requests side by side (2.0x for 4 against 1 on 2 cores); python = llama-cpp-python's server, one "
-                "request at a time; auto = cpp where scripts/bootstrap.sh built it (the chat modes always use python, "
-                "whose handler returns tool_calls)", "choices": ["auto", "cpp", "python"]})
+                "requests side by side (1.5x llama-cpp-python's rate at 4 on 2 cores); python = llama-cpp-python's "
+                "server, one request at a time; auto = cpp where scripts/bootstrap.sh built it (the chat modes always "
+                "use python, whose handler returns tool_calls)", "choices": ["auto", "cpp", "python"]})
     request_timeout_s: float = field(default=60.0, metadata={"gt": 0, "help": "API backends: per-request timeout"})
     max_retries: int = field(default=4, metadata={"min": 0, "help": "API backends: retries on 429/5xx/timeouts"})
     backoff_base_s: float = field(default=1.0, metadata={"min": 0, "help": "API backends: first retry delay (doubles)"})
