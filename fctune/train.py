@@ -105,14 +105,10 @@ class TrainConfig:
     prompt_format: str = field(default="auto", metadata={
         "help": "chat template with tools, or Hermes-style prompt", "choices": ["auto", "native", "hermes"]})
     logging_steps: int = field(default=5, metadata={"min": 1, "help": "log the loss every N steps"})
-    loss: str = field(default="auto", metadata={
-        "help": "the loss's kernel: trl = TRL's fused LM head (no full logits), model = the model's own cross-entropy "
-                "(Unsloth's fused one under Unsloth); auto = trl where its Triton kernel loads, else model (always "
-                "model with trainable token rows)", "choices": ["auto", "trl", "model"]})
     step_metrics: bool = field(default=False, metadata={
         "help": "also log TRL's entropy and token accuracy of every step (GPU, TRL's loss head): each is read back "
-                "from the GPU every step, which stalls a small model's step; off, the loss, gradient norm and token "
-                "count are still logged every --logging-steps"})
+                "from the GPU every step, making the CPU wait for it; off, the loss, gradient norm and token count "
+                "are still logged every --logging-steps"})
     eval_steps: int = field(default=50, metadata={"min": 1, "help": "validation loss every N steps"})
     save_steps: int = field(default=50, metadata={"min": 1, "help": "checkpoint every N steps (for resuming)"})
     save_total_limit: int = field(default=2, metadata={"min": 1, "help": "checkpoints kept"})
@@ -525,10 +521,7 @@ def _make_trainer(cfg, settings, backend, model, tokenizer, train_ds, val_ds, ck
         use_cpu=settings["device"] == "cpu",
         dataloader_num_workers=0,
     )
-    if cfg.loss == "trl" and settings["trainable_tokens"]["ids"]:
-        raise UserError("--loss trl cannot train token rows (TRL's head reads lm_head.weight itself): use --loss "
-                        "auto or --trainable-tokens none")
-    trainer_class = sft_trainer_class(model_loss=bool(settings["trainable_tokens"]["ids"]) or cfg.loss == "model",
+    trainer_class = sft_trainer_class(model_loss=bool(settings["trainable_tokens"]["ids"]),
                                       step_metrics=cfg.step_metrics)
     settings["loss"] = "the model's cross-entropy" if trainer_class.__name__ == "KernelFreeSFTTrainer" \
         else "TRL's fused LM head"
@@ -578,9 +571,10 @@ def sft_trainer_class(model_loss: bool = False, step_metrics: bool = False):
     the model's cross-entropy over the same labels (-100 on non-assistant tokens).
 
     Why a quiet default: TRL's ``compute_loss`` turns each step's entropy, token accuracy and token count into
-    Python numbers (``.item()``), and every such read waits for the GPU to finish the step so far; on the small
-    shapes that stall cost 6-10% of raw Unsloth's speed (BENCHMARKS.md). The quiet trainers compute the same loss
-    and keep the token count on the device until a logging step reads it once.
+    Python numbers (``.item()``), and every such read makes the CPU wait for the GPU to finish the step so far. The
+    quiet trainers compute the same loss (equal to 3 decimals over 10 steps on the H200) and keep the token count on
+    the device until a logging step reads it once. Whether the reads cost speed was lost in the noise of the one
+    measurement (rounds of one stack swing by 20%; BENCHMARKS.md, issue 23, table 1).
     """
     import torch
     from transformers import Trainer

@@ -18,15 +18,33 @@ ROW = Example("hcf-1", [Message("user", "What is the HCF of 36 and 48?")], [TOOL
               Expected("tool_calls", [ToolCall("math.hcf", {"a": 36, "b": 48})]))
 
 
-@pytest.fixture(scope="module")
-def qwen_backend(tmp_path_factory):
+@pytest.fixture(scope="module", params=["cpp", "python"])
+def qwen_backend(request, tmp_path_factory):
+    """The stand-in behind both llama.cpp servers: its own llama-server (built by the bootstrap, the default) and
+    llama-cpp-python's."""
     from fctune.evaluate import EvalConfig, make_backend
+    from fctune.llama_server import llama_server_binary
 
-    cfg = EvalConfig(backend="llamacpp", model=OFFLINE_LLM, max_new_tokens=96,
+    if request.param == "cpp" and not llama_server_binary():
+        pytest.fail("no llama-server binary: scripts/bootstrap.sh builds it")
+    cfg = EvalConfig(backend="llamacpp", model=OFFLINE_LLM, max_new_tokens=96, llama_server=request.param,
                      results_dir=str(tmp_path_factory.mktemp("srv")))
     backend = make_backend(cfg)
+    assert ("llama-server" in backend.identity()["served_by"]) is (request.param == "cpp")
     yield backend
     backend.close()
+
+
+def _server_tokens(backend, prompt: str) -> list[int]:
+    """llama-server's own tokens for ``prompt`` (its /tokenize, special tokens parsed, nothing added)."""
+    import json
+    import urllib.request
+
+    root = str(backend.client.base_url).rstrip("/").removesuffix("/v1")
+    body = json.dumps({"content": prompt, "add_special": False, "parse_special": True}).encode()
+    req = urllib.request.Request(root + "/tokenize", body, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read())["tokens"]
 
 
 def test_the_server_receives_the_chat_template_byte_for_byte(qwen_backend):
@@ -34,15 +52,20 @@ def test_the_server_receives_the_chat_template_byte_for_byte(qwen_backend):
     for e in [ROW, load_category("simple_python", limit=1)[0]]:
         expected = tok.apply_chat_template([m.to_dict() for m in e.messages], tools=[t.to_openai() for t in e.tools],
                                            add_generation_prompt=True, tokenize=False)
+        ours = tok(expected, add_special_tokens=False)["input_ids"]
         req = qwen_backend.completion_request(e)
         assert req["prompt"] == expected
-        # echo: the server returns the prompt exactly as it received it, then the completion
-        resp = qwen_backend.client.completions.create(**{**req, "max_tokens": 1, "echo": True})
-        received = resp.choices[0].text[: len(expected)]
-        assert received == expected
-        assert "&lt;" not in received and "&#34;" not in received and "<tools>" in received
-        # and tokenized it as our tokenizer does (special tokens read as one token each, nothing added)
-        assert resp.usage.prompt_tokens == len(tok(expected, add_special_tokens=False)["input_ids"])
+        assert "&lt;" not in expected and "&#34;" not in expected and "<tools>" in expected
+        if "llama-server" in qwen_backend.identity()["served_by"]:
+            # llama-server has no echo: its own tokens of the prompt must be ours, one for one
+            assert _server_tokens(qwen_backend, req["prompt"]) == ours
+            resp = qwen_backend.client.completions.create(**{**req, "max_tokens": 1})
+        else:
+            # echo: the server returns the prompt exactly as it received it, then the completion
+            resp = qwen_backend.client.completions.create(**{**req, "max_tokens": 1, "echo": True})
+            assert resp.choices[0].text[: len(expected)] == expected
+        # and the completion read it as our tokenizer does (special tokens one token each, nothing added)
+        assert resp.usage.prompt_tokens == len(ours)
     assert '"Highest common factor of <a> & <b> (\\"integers\\")."' in qwen_backend.completion_request(ROW)["prompt"]
 
 
