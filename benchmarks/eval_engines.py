@@ -92,7 +92,7 @@ def record(name: str, repeat: int, folder: Path, command: str, wall: float, gpu:
             "non_live_ast": summary.get("non_live_ast"), "gpu": gpu}
 
 
-def collect(work: str, log: str | None) -> list[dict]:
+def collect(work: str, log: str | None, names: list[str]) -> list[dict]:
     """Records rebuilt from the run folders of an interrupted benchmark (``NAME_rREPEAT``; the GPU samples from the
     lines it printed to ``log``, the wall time from each run's summary, which excludes the process start)."""
     printed = {}
@@ -105,10 +105,10 @@ def collect(work: str, log: str | None) -> list[dict]:
         if not (folder / "bench_bfcl.json").exists():
             continue
         stem, _, rep = folder.name.rpartition("_r")
-        name = stem.replace("-", ":", 1) if stem.startswith("padded") else stem
+        name = stem.replace("-", ":", 1)  # one_run wrote the run's name with '-' for ':'
         wall = json.loads((folder / "bench_bfcl.json").read_text())["wall_s"]
         out.append(record(name, int(rep), folder, "(collected)", wall, printed.get((name, int(rep)))))
-    return sorted(out, key=lambda r: (r["repeat"], r["run"] != "padded:64"))
+    return sorted((r for r in out if r["run"] in names), key=lambda r: (r["repeat"], names.index(r["run"])))
 
 
 def answers(folder: str) -> dict:
@@ -134,6 +134,21 @@ def compare(reference: dict, other: dict) -> dict:
     return {"rows": len(reference), "identical": len(reference) - len(differing), "differing": differing}
 
 
+def summarize(records: list[dict], names: list[str], answers_of) -> tuple[list[dict], dict, dict]:
+    """Per configuration, in ``names`` order: its repeats and median (min, max) rows/s; then, row by row, each
+    configuration's first repeat against the first configuration's, and each one's first repeat against its last.
+    ``answers_of(record)`` reads a run's answers by row id."""
+    by_name = {n: [r for r in records if r["run"] == n] for n in names}
+    summary = [{"run": n, "repeats": len(rs), "rows_per_s_median": statistics.median(r["rows_per_s"] for r in rs),
+                "rows_per_s_min": min(r["rows_per_s"] for r in rs), "rows_per_s_max": max(r["rows_per_s"] for r in rs)}
+               for n, rs in by_name.items()]
+    reference = answers_of(by_name[names[0]][0])
+    same = {n: compare(reference, answers_of(rs[0])) for n, rs in by_name.items() if n != names[0]}
+    repeatable = {n: compare(answers_of(rs[0]), answers_of(rs[-1]))["identical"] for n, rs in by_name.items()
+                  if len(rs) > 1}
+    return summary, same, repeatable
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="smollm2")
@@ -153,29 +168,21 @@ def main() -> int:
 
     from fctune.config import hardware, library_versions
 
-    records = collect(args.collect, args.log) if args.collect else []
+    records = collect(args.collect, args.log, [run["name"] for run in runs]) if args.collect else []
     # interleaved (A B A B ...), so a drift of the machine over time falls on every configuration alike
     for repeat in range(0 if args.collect else args.repeats):
         for run in runs:
             records.append(one_run(args, run, repeat))
             print(json.dumps({k: records[-1][k] for k in ("run", "repeat", "rows", "rows_per_s", "gpu")}), flush=True)
-    summary = []
-    for run in runs:
-        mine = [r for r in records if r["run"] == run["name"]]
-        rps = [r["rows_per_s"] for r in mine]
-        summary.append({"run": run["name"], "repeats": len(mine), "rows_per_s_median": statistics.median(rps),
-                        "rows_per_s_min": min(rps), "rows_per_s_max": max(rps),
-                        "rows_per_s_wall_median": statistics.median(r["rows_per_s_wall"] for r in mine),
-                        "gpu_util_median_pct": statistics.median(r["gpu"]["util_median_pct"] for r in mine)
-                        if all(r["gpu"] for r in mine) else None})
+    names = [run["name"] for run in runs]
+    summary, identity, repeatability = summarize(records, names, lambda r: answers(r["folder"]))
     base = summary[0]["rows_per_s_median"]
     for s in summary:
+        mine = [r for r in records if r["run"] == s["run"]]
+        s["rows_per_s_wall_median"] = statistics.median(r["rows_per_s_wall"] for r in mine)
+        s["gpu_util_median_pct"] = (statistics.median(r["gpu"]["util_median_pct"] for r in mine)
+                                    if all(r["gpu"] for r in mine) else None)
         s["speedup_vs_first"] = round(s["rows_per_s_median"] / base, 2)
-    reference = answers(records[0]["folder"])
-    identity = {run["name"]: compare(reference, answers(next(r for r in records if r["run"] == run["name"])["folder"]))
-                for run in runs[1:]}
-    repeatability = {run["name"]: compare(answers(mine[0]["folder"]), answers(mine[-1]["folder"]))["identical"]
-                     for run in runs if len(mine := [r for r in records if r["run"] == run["name"]]) > 1}
     out = {"collected_from": args.collect, "model": args.model, "adapter": args.adapter,
            "categories": args.categories, "sample": args.sample,
            "max_new_tokens": args.max_new_tokens, "dtype": args.dtype, "summary": summary, "runs": records,

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from eval_engines import compare
+from eval_engines import summarize
 
 
 def answers(folder: Path, label: str, suite: str) -> dict:
@@ -65,24 +64,12 @@ def main() -> int:
                             "rows_per_s": round(tp["examples"] / tp["generation_s"], 4),
                             "generated_tokens": tp["generated_tokens"]})
             print(json.dumps({k: records[-1][k] for k in ("run", "repeat", "rows_per_s", "generation_s")}), flush=True)
-    summary = []
-    for run in args.runs:
-        mine = [r for r in records if r["run"] == run]
-        rps = [r["rows_per_s"] for r in mine]
-        summary.append({"run": run, "served_by": mine[0]["served_by"], "repeats": len(mine),
-                        "rows_per_s_median": statistics.median(rps), "rows_per_s_min": min(rps),
-                        "rows_per_s_max": max(rps)})
+    summary, same, repeat_same = summarize(records, args.runs,
+                                           lambda r: answers(Path(r["folder"]), r["label"], args.suite))
     base = next((s["rows_per_s_median"] for s in summary if s["run"] == "cpp:1"), summary[0]["rows_per_s_median"])
     for s in summary:
+        s["served_by"] = next(r["served_by"] for r in records if r["run"] == s["run"])
         s["speedup_vs_cpp_1"] = round(s["rows_per_s_median"] / base, 2)
-    first = {run: next(r for r in records if r["run"] == run) for run in args.runs}
-    ref = first[args.runs[0]]
-    reference = answers(Path(ref["folder"]), ref["label"], args.suite)
-    same = {run: compare(reference, answers(Path(r["folder"]), r["label"], args.suite)) for run, r in first.items()
-            if run != args.runs[0]}
-    repeat_same = {run: compare(answers(Path(m[0]["folder"]), m[0]["label"], args.suite),
-                                answers(Path(m[-1]["folder"]), m[-1]["label"], args.suite))["identical"]
-                   for run in args.runs if len(m := [r for r in records if r["run"] == run]) > 1}
     out = {"model": args.model, "suite": args.suite, "limit": args.limit, "summary": summary, "runs": records,
            "same_answers_as_first_run": same, "identical_rows_first_vs_last_repeat": repeat_same,
            "hardware": hardware(), "versions": library_versions()}
