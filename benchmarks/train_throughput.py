@@ -5,6 +5,7 @@ Unsloth model + its SFTTrainer), raw Unsloth, raw transformers + peft. Random we
     python benchmarks/train_throughput.py prepare --dir /tmp/shapes --tokenizer TOKDIR   # random-weight checkpoints
     python benchmarks/train_throughput.py all --dir /tmp/shapes --tokenizer TOKDIR --out results.jsonl  # resumes
     python benchmarks/train_throughput.py one --shape llama-3.2-1b --stack unsloth --precision bf16 ...
+    python benchmarks/train_throughput.py ablation --shape llama-3.2-1b --precision bf16 --out DIR  # why slower
 
 Method: LoRA r=16, alpha=32, dropout 0, on all linear projections; batch 4 x 2048 tokens (the same random rows
 every step); gradient checkpointing; AdamW (torch), constant learning rate 2e-4; bf16 compute.
@@ -101,18 +102,41 @@ def _restore(model, snap: dict) -> None:
                 p.copy_(snap[n])
 
 
-def _raw_block(model, ids) -> tuple[list[float], list[float]]:
-    """WARMUP + TIMED plain steps; returns the timed steps' seconds and every step's loss (read after the block)."""
+def _raw_block(model, ids, autocast=False, mask=False, trl_head=False, clip=False,
+               batch=None) -> tuple[list[float], list[float]]:
+    """WARMUP + TIMED plain steps; returns the timed steps' seconds and every step's loss (read after the block).
+    The options add one thing the Trainer does (ablation mode): bf16 autocast around the forward, an all-ones
+    attention mask, TRL's fused loss head (entropy and top-1 included, as SFTTrainer asks) instead of the model's
+    own loss, gradient-norm clipping at 1.0, or the Trainer's own batch (``batch``: the same rows as the collator
+    made them; under Unsloth, padding-free: one row of 4 x 2048 tokens with position ids and sequence lengths)."""
+    import contextlib
+
     import torch
 
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=LR)
+    params = [p for p in model.parameters() if p.requires_grad]
+    kw = {"attention_mask": torch.ones_like(ids)} if mask else {}
+    if batch is not None:
+        kw.update({k: v for k, v in batch.items() if k != "input_ids"})
+        ids = batch["input_ids"]
+    if trl_head:
+        from trl.trainer.utils import add_fused_lm_head
+
+        add_fused_lm_head(model.get_base_model(), outputs=("log_probs", "entropy", "is_top1"))
+        kw["fused_lm_head"] = True
     times, losses = [], []
-    model.train()
+    if hasattr(model, "for_training"):  # Unsloth's model: its training mode arms its (offloaded) checkpointing,
+        model.for_training()            # which the Trainer path gets; a bare model.train() left it off
+    else:
+        model.train()
     for step in range(WARMUP + TIMED):
         torch.cuda.synchronize()
         t0 = time.perf_counter()
-        loss = model(input_ids=ids, labels=ids).loss
+        with torch.autocast("cuda", dtype=torch.bfloat16) if autocast else contextlib.nullcontext():
+            loss = model(**{"input_ids": ids, "labels": ids, **kw}).loss
         loss.backward()
+        if clip:
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
         torch.cuda.synchronize()
@@ -122,8 +146,12 @@ def _raw_block(model, ids) -> tuple[list[float], list[float]]:
     return times, [round(float(x), 5) for x in losses]
 
 
-def _trainer_block(cfg, settings, model, tok, ds, **options) -> tuple[list[float], list[float]]:
-    """The project's trainer (fctune.train._make_trainer) for WARMUP + TIMED steps on the same rows."""
+def _trainer_block(cfg, settings, model, tok, ds, tweaks=None, seen=None, **options) -> tuple[list[float], list[float]]:
+    """The project's trainer (fctune.train._make_trainer) for WARMUP + TIMED steps on the same rows. ``tweaks``
+    (ablation mode) turns one of the Trainer's own steps off: "no_clip" (max_grad_norm 0), "no_amp" (no autocast
+    around the forward), "no_mask" (the collator's all-ones attention mask dropped), "padded" (padding_free=False:
+    Unsloth's padding-free batches off); ``seen`` gets the first batch (shapes, and its tensors) and the trainer's
+    classes."""
     import dataclasses
 
     import torch
@@ -144,7 +172,18 @@ def _trainer_block(cfg, settings, model, tok, ds, **options) -> tuple[list[float
             marks.append(time.perf_counter())
 
     cfg = dataclasses.replace(cfg, max_steps=WARMUP + TIMED, **options)
-    trainer = _make_trainer(cfg, dict(settings), "unsloth", model, tok, ds, None, Path("/tmp/fctune-bench-ckpt"))
+    tweaks = tweaks or ()
+    # "padded": Unsloth's switch for its automatic padding-free batches, read when the trainer is built (the
+    # module global that UNSLOTH_DISABLE_AUTO_PADDING_FREE=1 sets at import)
+    unsloth_trainer = sys.modules.get("unsloth.trainer")
+    auto_off = getattr(unsloth_trainer, "_AUTO_PADDING_FREE_ENV_DISABLED", None)
+    if "padded" in tweaks and auto_off is not None:
+        unsloth_trainer._AUTO_PADDING_FREE_ENV_DISABLED = True
+    try:
+        trainer = _make_trainer(cfg, dict(settings), "unsloth", model, tok, ds, None, Path("/tmp/fctune-bench-ckpt"))
+    finally:
+        if auto_off is not None:
+            unsloth_trainer._AUTO_PADDING_FREE_ENV_DISABLED = auto_off
     trainer.add_callback(Timer())
     trainer.args.shuffle_dataset = False
     step_fn = trainer.training_step
@@ -155,14 +194,47 @@ def _trainer_block(cfg, settings, model, tok, ds, **options) -> tuple[list[float
         return loss
 
     trainer.training_step = training_step
+    if "no_clip" in tweaks:
+        trainer.args.max_grad_norm = 0.0
+    if "no_amp" in tweaks:  # accelerate wraps the forward in autocast when it prepares the model
+        trainer.accelerator.native_amp = False
+    collate = trainer.data_collator
+
+    def collator(rows):
+        batch = collate(rows)
+        if "no_mask" in tweaks:
+            batch.pop("attention_mask", None)
+        if seen is not None and "batch" not in seen:
+            seen["batch"] = {k: list(v.shape) for k, v in batch.items() if hasattr(v, "shape")}
+            seen["tensors"] = {k: v.clone() for k, v in batch.items() if hasattr(v, "clone")}
+        return batch
+
+    trainer.data_collator = collator
+    if seen is not None:
+        seen["trainer_mro"] = [f"{c.__module__}.{c.__qualname__}" for c in type(trainer).__mro__][:6]
+        seen["max_grad_norm"] = trainer.args.max_grad_norm
+        seen["mixed_precision"] = str(trainer.accelerator.mixed_precision)
     trainer.train()
     times = [b - a for a, b in zip(marks[:-1], marks[1:], strict=True)][WARMUP:]
     return times, [round(float(x), 5) for x in losses]
 
 
-def run_paired(path: Path, precision: str) -> dict:
-    """Raw Unsloth and the project's trainer (step metrics off and on) on one model, interleaved (module doc)."""
-    import torch
+def _forwards(model) -> list:
+    """The model's and its base model's own ``forward`` attributes: each Trainer wraps them again (accelerate's
+    autocast when it prepares the model, TRL's fused head when it is built), so every block starts from these."""
+    return [(m, m.__dict__.get("forward")) for m in (model, model.get_base_model())]
+
+
+def _reset_forwards(saved: list) -> None:
+    for m, fwd in saved:
+        if fwd is None:
+            m.__dict__.pop("forward", None)
+        else:
+            m.forward = fwd
+
+
+def _load_paired(path: Path, precision: str):
+    """fctune.train's own loading and LoRA on one shape, a fixed random batch, and the same rows as a dataset."""
     import unsloth  # noqa: F401 - before transformers/trl, so its patches apply
     from datasets import Dataset
 
@@ -182,18 +254,102 @@ def run_paired(path: Path, precision: str) -> dict:
     ids = _batch(model.config.vocab_size)
     rows = ids.cpu().tolist()
     ds = Dataset.from_list([{"input_ids": r, "assistant_masks": [1] * SEQ} for r in rows] * (WARMUP + TIMED))
-    init = _snapshot(model)
-    variants = {"unsloth": None, "fctune": {}, "fctune+step_metrics": {"step_metrics": True}}
+    return cfg, settings, model, tok, ids, ds
+
+
+def run_paired(path: Path, precision: str, variants: dict | None = None, loaded: tuple | None = None) -> dict:
+    """Raw Unsloth and the project's trainer (step metrics off and on) on one model, interleaved (module doc).
+    ``variants`` (ablation mode) maps a name to raw-loop options ({"raw": {...}}) or trainer options
+    ({"trainer": {...}, "tweaks": [...]})."""
+    import torch
+
+    cfg, settings, model, tok, ids, ds = loaded or _load_paired(path, precision)
+    variants = variants or {"unsloth": {"raw": {}}, "fctune": {"trainer": {}},
+                            "fctune+step_metrics": {"trainer": {"step_metrics": True}}}
+    init, forwards = _snapshot(model), _forwards(model)
+    seen_batch = None
+    if any(v.get("trainer_batch") for v in variants.values()):  # the collator's batch, made once, untimed
+        seen = {}
+        _trainer_block(cfg, settings, model, tok, ds, seen=seen)
+        seen_batch = seen["tensors"]
     blocks = {stack: [] for stack in variants}
     for _ in range(ROUNDS):
-        for stack in blocks:
+        for stack, v in variants.items():
             _restore(model, init)
+            _reset_forwards(forwards)
             torch.cuda.synchronize()
-            if stack == "unsloth":
-                blocks[stack].append(_raw_block(model, ids))
+            if "raw" in v:
+                batch = seen_batch if v.get("trainer_batch") else None
+                blocks[stack].append(_raw_block(model, ids, batch=batch, **v["raw"]))
             else:
-                blocks[stack].append(_trainer_block(cfg, settings, model, tok, ds, **variants[stack]))
+                blocks[stack].append(_trainer_block(cfg, settings, model, tok, ds, tweaks=v.get("tweaks"),
+                                                    **v["trainer"]))
     return blocks
+
+
+ABLATION = {  # what the Trainer does that the raw loop does not, one thing at a time (both directions)
+    "raw": {"raw": {}},
+    "raw+autocast": {"raw": {"autocast": True}},
+    "raw+attention_mask": {"raw": {"mask": True}},
+    "raw+trl_head": {"raw": {"trl_head": True}},
+    "raw+clip": {"raw": {"clip": True}},
+    "trainer": {"trainer": {}},
+    "trainer-clip": {"trainer": {}, "tweaks": ["no_clip"]},
+    "trainer-autocast": {"trainer": {}, "tweaks": ["no_amp"]},
+    "trainer-padding_free": {"trainer": {}, "tweaks": ["padded"]},
+    "raw+trainer_batch": {"raw": {}, "trainer_batch": True},
+}
+
+
+def ablation(args) -> None:
+    """Where the trainer's extra time per step goes: the ABLATION variants interleaved (as ``one``), then
+    torch.profiler over one block of the raw loop and one of the trainer (operator tables by CPU and by GPU time)
+    and cProfile over one trainer block (Python functions by cumulative time). Files in --out (a folder)."""
+    import cProfile
+    import pstats
+
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = Path(args.dir) / args.shape
+    names = args.variants or list(ABLATION)
+    loaded = _load_paired(path, args.precision)
+    init, forwards = _snapshot(loaded[2]), _forwards(loaded[2])
+    blocks = run_paired(path, args.precision, {n: ABLATION[n] for n in names}, loaded)
+    summary = {n: {"tokens_per_s": round(statistics.median(statistics.median(BATCH * SEQ / t for t in times)
+                                                           for times, _ in runs)),
+                   "step_ms_rounds": [round(1000 * statistics.median(times), 1) for times, _ in runs],
+                   "loss_first_round": runs[0][1]} for n, runs in blocks.items()}
+    cfg, settings, model, tok, ids, ds = loaded
+    seen = {}
+    _restore(model, init)
+    _reset_forwards(forwards)
+    prof_raw = profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA])
+    with prof_raw:
+        _raw_block(model, ids)
+    prof_tr = profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA])
+    _reset_forwards(forwards)
+    with prof_tr:
+        _trainer_block(cfg, settings, model, tok, ds, seen=seen)
+    _reset_forwards(forwards)
+    seen.pop("tensors", None)
+    for name, prof in (("raw", prof_raw), ("trainer", prof_tr)):
+        ka = prof.key_averages()
+        (out / f"profile_{name}_{args.shape}_{args.precision}.txt").write_text(
+            ka.table(sort_by="self_cpu_time_total", row_limit=45) + "\n\n"
+            + ka.table(sort_by="self_device_time_total", row_limit=30))
+    pr = cProfile.Profile()
+    pr.enable()
+    _trainer_block(cfg, settings, model, tok, ds)
+    pr.disable()
+    with (out / f"cprofile_trainer_{args.shape}_{args.precision}.txt").open("w") as f:
+        pstats.Stats(pr, stream=f).sort_stats("cumulative").print_stats(70)
+    rec = {"shape": args.shape, "precision": args.precision, "steps": f"{WARMUP}+{TIMED} x {ROUNDS} rounds",
+           "variants": summary, "seen": seen, "gpu": torch.cuda.get_device_name(0), "torch": torch.__version__}
+    (out / f"ablation_{args.shape}_{args.precision}.json").write_text(json.dumps(rec, indent=1))
+    print(json.dumps({n: (v["tokens_per_s"], v["step_ms_rounds"]) for n, v in summary.items()}), flush=True)
 
 
 def run_transformers(path: Path, precision: str) -> dict:
@@ -251,7 +407,7 @@ def one(args) -> list[dict]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("mode", choices=["prepare", "one", "all"])
+    ap.add_argument("mode", choices=["prepare", "one", "all", "ablation"])
     ap.add_argument("--dir", default="/tmp/shapes")
     ap.add_argument("--tokenizer", help="prepare: a tokenizer folder copied beside each shape")
     ap.add_argument("--out", default="benchmarks/results/train_throughput.jsonl")
@@ -262,11 +418,15 @@ def main() -> int:
     ap.add_argument("--shape")
     ap.add_argument("--stack")
     ap.add_argument("--precision")
+    ap.add_argument("--variants", nargs="*", help=f"ablation: some of {', '.join(ABLATION)}")
     args = ap.parse_args()
     if args.mode == "prepare":
         if not args.tokenizer:
             ap.error("prepare needs --tokenizer DIR")
         prepare(Path(args.dir), args.shapes, args.tokenizer)
+        return 0
+    if args.mode == "ablation":
+        ablation(args)
         return 0
     if args.mode == "one":
         for rec in one(args):

@@ -55,6 +55,40 @@ case "$1" in
          continuous --repeats 1 --max-new-tokens 256 --dtype fp32 --work /tmp/eng32 --out $J/eval_engines_fp32.json" \
        < /dev/null > $J/gpu1.log 2>&1; echo done > $J/gpu1.done) &
     sleep 5; ls $J ;;
+  ablate)  # GPU 0: why the trainer is slower (train_throughput.py ablation, 1B bf16 then 4-bit), the other shapes'
+           # checkpoints prepared in between; GPU 1: padded batches of 64 / 256 / 1024 on BFCL non-live
+    mkdir -p $J
+    cd /tmp/b
+    (CUDA_VISIBLE_DEVICES=0 setsid nohup bash -c "
+       python3 benchmarks/train_throughput.py prepare --dir /tmp/shapes --tokenizer /tmp/pk/tok --shapes llama-3.2-1b;
+       python3 benchmarks/train_throughput.py ablation --dir /tmp/shapes --shape llama-3.2-1b --precision bf16 \
+         --out $J/ablation;
+       python3 benchmarks/train_throughput.py prepare --dir /tmp/shapes --tokenizer /tmp/pk/tok;
+       python3 benchmarks/train_throughput.py ablation --dir /tmp/shapes --shape llama-3.2-1b --precision 4bit \
+         --out $J/ablation" < /dev/null > $J/gpu0.log 2>&1; echo done > $J/gpu0.done) &
+    (CUDA_VISIBLE_DEVICES=1 setsid nohup bash -c "
+       python3 benchmarks/eval_engines.py --model $SMOL --categories non_live --sample ${EVAL_SAMPLE:-100} \
+         --runs padded:64 padded:256 padded:1024 --repeats ${EVAL_REPEATS:-2} --max-new-tokens 256 --work /tmp/eng \
+         --out $J/eval_batches_bf16.json" < /dev/null > $J/gpu1.log 2>&1; echo done > $J/gpu1.done) &
+    sleep 5; ls $J ;;
+  trainall)  # GPU 0: the unsloth stack (raw Unsloth + the project's trainer) on the six shapes with this tree's
+             # training code; GPU 1, once its evaluation queue is done: raw transformers on them
+    cp "$REPO"/benchmarks/train_throughput.py /tmp/b/benchmarks/ && cp "$REPO"/fctune/train.py /tmp/b/fctune/
+    rm -f $J/gpu0.done $J/gpu2.done
+    cd /tmp/b
+    (CUDA_VISIBLE_DEVICES=0 setsid nohup bash -c "
+       python3 benchmarks/train_throughput.py all --dir /tmp/shapes --stacks unsloth \
+         --out $J/train_unsloth.jsonl --budget-s ${TRAIN_BUDGET:-600}" < /dev/null > $J/gpu0.log 2>&1;
+       echo done > $J/gpu0.done) &
+    (while [ ! -f $J/gpu1.done ]; do sleep 5; done; CUDA_VISIBLE_DEVICES=1 setsid nohup bash -c "
+       python3 benchmarks/train_throughput.py all --dir /tmp/shapes --stacks transformers \
+         --out $J/train_transformers.jsonl --budget-s ${TF_BUDGET:-480}" < /dev/null > $J/gpu2.log 2>&1;
+       echo done > $J/gpu2.done) &
+    sleep 10; ps aux | grep -c "[t]rain_throughput" ;;
+  waitfile)  # until $2 exists (a path under the jobs folder) or $3 seconds pass
+    end=$(( $(date +%s) + ${3:-300} ))
+    while [ "$(date +%s)" -lt "$end" ] && ! ls $J/$2 >/dev/null 2>&1; do sleep 5; done
+    ls $J $J/ablation 2>/dev/null; tail -3 $J/gpu0.log; tail -3 $J/gpu1.log ;;
   restart0)  # GPU 0's queue again with this tree's training code (the first try's records kept aside)
     pkill -f "[t]rain_throughput.py all" || true; pkill -f "[t]rain_throughput.py one" || true; sleep 3
     cp "$REPO"/benchmarks/train_throughput.py /tmp/b/benchmarks/ && cp "$REPO"/fctune/train.py /tmp/b/fctune/
@@ -69,12 +103,14 @@ case "$1" in
     sleep 20; ps aux | grep -c "[t]rain_throughput"; ls $J /tmp/shapes ;;
   wait)
     end=$(( $(date +%s) + ${2:-500} ))
-    while [ "$(date +%s)" -lt "$end" ] && ! { [ -f $J/gpu0.done ] && [ -f $J/gpu1.done ]; }; do sleep 15; done
-    ls $J; tail -4 $J/gpu0.log; tail -4 $J/gpu1.log
+    while [ "$(date +%s)" -lt "$end" ] && ! { [ -f $J/gpu0.done ] && [ -f $J/gpu1.done ] \
+          && { [ ! -f $J/gpu2.log ] || [ -f $J/gpu2.done ]; }; }; do sleep 15; done
+    ls $J; tail -4 $J/gpu0.log; tail -4 $J/gpu1.log; tail -4 $J/gpu2.log 2>/dev/null || true
     nvidia-smi --query-gpu=index,utilization.gpu,memory.used --format=csv,noheader ;;
   pack)
     mkdir -p "$OUT"
     cp $J/*.jsonl $J/*.json $J/*.log "$OUT"/ 2>/dev/null || true
+    [ -d $J/ablation ] && cp -r $J/ablation "$OUT"/
     ls -la "$OUT" ;;
   *) echo "unknown action $1" >&2; exit 2 ;;
 esac

@@ -432,7 +432,11 @@ def seed_questions(models: dict, llm, judged: dict, costs: dict, per_domain: dic
                f"{_compare_pair(models, a, b, key)}.{confounded}")
     fams = {ft[k]["family"]: k for k in paper if ft[k]["family"]}
     q = "Is Llama-3.1-8B worth about twice the cost of Phi-4-mini?"
-    if "llama" not in fams or "phi" not in fams:
+    shared = next((k for f, k in fams.items() if {"phi", "llama"} <= set(f.split("+"))), None)
+    if shared:  # one fine-tune stood for both families: they were given the same base model
+        ask(q, f"Not measurable: both families were given the same model ({models[shared].info.get('model')}), a "
+               f"stand-in, trained and evaluated once as {shared}; run the full profile with the real models.", False)
+    elif "llama" not in fams or "phi" not in fams:
         ask(q, f"Not measurable: missing a fine-tuned paper {'llama' if 'llama' not in fams else 'phi'} model.", False)
     elif models[fams["llama"]].info.get("model") == models[fams["phi"]].info.get("model"):
         ask(q, f"Not measurable: both families ran the same model ({models[fams['phi']].info.get('model')}), a "

@@ -223,8 +223,11 @@ class LlamaServer:
             raise ServerError(f"{model!r} is not a GGUF file: llama.cpp serves GGUF models only")
         self.gguf, self.description = ref.location, ref.description
         self.port = port or free_port()
-        # llama-cpp-python generates on cpu_count // 2 threads by default: half the machine idles during decoding
-        self.chat_format, self.n_ctx, self.n_threads = chat_format, n_ctx, n_threads or os.cpu_count()
+        # llama-cpp-python generates on cpu_count // 2 threads by default: half the machine idles during decoding.
+        # OMP_NUM_THREADS (set by the pipeline when evaluations share the machine) is honoured as torch honours it.
+        omp = os.environ.get("OMP_NUM_THREADS", "")
+        self.chat_format, self.n_ctx = chat_format, n_ctx
+        self.n_threads = n_threads or (int(omp) if omp.isdigit() and int(omp) > 0 else os.cpu_count())
         self.tokenizer = tokenizer
         if tokenizer:
             from fctune.serve import HANDLER_NAME

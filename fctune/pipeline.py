@@ -86,6 +86,9 @@ class PipelineConfig:
     eval_limit: int | None = field(default=None, metadata={"min": 1, "help": "rows per suite (default: by profile)"})
     eval_batch_size: int | None = field(default=None, metadata={
         "min": 1, "help": "local backend batch (default: by profile)"})
+    eval_workers: int | None = field(default=None, metadata={
+        "min": 1, "help": "evaluation commands run side by side, each on cores / N threads (default: 2 on a machine "
+                          "without GPUs and with 2 or more cores, else 1: GPU jobs would share one GPU's memory)"})
     logs_dir: str = field(default="paper_approach/logs", metadata={"help": "step logs, stamps and timings"})
     check_prerequisites: bool = field(default=False, metadata={
         "help": "only check what the run needs (step 1): Python packages, GPUs, the LLM baseline, Docker"})
@@ -98,6 +101,9 @@ class Step:
     groups: list[list[tuple[str, list[str], dict]]]   # sequential groups of parallel (tag, argv, env) commands
     inputs: list[str] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
+    # > 1: the groups run side by side, this many at a time, each as soon as the groups it waits for are done
+    workers: int = 1
+    after: dict[str, str] = field(default_factory=dict)  # group (by its first tag) -> the group it must follow
 
 
 # -- planning ------------------------------------------------------------------------------------------------
@@ -178,17 +184,25 @@ def plan(cfg: PipelineConfig) -> list[Step]:
             ("fledgling", ["docker", "build", "-t", "fctune/fledgling", "-f", "docker/fledgling/Dockerfile", "."],
              {})]],
             inputs=["pyproject.toml", "docker/unsloth-paper/Dockerfile", "docker/fledgling/Dockerfile"]))
+    by_model: dict[str, list[str]] = {}
+    for fam, m in models.items():
+        by_model.setdefault(m, []).append(fam)
+    # Families given the same base model (the smoke profile's SmolLM2 stands in for both) make the same training
+    # job, data and hyperparameters included: it runs once, under the joined name ("phi-llama", family
+    # "phi+llama"), and is evaluated once, as the shared base model is; two copies would only repeat it.
+    tuned = {"-".join(fams): m for m, fams in by_model.items()}  # adapter name -> base model
+    family_of = {"-".join(fams): "+".join(fams) for fams in by_model.values()}
     gpus = detect_gpus(cfg.gpus)
-    sets = assign_gpu_sets(gpus, len(models))
+    sets = assign_gpu_sets(gpus, len(tuned))
     if sets:  # parallel, disjoint GPU sets
-        group = [(fam, _train_cmd(fam, m, prof["train_preset"], len(s)), {"CUDA_VISIBLE_DEVICES": ",".join(s)})
-                 for (fam, m), s in zip(models.items(), sets, strict=True)]
+        group = [(name, _train_cmd(name, m, prof["train_preset"], len(s)), {"CUDA_VISIBLE_DEVICES": ",".join(s)})
+                 for (name, m), s in zip(tuned.items(), sets, strict=True)]
         train_groups = [group]
     else:
         env = {"CUDA_VISIBLE_DEVICES": gpus[0]} if gpus else {}
-        train_groups = [[(fam, _train_cmd(fam, m, prof["train_preset"], 1), env)] for fam, m in models.items()]
-    steps.append(Step(5, "train", train_groups, inputs=train_files,
-                      outputs=[f"paper_approach/adapters/{f}/adapter_model.safetensors" for f in models]))
+        train_groups = [[(name, _train_cmd(name, m, prof["train_preset"], 1), env)] for name, m in tuned.items()]
+    adapters = [f"paper_approach/adapters/{name}/adapter_model.safetensors" for name in tuned]
+    steps.append(Step(5, "train", train_groups, inputs=train_files, outputs=adapters))
     batch = ["--batch-size", str(cfg.eval_batch_size or prof["eval_batch_size"])]
     ev = [PY, "docker/unsloth-paper/scripts/eval_function_call.py", *lim, *batch]
     bf = [PY, "-m", "fctune.bfcl", "run", "--categories", "non_live", *batch] + (
@@ -196,9 +210,6 @@ def plan(cfg: PipelineConfig) -> list[Step]:
         ["--sample", str(cfg.bfcl_sample)] if cfg.bfcl_sample else [])
     eval_cmds = []
     labels = []  # every model the suites evaluate: step 6 is up to date only when each has every suite's summary
-    by_model: dict[str, list[str]] = {}
-    for fam, m in models.items():
-        by_model.setdefault(m, []).append(fam)
     for m, fams in by_model.items():
         label = f"paper-{'-'.join(fams)}-base"
         who = ["--model", m, "--label", label, "--role", "base", "--approach", "paper", "--family", "+".join(fams)]
@@ -206,20 +217,20 @@ def plan(cfg: PipelineConfig) -> list[Step]:
         labels.append(label)
         if cfg.bfcl:
             eval_cmds.append((label + "-bfcl", bf + who, {}))
-    for fam, m in models.items():
-        who = ["--model", m, "--adapter", f"paper_approach/adapters/{fam}", "--label", f"paper-{fam}-ft",
-               "--role", "finetuned", "--approach", "paper", "--family", fam]
-        eval_cmds.append((f"paper-{fam}-ft", ev + who, {}))
-        labels.append(f"paper-{fam}-ft")
+    for name, m in tuned.items():
+        who = ["--model", m, "--adapter", f"paper_approach/adapters/{name}", "--label", f"paper-{name}-ft",
+               "--role", "finetuned", "--approach", "paper", "--family", family_of[name]]
+        eval_cmds.append((f"paper-{name}-ft", ev + who, {}))
+        labels.append(f"paper-{name}-ft")
         if cfg.bfcl:
-            eval_cmds.append((f"paper-{fam}-ft-bfcl", bf + who, {}))
+            eval_cmds.append((f"paper-{name}-ft-bfcl", bf + who, {}))
         if cfg.roundtrip == "on" or (cfg.roundtrip == "auto" and prof["roundtrip"]):
             # after the model's own evaluation: the served model is compared with it row by row
-            rt = [PY, "-m", "fctune.roundtrip", "--adapter", f"paper_approach/adapters/{fam}", "--label",
-                  f"paper-{fam}-ft", "--gguf-type", prof["roundtrip_gguf"], *lim]
+            rt = [PY, "-m", "fctune.roundtrip", "--adapter", f"paper_approach/adapters/{name}", "--label",
+                  f"paper-{name}-ft", "--gguf-type", prof["roundtrip_gguf"], *lim]
             if cfg.bfcl:
                 rt += ["--bfcl-sample", str(cfg.bfcl_sample or prof["bfcl_limit"] or 30)]
-            eval_cmds.append((f"paper-{fam}-ft-roundtrip", rt, {}))
+            eval_cmds.append((f"paper-{name}-ft-roundtrip", rt, {}))
     llm = resolve_llm(cfg.llm)
     # offline, the LLM stand-in is an instruct model several times the SLMs' size that can call functions
     llm_model = cfg.llm_model or (OFFLINE_LLM if llm == "llamacpp" else None)
@@ -248,8 +259,18 @@ def plan(cfg: PipelineConfig) -> list[Step]:
         if cfg.fledgling_test_size:
             fl += ["--test-size", str(cfg.fledgling_test_size)]
         eval_cmds.append(("fledgling", fl, {}))
-    steps.append(Step(6, "evaluate", [[c] for c in eval_cmds],
-                      inputs=split_files + [f"paper_approach/adapters/{f}/adapter_model.safetensors" for f in models],
+    # On a CPU, two evaluations side by side on one core each did 1.37x the work of one on both cores (the 2-core
+    # machine, BENCHMARKS.md): decoding a 135M model does not keep two cores busy. The longest (Fledgling: its
+    # own evaluations and training) starts first; a round trip waits for its model's own evaluation.
+    workers = cfg.eval_workers or (2 if not gpus and (os.cpu_count() or 1) >= 2 else 1)
+    after = {}
+    if workers > 1:
+        threads = str(max(1, (os.cpu_count() or 1) // workers))
+        eval_cmds = sorted(eval_cmds, key=lambda c: c[0] != "fledgling")
+        eval_cmds = [(tag, argv, {**env, "OMP_NUM_THREADS": threads}) for tag, argv, env in eval_cmds]
+        after = {tag: tag.removesuffix("-roundtrip") for tag, _, _ in eval_cmds if tag.endswith("-roundtrip")}
+    steps.append(Step(6, "evaluate", [[c] for c in eval_cmds], workers=workers, after=after,
+                      inputs=split_files + adapters,
                       outputs=[str(result_paths(results, lb, s)[0]) for lb in labels for s in SUITES]))
     steps.append(Step(7, "compare", [[("compare", [PY, "comparison_framework/compare_approaches.py", "--phase",
                                                    str(cfg.phase)], {})]],
@@ -324,9 +345,10 @@ def _pump(proc: subprocess.Popen, log_file, prefix: str, echo: bool) -> None:
             sys.stdout.flush()
 
 
-def run_group(step: Step, group, logs: Path) -> None:
+def run_group(step: Step, group, logs: Path, tagged: bool = False) -> None:
     procs = []
-    parallel = len(group) > 1  # a group's commands run side by side (two GPUs); steps and groups run in order
+    # a group's commands run side by side (two GPUs); steps and groups run in order, unless the step has workers
+    parallel = len(group) > 1 or tagged
     for tag, argv, env in group:
         log_path = logs / f"{step.name}{'' if tag == step.name else '_' + tag}.log"
         f = open(log_path, "ab")
@@ -354,6 +376,46 @@ def run_group(step: Step, group, logs: Path) -> None:
         raise failed
 
 
+def run_pool(step: Step, logs: Path) -> None:
+    """The step's groups, ``step.workers`` at a time, each started once the group it must follow (``step.after``)
+    is done. The first failure stops the running groups and starts no new one; it is raised once all have ended."""
+    pending = list(step.groups)
+    known = {g[0][0] for g in pending}
+    done: set[str] = set()
+    failures: list[StepFailed] = []
+    lock = threading.Condition()
+
+    def next_group():
+        with lock:
+            while pending and not failures:
+                ready = [g for g in pending if step.after.get(g[0][0]) not in known or step.after[g[0][0]] in done]
+                if ready:
+                    pending.remove(ready[0])
+                    return ready[0]
+                lock.wait()  # every ready group is running; one that finishes may release the next
+            return None
+
+    def worker():
+        while (group := next_group()) is not None:
+            try:
+                run_group(step, group, logs, tagged=True)
+            except StepFailed as e:
+                with lock:
+                    failures.append(e)
+                _stop_children()
+            with lock:
+                done.add(group[0][0])
+                lock.notify_all()
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(min(step.workers, len(pending)))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if failures:  # the cause, not a sibling that was stopped because of it (killed by a signal)
+        raise next((f for f in failures if f.code not in (-signal.SIGTERM, -signal.SIGKILL, 143, 137)), failures[0])
+
+
 def tail(path: Path, n: int = 30) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
@@ -375,7 +437,7 @@ def run(cfg: PipelineConfig) -> dict:
     if cfg.dry_run:
         for s in chosen:
             for g in s.groups:
-                kind = "in parallel" if len(g) > 1 else ""
+                kind = ("in parallel" if len(g) > 1 else f"{s.workers} at a time" if s.workers > 1 else "")
                 for tag, argv, env in g:
                     envs = " ".join(f"{k}={v}" for k, v in env.items())
                     print(f"step {s.number} {s.name} [{tag}] {kind}: {envs + ' ' if envs else ''}{shlex.join(argv)}")
@@ -391,8 +453,11 @@ def run(cfg: PipelineConfig) -> dict:
             continue
         t0 = time.time()
         try:
-            for g in s.groups:
-                run_group(s, g, logs)
+            if s.workers > 1:
+                run_pool(s, logs)
+            else:
+                for g in s.groups:
+                    run_group(s, g, logs)
         except StepFailed as e:
             print(f"\n[step {s.number} {s.name}] FAILED (exit {e.code}). Last lines of {e.log_path}:\n"
                   f"{tail(e.log_path)}", file=sys.stderr, flush=True)

@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -101,8 +102,87 @@ def test_training_plan_on_four_gpus_is_parallel_and_data_parallel():
 
 
 def test_training_plan_without_gpus_is_sequential():
-    step = next(s for s in plan(PipelineConfig(gpus="none")) if s.name == "train")
+    step = next(s for s in plan(PipelineConfig(gpus="none", models=["phi=/m/p", "llama=/m/l"])) if s.name == "train")
     assert [len(g) for g in step.groups] == [1, 1] and all(env == {} for g in step.groups for _, _, env in g)
+
+
+def test_families_given_the_same_model_are_trained_and_evaluated_once():
+    """The smoke profile gives SmolLM2 to both families: one training job under the joined name, one evaluation of
+    it (family phi+llama), as for the shared base model; distinct models keep one job each."""
+    steps = {s.name: s for s in plan(PipelineConfig(gpus="none", llm="none", fledgling=False))}
+    assert [tag for g in steps["train"].groups for tag, _, _ in g] == ["phi-llama"]
+    assert steps["train"].outputs == ["paper_approach/adapters/phi-llama/adapter_model.safetensors"]
+    evals = {tag: argv for g in steps["evaluate"].groups for tag, argv, _ in g}
+    assert sorted(evals) == ["paper-phi-llama-base", "paper-phi-llama-ft"]
+    ft = evals["paper-phi-llama-ft"]
+    assert ft[ft.index("--family") + 1] == "phi+llama"
+    assert ft[ft.index("--adapter") + 1] == "paper_approach/adapters/phi-llama"
+    steps = {s.name: s for s in plan(PipelineConfig(gpus="none", llm="none", fledgling=False,
+                                                    models=["phi=/m/p", "llama=/m/l", "qwen=/m/p"]))}
+    assert [tag for g in steps["train"].groups for tag, _, _ in g] == ["phi-qwen", "llama"]
+
+
+def test_cpu_evaluations_run_two_at_a_time_on_one_core_each(monkeypatch):
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    step = next(s for s in plan(PipelineConfig(gpus="none", llm="llamacpp", roundtrip="on")) if s.name == "evaluate")
+    tags = [tag for g in step.groups for tag, _, _ in g]
+    assert step.workers == 2 and tags[0] == "fledgling"  # the longest first
+    assert all(env["OMP_NUM_THREADS"] == "1" for g in step.groups for _, _, env in g)
+    assert step.after == {"paper-phi-llama-ft-roundtrip": "paper-phi-llama-ft"}
+    one = next(s for s in plan(PipelineConfig(gpus="none", llm="llamacpp", eval_workers=1)) if s.name == "evaluate")
+    assert one.workers == 1 and all("OMP_NUM_THREADS" not in env for g in one.groups for _, _, env in g)
+    gpu = next(s for s in plan(PipelineConfig(gpus="0", llm="llamacpp")) if s.name == "evaluate")
+    assert gpu.workers == 1  # GPU evaluations would share one GPU's memory
+
+
+def _timed(tag, seconds, log, code=0):
+    """A real command that notes its start and end (wall clock) in ``log`` and exits with ``code``."""
+    body = (f"import time; open({str(log)!r}, 'a').write('{tag} start %f\\n' % time.time()); time.sleep({seconds}); "
+            f"open({str(log)!r}, 'a').write('{tag} end %f\\n' % time.time()); raise SystemExit({code})")
+    return [(tag, [sys.executable, "-c", body], {})]
+
+
+def _spans(log):
+    t = {}
+    for line in log.read_text().splitlines():
+        tag, what, at = line.split()
+        t.setdefault(tag, {})[what] = float(at)
+    return t
+
+
+def test_worker_pool_runs_two_at_a_time_and_keeps_the_order_it_is_given(tmp_path):
+    from fctune.pipeline import Step, run_pool
+
+    log = tmp_path / "times"
+    step = Step(6, "evaluate", [_timed("a", 1.5, log), _timed("b", 0.3, log), _timed("b-roundtrip", 0.3, log),
+                                _timed("c", 0.3, log)], workers=2, after={"b-roundtrip": "b"})
+    run_pool(step, tmp_path)
+    t = _spans(log)
+    assert t["b"]["start"] < t["a"]["end"]  # side by side
+    assert t["b-roundtrip"]["start"] >= t["b"]["end"]  # after what it follows
+    assert t["c"]["start"] >= t["b-roundtrip"]["end"]  # the given order: the ready round trip before c
+    running = [(x["start"], 1) for x in t.values()] + [(x["end"], -1) for x in t.values()]
+    level = peak = 0
+    for _, d in sorted(running, key=lambda e: (e[0], e[1])):
+        level += d
+        peak = max(peak, level)
+    assert peak == 2
+    assert (tmp_path / "evaluate_b-roundtrip.log").exists()
+
+
+def test_worker_pool_stops_at_the_first_failure_and_names_it(tmp_path):
+    from fctune.pipeline import Step, StepFailed, run_pool
+
+    log = tmp_path / "times"
+    step = Step(6, "evaluate", [_timed("long", 30, log), _timed("bad", 0.2, log, code=3), _timed("never", 0.1, log)],
+                workers=2)
+    t0 = time.time()
+    with pytest.raises(StepFailed) as e:
+        run_pool(step, tmp_path)
+    assert "(bad)" in str(e.value) and e.value.code == 3
+    assert time.time() - t0 < 20  # the long sibling was stopped, not waited for
+    t = _spans(log)
+    assert "never" not in t and "end" not in t["long"]
 
 
 def test_fledgling_uses_phi_else_the_first_model_given():
