@@ -150,7 +150,8 @@ def _trainer_block(cfg, settings, model, tok, ds, tweaks=None, seen=None, **opti
     """The project's trainer (fctune.train._make_trainer) for WARMUP + TIMED steps on the same rows. ``tweaks``
     (ablation mode) turns one of the Trainer's own steps off: "no_clip" (max_grad_norm 0), "no_amp" (no autocast
     around the forward), "no_mask" (the collator's all-ones attention mask dropped), "padded" (padding_free=False:
-    Unsloth's padding-free batches off); ``seen`` gets the first batch (shapes, and its tensors) and the trainer's
+    Unsloth's padding-free batches off), "model_loss" (the model's own loss, as with trainable token rows, instead
+    of TRL's loss head); ``seen`` gets the first batch (shapes, and its tensors) and the trainer's
     classes."""
     import dataclasses
 
@@ -179,9 +180,15 @@ def _trainer_block(cfg, settings, model, tok, ds, tweaks=None, seen=None, **opti
     auto_off = getattr(unsloth_trainer, "_AUTO_PADDING_FREE_ENV_DISABLED", None)
     if "padded" in tweaks and auto_off is not None:
         unsloth_trainer._AUTO_PADDING_FREE_ENV_DISABLED = True
+    import fctune.train as fctune_train
+
+    choose_class = fctune_train.sft_trainer_class
+    if "model_loss" in tweaks:  # the model's own loss (Unsloth's fused cross-entropy) instead of TRL's loss head
+        fctune_train.sft_trainer_class = lambda model_loss=False, step_metrics=False: choose_class(True, step_metrics)
     try:
         trainer = _make_trainer(cfg, dict(settings), "unsloth", model, tok, ds, None, Path("/tmp/fctune-bench-ckpt"))
     finally:
+        fctune_train.sft_trainer_class = choose_class
         if auto_off is not None:
             unsloth_trainer._AUTO_PADDING_FREE_ENV_DISABLED = auto_off
     trainer.add_callback(Timer())
@@ -297,6 +304,7 @@ ABLATION = {  # what the Trainer does that the raw loop does not, one thing at a
     "trainer-clip": {"trainer": {}, "tweaks": ["no_clip"]},
     "trainer-autocast": {"trainer": {}, "tweaks": ["no_amp"]},
     "trainer-padding_free": {"trainer": {}, "tweaks": ["padded"]},
+    "trainer+model_loss": {"trainer": {}, "tweaks": ["model_loss"]},
     "raw+trainer_batch": {"raw": {}, "trainer_batch": True},
 }
 

@@ -17,6 +17,11 @@
 # As run on 2026-11-30 (BENCHMARKS.md): 8 calls of `stash .gpu_exp/s23/cN`, then `setup`, TRAIN_BUDGET=520
 # TF_BUDGET=0 EVAL_SAMPLE=100 `start`, `wait`, `pack`; the budget ended with Phi-4-mini's first block, the third
 # evaluation repeats and the fp32 comparison unrun (the eval figures were rebuilt with eval_engines.py --collect).
+# Second session (2026-11-30, results/h200_2026-11-30_s3): 8 `stash` calls, then `setup`, EVAL_SAMPLE=100 `ablate`
+# (the ablation showed the raw loop never armed Unsloth's checkpointing; fixed in train_throughput.py), `waitfile`,
+# then TRAIN_BUDGET=540 TF_BUDGET=420 `trainall`, `wait`, `pack`. trainall's GPU 1 queue never started: its waiting
+# loop is a plain background subshell and died with the call (the setsid'd jobs live on); Phi-4-mini 4-bit and the
+# 1B transformers stack were then run by hand in one foreground call. 8B did not fit.
 # The pack is made here with:
 #   tar cf - -C .gpu_exp/s23/stage . | split -b 25M -d -a 1 - .gpu_exp/s23/pk/pack.part-
 set -euo pipefail
@@ -46,14 +51,14 @@ case "$1" in
          --out $J/train_unsloth.jsonl --budget-s ${TRAIN_BUDGET:-720};
        [ ${TF_BUDGET:-0} -gt 0 ] && python3 benchmarks/train_throughput.py all --dir /tmp/shapes \
          --tokenizer /tmp/pk/tok --stacks transformers --out $J/train_transformers.jsonl --budget-s ${TF_BUDGET:-0}" \
-       < /dev/null > $J/gpu0.log 2>&1; echo done > $J/gpu0.done) &
+       < /dev/null > $J/gpu0.log 2>&1; echo finished > $J/gpu0.done) &
     S=${EVAL_SAMPLE:+--sample $EVAL_SAMPLE}
     (CUDA_VISIBLE_DEVICES=1 setsid nohup bash -c "
        python3 benchmarks/eval_engines.py --model $SMOL --categories non_live $S --runs padded:64 continuous \
          --repeats ${EVAL_REPEATS:-3} --max-new-tokens 256 --work /tmp/eng --out $J/eval_engines_bf16.json;
        python3 benchmarks/eval_engines.py --model $SMOL --categories non_live --sample 16 --runs padded:64 \
          continuous --repeats 1 --max-new-tokens 256 --dtype fp32 --work /tmp/eng32 --out $J/eval_engines_fp32.json" \
-       < /dev/null > $J/gpu1.log 2>&1; echo done > $J/gpu1.done) &
+       < /dev/null > $J/gpu1.log 2>&1; echo finished > $J/gpu1.done) &
     sleep 5; ls $J ;;
   ablate)  # GPU 0: why the trainer is slower (train_throughput.py ablation, 1B bf16 then 4-bit), the other shapes'
            # checkpoints prepared in between; GPU 1: padded batches of 64 / 256 / 1024 on BFCL non-live
@@ -65,11 +70,11 @@ case "$1" in
          --out $J/ablation;
        python3 benchmarks/train_throughput.py prepare --dir /tmp/shapes --tokenizer /tmp/pk/tok;
        python3 benchmarks/train_throughput.py ablation --dir /tmp/shapes --shape llama-3.2-1b --precision 4bit \
-         --out $J/ablation" < /dev/null > $J/gpu0.log 2>&1; echo done > $J/gpu0.done) &
+         --out $J/ablation" < /dev/null > $J/gpu0.log 2>&1; echo finished > $J/gpu0.done) &
     (CUDA_VISIBLE_DEVICES=1 setsid nohup bash -c "
        python3 benchmarks/eval_engines.py --model $SMOL --categories non_live --sample ${EVAL_SAMPLE:-100} \
          --runs padded:64 padded:256 padded:1024 --repeats ${EVAL_REPEATS:-2} --max-new-tokens 256 --work /tmp/eng \
-         --out $J/eval_batches_bf16.json" < /dev/null > $J/gpu1.log 2>&1; echo done > $J/gpu1.done) &
+         --out $J/eval_batches_bf16.json" < /dev/null > $J/gpu1.log 2>&1; echo finished > $J/gpu1.done) &
     sleep 5; ls $J ;;
   trainall)  # GPU 0: the unsloth stack (raw Unsloth + the project's trainer) on the six shapes with this tree's
              # training code; GPU 1, once its evaluation queue is done: raw transformers on them
@@ -79,15 +84,17 @@ case "$1" in
     (CUDA_VISIBLE_DEVICES=0 setsid nohup bash -c "
        python3 benchmarks/train_throughput.py all --dir /tmp/shapes --stacks unsloth \
          --out $J/train_unsloth.jsonl --budget-s ${TRAIN_BUDGET:-600}" < /dev/null > $J/gpu0.log 2>&1;
-       echo done > $J/gpu0.done) &
-    (while [ ! -f $J/gpu1.done ]; do sleep 5; done; CUDA_VISIBLE_DEVICES=1 setsid nohup bash -c "
+       echo finished > $J/gpu0.done) &
+    # the wait for GPU 1's evaluation queue lives inside the setsid'd job: a plain background loop dies with the call
+    (CUDA_VISIBLE_DEVICES=1 setsid nohup bash -c "
+       while [ ! -f $J/gpu1.done ]; do sleep 5; done;
        python3 benchmarks/train_throughput.py all --dir /tmp/shapes --stacks transformers \
          --out $J/train_transformers.jsonl --budget-s ${TF_BUDGET:-480}" < /dev/null > $J/gpu2.log 2>&1;
-       echo done > $J/gpu2.done) &
+       echo finished > $J/gpu2.done) &
     sleep 10; ps aux | grep -c "[t]rain_throughput" ;;
   waitfile)  # until $2 exists (a path under the jobs folder) or $3 seconds pass
     end=$(( $(date +%s) + ${3:-300} ))
-    while [ "$(date +%s)" -lt "$end" ] && ! ls $J/$2 >/dev/null 2>&1; do sleep 5; done
+    while [ "$(date +%s)" -lt "$end" ] && ! ls "$J/$2" >/dev/null 2>&1; do sleep 5; done
     ls $J $J/ablation 2>/dev/null; tail -3 $J/gpu0.log; tail -3 $J/gpu1.log ;;
   restart0)  # GPU 0's queue again with this tree's training code (the first try's records kept aside)
     pkill -f "[t]rain_throughput.py all" || true; pkill -f "[t]rain_throughput.py one" || true; sleep 3
@@ -99,7 +106,7 @@ case "$1" in
          --out $J/train_unsloth.jsonl --budget-s ${TRAIN_BUDGET:-720};
        python3 benchmarks/train_throughput.py all --dir /tmp/shapes --tokenizer /tmp/pk/tok --stacks transformers \
          --out $J/train_transformers.jsonl --budget-s ${TF_BUDGET:-360}" \
-       < /dev/null > $J/gpu0.log 2>&1; echo done > $J/gpu0.done) &
+       < /dev/null > $J/gpu0.log 2>&1; echo finished > $J/gpu0.done) &
     sleep 20; ps aux | grep -c "[t]rain_throughput"; ls $J /tmp/shapes ;;
   wait)
     end=$(( $(date +%s) + ${2:-500} ))
