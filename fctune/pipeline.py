@@ -398,11 +398,10 @@ def run_pool(step: Step, logs: Path) -> None:
     def worker():
         while (group := next_group()) is not None:
             try:
-                run_group(step, group, logs, tagged=True)
+                run_group(step, group, logs, tagged=True)  # a failure there stops every running command
             except StepFailed as e:
                 with lock:
                     failures.append(e)
-                _stop_children()
             with lock:
                 done.add(group[0][0])
                 lock.notify_all()

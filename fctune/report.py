@@ -254,10 +254,10 @@ def _stand_in_notes(report: dict) -> list[str]:
     for label, m in report["models"].items():
         if m.get("approach") == "paper" and m.get("role") == "finetuned":
             fams.setdefault(m.get("model"), []).append(label)
-    for label, m in report["models"].items():
-        if m.get("approach") == "paper" and m.get("role") == "finetuned" and "+" in str(m.get("family") or ""):
-            notes.append(f"{label} stands for {m['family']}: they were given the same base model ({m.get('model')}), "
-                         "so it was trained and evaluated once; the Phi/Llama comparison needs the real models.")
+            if "+" in str(m.get("family") or ""):
+                notes.append(f"{label} stands for {m['family']}: they were given the same base model "
+                             f"({m.get('model')}), so it was trained and evaluated once; the Phi/Llama comparison "
+                             "needs the real models.")
     for model, labels in fams.items():
         if len(labels) > 1:
             notes.append(f"{', '.join(labels)} are the same base model ({model}): the Phi/Llama comparison is between "

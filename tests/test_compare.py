@@ -236,3 +236,18 @@ def test_a_served_model_is_shown_beside_its_in_process_scores_and_prices_the_cos
     assert r["cost"]["phi-ft"]["cost_per_1m_tokens_usd"] == pytest.approx(2.50 / (25.0 * 3600) * 1e6, abs=1e-3)
     html = (tmp_path / "reports" / "phase1_report.html").read_text()
     assert "Served against in-process" in html and "DIFFERS" in html and "same within interval" in html
+
+
+def test_the_report_says_when_one_fine_tune_stood_for_both_families():
+    from fctune.report import _stand_in_notes
+
+    llm = {"approach": "llm", "role": "llm", "backend": "azure", "endpoint_host": "x.openai.azure.com"}
+    joined = {"models": {"paper-phi-llama-ft": {"approach": "paper", "role": "finetuned", "family": "phi+llama",
+                                                "model": "smollm2"}, "llm-gpt": llm}, "llm_baseline": "llm-gpt"}
+    assert _stand_in_notes(joined) == [
+        "paper-phi-llama-ft stands for phi+llama: they were given the same base model (smollm2), so it was trained "
+        "and evaluated once; the Phi/Llama comparison needs the real models."]
+    real = {"models": {"paper-phi-ft": {"approach": "paper", "role": "finetuned", "family": "phi", "model": "p"},
+                       "paper-llama-ft": {"approach": "paper", "role": "finetuned", "family": "llama", "model": "l"},
+                       "llm-gpt": llm}, "llm_baseline": "llm-gpt"}
+    assert _stand_in_notes(real) == []
