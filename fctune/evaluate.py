@@ -166,8 +166,10 @@ class EvalConfig:
     max_new_tokens: int | None = field(default=None, metadata={"min": 1, "help": (
         "generation budget per answer (default: sized from each split, answer_budget(): 1.5x its longest expected "
         "answer, at least 128 tokens; an answer the budget cut is counted as 'truncated')")})
-    batch_size: int = field(default=8, metadata={"min": 1, "help": "local backend, padded engine: prompts per "
-                                                               "generate() call"})
+    batch_size: int = field(default=8, metadata={"min": 1, "help": (
+        "local backend, padded engine: prompts per generate() call; a small model on a GPU gains from wide batches "
+        "(SmolLM2-135M on an H200: a whole BFCL category per call was 1.8x batches of 64, BENCHMARKS.md) as long as "
+        "the cache fits")})
     engine: str = field(default="padded", metadata={
         "help": "local backend: padded = length-sorted batches of --batch-size padded on the left, each decoded until "
                 "its longest answer ends; continuous = transformers' continuous batching (a finished answer leaves "

@@ -57,11 +57,19 @@ if [ ! -x "$server_dir/llama-server" ]; then
   tar xzf "$src"/llama_cpp_python-*.tar.gz -C "$src"
   command -v cmake >/dev/null || "${pip[@]}" -q cmake  # the wheel's build had its own, in pip's build isolation
   cmake_bin=$(command -v cmake || echo "$VENV/bin/cmake")
-  CFLAGS="$LLAMA_CPP_CFLAGS" CXXFLAGS="$LLAMA_CPP_CFLAGS" "$cmake_bin" -S "$src"/llama_cpp_python-*/vendor/llama.cpp \
-    -B "$src/build" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
-    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_SERVER=ON >/dev/null
-  "$cmake_bin" --build "$src/build" --target llama-server -j "$(nproc)" >/dev/null
+  # the compiler's output (pages of warnings from llama.cpp's sources) goes to a log beside the cache, not the terminal
+  build_log=$server_dir.build.log
+  mkdir -p "$(dirname "$build_log")" && : > "$build_log"
+  if ! { CFLAGS="$LLAMA_CPP_CFLAGS" CXXFLAGS="$LLAMA_CPP_CFLAGS" "$cmake_bin" -S "$src"/llama_cpp_python-*/vendor/llama.cpp \
+         -B "$src/build" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
+         -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_SERVER=ON &&
+       "$cmake_bin" --build "$src/build" --target llama-server -j "$(nproc)"; } >> "$build_log" 2>&1; then
+    echo "bootstrap: building llama-server failed; the end of $build_log:" >&2
+    tail -n 30 "$build_log" >&2
+    exit 1
+  fi
   mkdir -p "$server_dir" && cp "$src/build/bin/llama-server" "$server_dir/" && rm -rf "$src"
+  echo "bootstrap: llama-server built (compiler output in $build_log)" >&2
 fi
 printf '%s\n' "$server_dir/llama-server" > "$VENV/.fctune-llama-server"
 # installed first, so that the [server] extra below finds it satisfied and never builds another
