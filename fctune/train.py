@@ -374,6 +374,12 @@ def train(cfg: TrainConfig) -> dict:
         if settings["trainable_tokens"]["ids"]:
             log.info("training the embedding rows of %s too (%s)", settings["trainable_tokens"]["tokens"],
                      settings["trainable_tokens"]["why"])
+        # LoRA's A matrices are drawn here, before the Trainer exists (it seeds only once it is built): without
+        # this, two runs of one config started from different adapters (transformers backend; Unsloth takes
+        # random_state) and their scores differed by a row on 8-row suites
+        from transformers import set_seed
+
+        set_seed(cfg.seed)
         model = attach_lora(model, cfg, settings, backend, settings["trainable_tokens"]["ids"])
         trainer = _make_trainer(cfg, settings, backend, model, tokenizer, train_ds, val_ds, ckpt_dir)
         # a run killed mid-way continues from its last checkpoint rather than from step 0
