@@ -113,8 +113,8 @@ def _raw_block(model, ids, autocast=False, mask=False, trl_head=False, clip=Fals
 
     import torch
 
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=LR)
     params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=LR)
     kw = {"attention_mask": torch.ones_like(ids)} if mask else {}
     if batch is not None:
         kw.update({k: v for k, v in batch.items() if k != "input_ids"})
@@ -149,7 +149,7 @@ def _raw_block(model, ids, autocast=False, mask=False, trl_head=False, clip=Fals
 def _trainer_block(cfg, settings, model, tok, ds, tweaks=None, seen=None, **options) -> tuple[list[float], list[float]]:
     """The project's trainer (fctune.train._make_trainer) for WARMUP + TIMED steps on the same rows. ``tweaks``
     (ablation mode) turns one of the Trainer's own steps off: "no_clip" (max_grad_norm 0), "no_amp" (no autocast
-    around the forward), "no_mask" (the collator's all-ones attention mask dropped), "padded" (padding_free=False:
+    around the forward), "padded" (padding_free=False:
     Unsloth's padding-free batches off), "model_loss" (the model's own loss, as with trainable token rows, instead
     of TRL's loss head); ``seen`` gets the first batch (shapes, and its tensors) and the trainer's
     classes."""
@@ -209,8 +209,6 @@ def _trainer_block(cfg, settings, model, tok, ds, tweaks=None, seen=None, **opti
 
     def collator(rows):
         batch = collate(rows)
-        if "no_mask" in tweaks:
-            batch.pop("attention_mask", None)
         if seen is not None and "batch" not in seen:
             seen["batch"] = {k: list(v.shape) for k, v in batch.items() if hasattr(v, "shape")}
             seen["tensors"] = {k: v.clone() for k, v in batch.items() if hasattr(v, "clone")}
