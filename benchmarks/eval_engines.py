@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The local backend's two decoding engines on BFCL, timed through the real command, with GPU utilisation, and
+"""The local backend's decoding engines on BFCL, timed through the real command, with GPU utilisation, and
 whether they write the same answers.
 
     python benchmarks/eval_engines.py --model smollm2 --categories non_live --runs padded:64 continuous \
@@ -24,11 +24,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from fctune.backends.local import ENGINES
+
 
 def parse_run(spec: str) -> dict:
     engine, _, batch = spec.partition(":")
-    if engine not in ("padded", "continuous"):
-        raise SystemExit(f"--runs {spec}: the engine is padded or continuous")
+    if engine not in ENGINES:
+        raise SystemExit(f"--runs {spec}: the engine is one of {', '.join(ENGINES)}")
     return {"name": spec, "engine": engine, "batch_size": int(batch) if batch else None}
 
 
@@ -89,7 +91,13 @@ def record(name: str, repeat: int, folder: Path, command: str, wall: float, gpu:
             "rows": tp["examples"], "generation_s": tp["generation_s"], "load_s": tp.get("load_s"),
             "process_wall_s": round(wall, 1), "rows_per_s": round(tp["examples"] / tp["generation_s"], 3),
             "rows_per_s_wall": round(tp["examples"] / wall, 3), "generated_tokens": tp["generated_tokens"],
-            "non_live_ast": summary.get("non_live_ast"), "gpu": gpu}
+            "non_live_ast": summary.get("non_live_ast"), "gpu": gpu, "category_wall_s": category_seconds(summary)}
+
+
+def category_seconds(summary: dict) -> dict:
+    """Each category's wall seconds, in the order the run took them (from the run's summary): where the first
+    costs far more than the others, that is the static engine's compilation."""
+    return {name: c.get("wall_s") for name, c in (summary.get("categories") or {}).items()}
 
 
 def collect(work: str, log: str | None, names: list[str]) -> list[dict]:
@@ -99,7 +107,8 @@ def collect(work: str, log: str | None, names: list[str]) -> list[dict]:
     for line in Path(log).read_text().splitlines() if log else []:
         if line.startswith("{"):
             r = json.loads(line)
-            printed[(r["run"], r["repeat"])] = r.get("gpu")
+            if "run" in r:  # a run's line (the closing summary line has none); the first of its name and repeat,
+                printed.setdefault((r["run"], r["repeat"]), r.get("gpu"))  # as a log may go on to a later benchmark
     out = []
     for folder in sorted(Path(work).iterdir()):
         if not (folder / "bench_bfcl.json").exists():
@@ -157,6 +166,7 @@ def main() -> int:
     ap.add_argument("--sample", type=int, help="a seeded sample of N rows per category (fctune.bfcl run --sample)")
     ap.add_argument("--runs", nargs="+", default=["padded:64", "continuous"], help="engine[:batch size] ...")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--once", nargs="*", default=[], metavar="RUN", help="configurations run in the first repeat only")
     ap.add_argument("--max-new-tokens", type=int, default=256)
     ap.add_argument("--dtype", default="auto")
     ap.add_argument("--work", default="/tmp/eval_engines")
@@ -172,6 +182,8 @@ def main() -> int:
     # interleaved (A B A B ...), so a drift of the machine over time falls on every configuration alike
     for repeat in range(0 if args.collect else args.repeats):
         for run in runs:
+            if repeat and run["name"] in args.once:
+                continue
             records.append(one_run(args, run, repeat))
             print(json.dumps({k: records[-1][k] for k in ("run", "repeat", "rows", "rows_per_s", "gpu")}), flush=True)
     names = [run["name"] for run in runs]

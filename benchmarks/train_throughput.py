@@ -8,7 +8,9 @@ Unsloth model + its SFTTrainer), raw Unsloth, raw transformers + peft. Random we
     python benchmarks/train_throughput.py ablation --shape llama-3.2-1b --precision bf16 --out DIR  # why slower
 
 Method: LoRA r=16, alpha=32, dropout 0, on all linear projections; batch 4 x 2048 tokens (the same random rows
-every step); gradient checkpointing; AdamW (torch), constant learning rate 2e-4; bf16 compute.
+every step); gradient checkpointing; AdamW (torch), constant learning rate 2e-4; bf16 compute. The project's
+trainer batches as its ``--padding-free auto`` decides: these rows are all 2048 tokens, so padded batches (which
+carry no padding here), as the raw loop's; ``--extra trainer+padding_free`` adds Unsloth's padding-free batches.
 
 The project's trainer and raw Unsloth run in ONE process on ONE model (loaded and given LoRA by fctune.train's own
 ``load_unsloth`` + ``attach_lora``, which are Unsloth's ``from_pretrained`` + ``get_peft_model``), in interleaved
@@ -149,10 +151,9 @@ def _raw_block(model, ids, autocast=False, mask=False, trl_head=False, clip=Fals
 def _trainer_block(cfg, settings, model, tok, ds, tweaks=None, seen=None, **options) -> tuple[list[float], list[float]]:
     """The project's trainer (fctune.train._make_trainer) for WARMUP + TIMED steps on the same rows. ``tweaks``
     (ablation mode) turns one of the Trainer's own steps off: "no_clip" (max_grad_norm 0), "no_amp" (no autocast
-    around the forward), "padded" (padding_free=False:
-    Unsloth's padding-free batches off), "model_loss" (the model's own loss, as with trainable token rows, instead
-    of TRL's loss head); ``seen`` gets the first batch (shapes, and its tensors) and the trainer's
-    classes."""
+    around the forward), "model_loss" (the model's own loss, as with trainable token rows, instead of TRL's loss
+    head); ``options`` replace TrainConfig fields (``padding_free``, ``step_metrics``); ``seen`` gets the first batch
+    (shapes, and its tensors) and the trainer's classes."""
     import dataclasses
 
     import torch
@@ -174,12 +175,6 @@ def _trainer_block(cfg, settings, model, tok, ds, tweaks=None, seen=None, **opti
 
     cfg = dataclasses.replace(cfg, max_steps=WARMUP + TIMED, **options)
     tweaks = tweaks or ()
-    # "padded": Unsloth's switch for its automatic padding-free batches, read when the trainer is built (the
-    # module global that UNSLOTH_DISABLE_AUTO_PADDING_FREE=1 sets at import)
-    unsloth_trainer = sys.modules.get("unsloth.trainer")
-    auto_off = getattr(unsloth_trainer, "_AUTO_PADDING_FREE_ENV_DISABLED", None)
-    if "padded" in tweaks and auto_off is not None:
-        unsloth_trainer._AUTO_PADDING_FREE_ENV_DISABLED = True
     import fctune.train as fctune_train
 
     choose_class = fctune_train.sft_trainer_class
@@ -189,8 +184,6 @@ def _trainer_block(cfg, settings, model, tok, ds, tweaks=None, seen=None, **opti
         trainer = _make_trainer(cfg, dict(settings), "unsloth", model, tok, ds, None, Path("/tmp/fctune-bench-ckpt"))
     finally:
         fctune_train.sft_trainer_class = choose_class
-        if auto_off is not None:
-            unsloth_trainer._AUTO_PADDING_FREE_ENV_DISABLED = auto_off
     trainer.add_callback(Timer())
     trainer.args.shuffle_dataset = False
     step_fn = trainer.training_step
@@ -262,6 +255,9 @@ def _load_paired(path: Path, precision: str):
     return cfg, settings, model, tok, ids, ds
 
 
+PAIRED = {"unsloth": {"raw": {}}, "fctune": {"trainer": {}}, "fctune+step_metrics": {"trainer": {"step_metrics": True}}}
+
+
 def run_paired(path: Path, precision: str, variants: dict | None = None, loaded: tuple | None = None) -> dict:
     """Raw Unsloth and the project's trainer (step metrics off and on) on one model, interleaved (module doc).
     ``variants`` (ablation mode) maps a name to raw-loop options ({"raw": {...}}) or trainer options
@@ -269,14 +265,13 @@ def run_paired(path: Path, precision: str, variants: dict | None = None, loaded:
     import torch
 
     cfg, settings, model, tok, ids, ds = loaded or _load_paired(path, precision)
-    variants = variants or {"unsloth": {"raw": {}}, "fctune": {"trainer": {}},
-                            "fctune+step_metrics": {"trainer": {"step_metrics": True}}}
+    variants = variants or PAIRED
     init, forwards = _snapshot(model), _forwards(model)
     seen_batch = None
     if any(v.get("trainer_batch") for v in variants.values()):  # the collator's batch, made once, untimed
         seen = {}
         _trainer_block(cfg, settings, model, tok, ds, seen=seen)
-        seen_batch = seen["tensors"]
+        seen_batch = {k: v.cuda() for k, v in seen["tensors"].items()}  # the collator's output is still on the CPU
     blocks = {stack: [] for stack in variants}
     for _ in range(ROUNDS):
         for stack, v in variants.items():
@@ -301,35 +296,26 @@ ABLATION = {  # what the Trainer does that the raw loop does not, one thing at a
     "trainer": {"trainer": {}},
     "trainer-clip": {"trainer": {}, "tweaks": ["no_clip"]},
     "trainer-autocast": {"trainer": {}, "tweaks": ["no_amp"]},
-    "trainer-padding_free": {"trainer": {}, "tweaks": ["padded"]},
+    # padded batches / Unsloth's padding-free ones (one row of 4 x 2048 with position ids): since fctune's auto rule
+    # pads rows that need no padding (these), "trainer" is the first; before it, it was the second. (The fourth
+    # session measured "trainer-padding_free" by switching Unsloth's automatic padding-free off, which leaves TRL's
+    # padded batches, as padding_free=false does.)
+    "trainer-padding_free": {"trainer": {"padding_free": "false"}},
+    "trainer+padding_free": {"trainer": {"padding_free": "true"}},
     "trainer+model_loss": {"trainer": {}, "tweaks": ["model_loss"]},
     "raw+trainer_batch": {"raw": {}, "trainer_batch": True},
 }
 
 
-def ablation(args) -> None:
-    """Where the trainer's extra time per step goes: the ABLATION variants interleaved (as ``one``), then
-    torch.profiler over one block of the raw loop and one of the trainer (operator tables by CPU and by GPU time)
-    and cProfile over one trainer block (Python functions by cumulative time). Files in --out (a folder)."""
+def _profiles(args, out: Path, loaded: tuple, init: dict, forwards: list, seen: dict) -> None:
+    """torch.profiler over one raw block and one trainer block (operator tables by CPU and by GPU time), cProfile
+    over one trainer block (Python functions by cumulative time); ``seen`` gets the trainer's batch and classes."""
     import cProfile
     import pstats
 
-    import torch
     from torch.profiler import ProfilerActivity, profile
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = Path(args.dir) / args.shape
-    names = args.variants or list(ABLATION)
-    loaded = _load_paired(path, args.precision)
-    init, forwards = _snapshot(loaded[2]), _forwards(loaded[2])
-    blocks = run_paired(path, args.precision, {n: ABLATION[n] for n in names}, loaded)
-    summary = {n: {"tokens_per_s": round(statistics.median(statistics.median(BATCH * SEQ / t for t in times)
-                                                           for times, _ in runs)),
-                   "step_ms_rounds": [round(1000 * statistics.median(times), 1) for times, _ in runs],
-                   "loss_first_round": runs[0][1]} for n, runs in blocks.items()}
     cfg, settings, model, tok, ids, ds = loaded
-    seen = {}
     _restore(model, init)
     _reset_forwards(forwards)
     prof_raw = profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA])
@@ -352,6 +338,29 @@ def ablation(args) -> None:
     pr.disable()
     with (out / f"cprofile_trainer_{args.shape}_{args.precision}.txt").open("w") as f:
         pstats.Stats(pr, stream=f).sort_stats("cumulative").print_stats(70)
+
+
+def ablation(args) -> None:
+    """Where the trainer's extra time per step goes: the ABLATION variants interleaved (as ``one``), then
+    torch.profiler over one block of the raw loop and one of the trainer (operator tables by CPU and by GPU time)
+    and cProfile over one trainer block (Python functions by cumulative time) unless --no-profile. Files in --out
+    (a folder)."""
+    import torch
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = Path(args.dir) / args.shape
+    names = args.variants or list(ABLATION)
+    loaded = _load_paired(path, args.precision)
+    init, forwards = _snapshot(loaded[2]), _forwards(loaded[2])
+    blocks = run_paired(path, args.precision, {n: ABLATION[n] for n in names}, loaded)
+    summary = {n: {"tokens_per_s": round(statistics.median(statistics.median(BATCH * SEQ / t for t in times)
+                                                           for times, _ in runs)),
+                   "step_ms_rounds": [round(1000 * statistics.median(times), 1) for times, _ in runs],
+                   "loss_first_round": runs[0][1]} for n, runs in blocks.items()}
+    seen = {}
+    if not args.no_profile:
+        _profiles(args, out, loaded, init, forwards, seen)
     rec = {"shape": args.shape, "precision": args.precision, "steps": f"{WARMUP}+{TIMED} x {ROUNDS} rounds",
            "variants": summary, "seen": seen, "gpu": torch.cuda.get_device_name(0), "torch": torch.__version__}
     (out / f"ablation_{args.shape}_{args.precision}.json").write_text(json.dumps(rec, indent=1))
@@ -395,7 +404,10 @@ def one(args) -> list[dict]:
 
     path = Path(args.dir) / args.shape
     torch.cuda.reset_peak_memory_stats()
-    blocks = (run_paired if args.stack == "unsloth" else run_transformers)(path, args.precision)
+    if args.stack == "unsloth":  # the paired stacks, plus any ablation variants asked for (--extra)
+        blocks = run_paired(path, args.precision, {**PAIRED, **{n: ABLATION[n] for n in args.extra}})
+    else:
+        blocks = run_transformers(path, args.precision)
     n = int((path / "n_params.txt").read_text())
     out = []
     for stack, runs in blocks.items():
@@ -425,6 +437,9 @@ def main() -> int:
     ap.add_argument("--stack")
     ap.add_argument("--precision")
     ap.add_argument("--variants", nargs="*", help=f"ablation: some of {', '.join(ABLATION)}")
+    ap.add_argument("--extra", nargs="*", default=[], choices=list(ABLATION), metavar="VARIANT",
+                    help="one/all: ablation variants interleaved with the unsloth stack's three (records named so)")
+    ap.add_argument("--no-profile", action="store_true", help="ablation: the variants only, no profiles")
     args = ap.parse_args()
     if args.mode == "prepare":
         if not args.tokenizer:
@@ -457,7 +472,7 @@ def main() -> int:
                 return 0
             t0 = time.time()
             cmd = [sys.executable, __file__, "one", "--dir", args.dir, "--shape", shape, "--stack", stack,
-                   "--precision", precision]
+                   "--precision", precision, "--extra", *args.extra]
             try:  # subprocess.run kills the child when the budget runs out, so no process keeps the GPU
                 p = subprocess.run(cmd, capture_output=True, text=True, timeout=left)
                 recs = [json.loads(x[7:]) for x in p.stdout.splitlines() if x.startswith("RESULT ")]

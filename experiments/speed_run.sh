@@ -13,7 +13,7 @@
 #                        then a 16-row-per-category sample in fp32 (token identity of the two engines)
 #   restart0      GPU 0's queue again with this tree's training code (used once, to add a trainer variant)
 #   wait SECONDS  report the queues until both are done or SECONDS pass
-#   pack          results and logs into $OUT
+#   pack          results, logs and evaluation run folders into $OUT/results.tgz
 # As run on 2026-11-30 (BENCHMARKS.md): 8 calls of `stash .gpu_exp/s23/cN`, then `setup`, TRAIN_BUDGET=520
 # TF_BUDGET=0 EVAL_SAMPLE=100 `start`, `wait`, `pack`; the budget ended with Phi-4-mini's first block, the third
 # evaluation repeats and the fp32 comparison unrun (the eval figures were rebuilt with eval_engines.py --collect).
@@ -22,8 +22,13 @@
 # then TRAIN_BUDGET=540 TF_BUDGET=420 `trainall`, `wait`, `pack`. trainall's GPU 1 queue never started: its waiting
 # loop is a plain background subshell and died with the call (the setsid'd jobs live on); Phi-4-mini 4-bit and the
 # 1B transformers stack were then run by hand in one foreground call. 8B did not fit.
+# Fourth session (results/h200_2026-11-30_s4): 10 `stash .gpu_exp/s23/dN` calls (20 MiB pieces: the tracked tree had
+# grown to 40 MB, and a call carries 64 MiB with it), `setup`, then BUDGET=960 SHAPES0="phi-4-mini llama-3.2-1b"
+# EXTRA="trainer-padding_free trainer+model_loss" EVAL_RUNS="padded:64 static:256 static:64" EVAL_REPEATS=2 `s4`,
+# `wait` calls back to back, and the folders tarred into $OUT in one file (a call brings back only a few files). A
+# first machine was lost to a pause of over 30 s between calls; keep a `wait` in flight while reading results.
 # The pack is made here with:
-#   tar cf - -C .gpu_exp/s23/stage . | split -b 25M -d -a 1 - .gpu_exp/s23/pk/pack.part-
+#   tar cf - -C .gpu_exp/s23/stage . | split -b 20M -d -a 1 - .gpu_exp/s23/dN/pack.part-   (one piece per folder)
 set -euo pipefail
 REPO=$(pwd)
 export PYTHONPATH=/tmp/site:/tmp/b HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false \
@@ -92,6 +97,36 @@ case "$1" in
          --out $J/train_transformers.jsonl --budget-s ${TF_BUDGET:-480}" < /dev/null > $J/gpu2.log 2>&1;
        echo finished > $J/gpu2.done) &
     sleep 10; ps aux | grep -c "[t]rain_throughput" ;;
+  s4)  # fourth session, one deadline for both queues (BUDGET seconds from now):
+        # GPU 0: the unsloth stack on Llama-3.2-1B and Phi-4-mini, bf16 and 4-bit, with three ablation variants
+        #        interleaved (trainer with padded batches, trainer with the model's own loss, the raw loop on the
+        #        trainer's padding-free batch), then Llama-3.1-8B 4-bit if time is left;
+        # GPU 1: Llama-3.1-8B's checkpoint, then the evaluation engines (padded:64 against static:256, 3 repeats,
+        #        static:64 once; then a 16-row-per-category sample in fp32, padded:64 against static:64), then
+        #        Llama-3.1-8B bf16 with the same variants
+    mkdir -p $J
+    cd /tmp/b
+    deadline=$(( $(date +%s) + ${BUDGET:-1200} ))
+    X="--extra ${EXTRA:-trainer-padding_free trainer+model_loss raw+trainer_batch}"
+    left="\$(( $deadline - \$(date +%s) ))"  # evaluated by each job's shell when its step starts
+    (CUDA_VISIBLE_DEVICES=0 setsid nohup bash -c "
+       python3 benchmarks/train_throughput.py all --dir /tmp/shapes --tokenizer /tmp/pk/tok --stacks unsloth \
+         --shapes ${SHAPES0:-llama-3.2-1b phi-4-mini} $X --out $J/train_unsloth.jsonl --budget-s $left;
+       python3 benchmarks/train_throughput.py all --dir /tmp/shapes --tokenizer /tmp/pk/tok --stacks unsloth \
+         --shapes llama-3.1-8b --precisions 4bit $X --out $J/train_unsloth.jsonl --budget-s $left" \
+       < /dev/null > $J/gpu0.log 2>&1; echo finished > $J/gpu0.done) &
+    (CUDA_VISIBLE_DEVICES=1 setsid nohup bash -c "
+       python3 benchmarks/train_throughput.py prepare --dir /tmp/shapes --tokenizer /tmp/pk/tok --shapes llama-3.1-8b;
+       python3 benchmarks/eval_engines.py --model $SMOL --categories non_live --sample 100 \
+         --runs ${EVAL_RUNS:-padded:64 static:256 static:64} --repeats ${EVAL_REPEATS:-3} --once static:64 \
+         --max-new-tokens 256 \
+         --work /tmp/eng --out $J/eval_static_bf16.json;
+       python3 benchmarks/eval_engines.py --model $SMOL --categories non_live --sample 16 --runs padded:64 static:64 \
+         --repeats 1 --max-new-tokens 256 --dtype fp32 --work /tmp/eng32 --out $J/eval_static_fp32.json;
+       python3 benchmarks/train_throughput.py all --dir /tmp/shapes --tokenizer /tmp/pk/tok --stacks unsloth \
+         --shapes llama-3.1-8b --precisions bf16 $X --out $J/train_unsloth_8b.jsonl --budget-s $left" \
+       < /dev/null > $J/gpu1.log 2>&1; echo finished > $J/gpu1.done) &
+    sleep 20; ls $J; tail -n 2 $J/gpu0.log $J/gpu1.log ;;
   waitfile)  # until $2 exists (a path under the jobs folder) or $3 seconds pass
     end=$(( $(date +%s) + ${3:-300} ))
     while [ "$(date +%s)" -lt "$end" ] && ! ls "$J/$2" >/dev/null 2>&1; do sleep 5; done
@@ -114,10 +149,10 @@ case "$1" in
           && { [ ! -f $J/gpu2.log ] || [ -f $J/gpu2.done ]; }; }; do sleep 15; done
     ls $J; tail -4 $J/gpu0.log; tail -4 $J/gpu1.log; tail -4 $J/gpu2.log 2>/dev/null || true
     nvidia-smi --query-gpu=index,utilization.gpu,memory.used --format=csv,noheader ;;
-  pack)
+  pack)  # one file: a call brings back only a handful of files from $OUT
     mkdir -p "$OUT"
-    cp $J/*.jsonl $J/*.json $J/*.log "$OUT"/ 2>/dev/null || true
-    [ -d $J/ablation ] && cp -r $J/ablation "$OUT"/
+    dirs=(sjobs); for d in eng eng32; do [ -d /tmp/$d ] && dirs+=("$d"); done
+    tar czf "$OUT/results.tgz" -C /tmp --exclude='*details*' "${dirs[@]}"
     ls -la "$OUT" ;;
   *) echo "unknown action $1" >&2; exit 2 ;;
 esac

@@ -134,8 +134,9 @@ def build_parser(cls, description: str | None = None, presets: dict | None = Non
         help_text = f.metadata.get("help", "")
         if f.name == "preset" and presets:
             help_text += " Presets: " + "; ".join(f"{k}: {v}" for k, v in presets.items())
+        # help is prose, not a format string: a "%" in it ("10% of a batch") would make argparse fail on --help
         kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS,
-                                  "help": (help_text + f" [default: {default!r}]").strip()}
+                                  "help": (help_text + f" [default: {default!r}]").strip().replace("%", "%%")}
         if "choices" in f.metadata:
             kwargs["choices"] = f.metadata["choices"]
         if base is bool:

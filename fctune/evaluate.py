@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fctune.backends.base import Backend
+from fctune.backends.local import ENGINES
 from fctune.errors import UserError
 from fctune.io import JsonlAppender, read_json, read_jsonl_tolerant, sha256_file, write_json_atomic, write_jsonl_atomic
 
@@ -167,15 +168,13 @@ class EvalConfig:
         "generation budget per answer (default: sized from each split, answer_budget(): 1.5x its longest expected "
         "answer, at least 128 tokens; an answer the budget cut is counted as 'truncated')")})
     batch_size: int = field(default=8, metadata={"min": 1, "help": (
-        "local backend, padded engine: prompts per generate() call; a small model on a GPU gains from wide batches "
-        "(SmolLM2-135M on an H200: a whole BFCL category per call was 1.8x batches of 64, BENCHMARKS.md) as long as "
-        "the cache fits")})
+        "local backend, padded and static engines: prompts per generate() call; a small model on a GPU gains from wide "
+        "batches (SmolLM2-135M on an H200: a whole BFCL category per call was 1.8x batches of 64, BENCHMARKS.md) as "
+        "long as the cache fits")})
     engine: str = field(default="padded", metadata={
-        "help": "local backend: padded = length-sorted batches of --batch-size padded on the left, each decoded until "
-                "its longest answer ends; continuous = transformers' continuous batching (a finished answer leaves "
-                "the batch and the next prompt takes its place; paged KV cache sized from free GPU memory). On an "
-                "H200, continuous was 1.08x padded:64 on BFCL with 40x the memory (BENCHMARKS.md)",
-        "choices": ["padded", "continuous"]})
+        "help": "local backend: " + "; ".join(f"{name} = {what}" for name, what in ENGINES.items())
+                + ". On an H200, continuous was 1.08x padded:64 on BFCL with 40x the memory (BENCHMARKS.md)",
+        "choices": list(ENGINES)})
     prompt_format: str | None = field(default=None, metadata={
         "help": "local backend: auto, native or hermes (default: the adapter's training format)"})
     device: str = field(default="auto", metadata={"help": "local backend: auto, cpu or cuda"})

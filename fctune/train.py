@@ -45,6 +45,44 @@ PRESETS = {
 }
 
 
+# Padding-free batches (Unsloth's default) lay a batch's rows end to end and attend within each row: no compute on
+# padding, but on a GPU without flash-attn's varlen kernels that attention is slower than a padded batch's causal
+# kernel: with rows of equal length (nothing to remove) they trained 8% slower on an H200 (Phi-4-mini and
+# Llama-3.2-1B, bf16 and 4-bit; BENCHMARKS.md). So they are chosen only where padding would cost more than that.
+PADDING_FREE_MIN_SAVING = 0.10
+
+
+def padding_share(lengths: list[int], batch_size: int, max_length: int, batches: int = 256, seed: int = 0) -> float:
+    """The expected share of a padded batch's tokens that are padding, for batches of ``batch_size`` rows drawn at
+    random (the trainer shuffles) from rows of these token ``lengths`` cut at ``max_length``."""
+    import random
+
+    lengths = [min(n, max_length) for n in lengths if n > 0]
+    if not lengths or batch_size <= 1:
+        return 0.0
+    rng = random.Random(seed)
+    real = padded = 0
+    for _ in range(batches):
+        batch = [lengths[rng.randrange(len(lengths))] for _ in range(batch_size)]
+        real += sum(batch)
+        padded += batch_size * max(batch)
+    return 1 - real / padded
+
+
+def choose_padding_free(option: str, backend: str, packing: bool, share: float) -> tuple[bool | None, str]:
+    """Whether the trainer's batches are padding-free (None: packing decides, packed rows always are) and why."""
+    if packing:
+        return None, "packed rows (always padding-free)"
+    if option != "auto":
+        return option == "true", f"asked for with --padding-free {option}"
+    if backend != "unsloth":
+        return False, "padded (TRL's default without Unsloth)"
+    if share < PADDING_FREE_MIN_SAVING:
+        return False, (f"padded: padding would be {share:.1%} of a batch's tokens, under the "
+                       f"{PADDING_FREE_MIN_SAVING:.0%} that padding-free attention costs")
+    return True, f"padding-free: padding would be {share:.1%} of a batch's tokens"
+
+
 @dataclass
 class TrainConfig:
     """Fine-tune a LoRA/QLoRA function-calling adapter (Unsloth on GPU, transformers+peft+TRL elsewhere)."""
@@ -88,6 +126,12 @@ class TrainConfig:
     packing: str = field(default="auto", metadata={
         "help": "pack short rows into full sequences (auto = on with Unsloth on GPU)",
         "choices": ["auto", "true", "false"]})
+    padding_free: str = field(default="auto", metadata={
+        "help": "without packing, Unsloth only: rows of a batch laid end to end with no padding (true) or padded to "
+                "the batch's longest (false); auto = padded when padding would be under "
+                f"{int(PADDING_FREE_MIN_SAVING * 100)}% of a batch's tokens, else padding-free (its attention costs "
+                "more: on an H200 without flash-attn, padding-free batches of equal rows trained 8% slower, "
+                "BENCHMARKS.md)", "choices": ["auto", "true", "false"]})
     gradient_checkpointing: str = field(default="auto", metadata={
         "help": "recompute activations (auto = on GPU)", "choices": ["auto", "true", "false"]})
     optim: str = field(default="auto", metadata={"help": "optimizer (auto = adamw_8bit on GPU with bitsandbytes, "
@@ -175,10 +219,12 @@ def adapter_name(cfg: TrainConfig) -> str:
 
 
 def version_id(cfg: TrainConfig, data_hash: str) -> str:
-    """Derived from base model + data + training config: same inputs, same id."""
+    """Derived from base model + data + training config: same inputs, same id. Fields that change how the run is
+    logged, saved or batched but not what it learns are left out (padding_free: the same rows and loss, laid out
+    differently; the loss curves agreed within 0.002 on an H200)."""
     keys = {k: v for k, v in config_to_dict(cfg).items()
             if k not in ("output_dir", "name", "resume", "logging_steps", "eval_steps", "save_steps",
-                         "save_total_limit", "step_metrics")}
+                         "save_total_limit", "step_metrics", "padding_free")}
     return sha256_json({"model": cfg.model, "data": data_hash, "config": keys}, 12)
 
 
@@ -494,6 +540,8 @@ def _make_trainer(cfg, settings, backend, model, tokenizer, train_ds, val_ds, ck
     steps_per_epoch = math.ceil(len(train_ds) / (cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps
                                                  * world_size()))
     total = cfg.max_steps if cfg.max_steps > 0 else math.ceil(steps_per_epoch * cfg.num_train_epochs)
+    share = padding_share([len(r) for r in train_ds["input_ids"]], cfg.per_device_train_batch_size, cfg.max_seq_length)
+    padding_free, settings["batches"] = choose_padding_free(cfg.padding_free, backend, settings["packing"], share)
     args = SFTConfig(
         output_dir=str(ckpt_dir),
         per_device_train_batch_size=cfg.per_device_train_batch_size,
@@ -507,6 +555,7 @@ def _make_trainer(cfg, settings, backend, model, tokenizer, train_ds, val_ds, ck
         max_steps=cfg.max_steps,
         max_length=cfg.max_seq_length,
         packing=settings["packing"],
+        **({} if padding_free is None else {"padding_free": padding_free}),
         bf16=settings["precision"] == "bf16",
         fp16=settings["precision"] == "fp16",
         # Unsloth does its own (offloaded) checkpointing, set up in get_peft_model.

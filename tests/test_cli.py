@@ -52,3 +52,18 @@ def test_project_dir_flag_and_typed_relative_paths(tmp_path):
     assert not (proj / "mine").exists() and not (elsewhere / "paper_approach").exists()
     bad = _run(PREPARE + ["--project-dir", str(tmp_path / "nope")], cwd=elsewhere)
     assert bad.returncode == 2 and bad.stderr.strip() == f"error: --project-dir {tmp_path / 'nope'}: no such folder"
+
+
+def test_every_commands_help_renders():
+    # a field's help is prose ("10% of a batch"); argparse treats help as a format string, and one stray "%" once
+    # broke `fctune train --help` with a TypeError
+    from fctune.commands import COMMANDS, config_of
+    from fctune.config import build_parser
+
+    configs = {name: config_of(name) for name in COMMANDS}
+    assert configs["train"][0] is not None
+    for name, (cls, presets) in configs.items():
+        if cls is not None:
+            text = build_parser(cls, presets=presets).format_help()
+            assert "--" in text, name
+    assert "10% of a batch" in " ".join(build_parser(configs["train"][0]).format_help().split())

@@ -118,6 +118,7 @@ def test_tiny_model_trains_and_loss_falls(tmp_path, tiny_model_dir):
     assert saved["tokens_seen"] == 8 * saved["dataset"]["train"]["tokens_within_max_length"]
     assert saved["non_padding_tokens_per_s"] > 0 and saved["val_loss_curve"]
     assert saved["settings"]["step_metrics"].startswith("off")
+    assert saved["settings"]["batches"] == "padded (TRL's default without Unsloth)"
     assert saved["version_id"] and saved["settings"]["precision"] == "fp32"
     assert saved["prompt"]["prompt_format"] == "hermes"
 
@@ -366,6 +367,31 @@ def test_trainable_token_rows_use_the_models_own_loss(monkeypatch):
     assert quiet.__name__ == "QuietSFTTrainer" and issubclass(quiet, SFTTrainer)
     for metrics in (False, True):  # token rows: the model's own loss whatever the metrics flag says
         assert sft_trainer_class(model_loss=True, step_metrics=metrics).__name__ == "KernelFreeSFTTrainer"
+
+
+def test_padding_share_is_the_padding_a_random_batch_carries():
+    from fctune.train import padding_share
+
+    assert padding_share([512] * 9, 4, 2048) == 0.0  # equal rows: nothing to pad
+    assert padding_share([512, 4000], 4, 512) == 0.0  # cut at max_length, they are equal again
+    assert padding_share([100, 300], 1, 2048) == 0.0  # a batch of one row is never padded
+    # rows of 100 and 300 tokens, batches of two: a mixed pair (half the draws) pads 200 tokens in a batch of 600
+    # slots, an even pair nothing; expected padding / expected slots = (0.5 * 200) / (0.25 * 200 + 0.25 * 600 +
+    # 0.5 * 600) = 100 / 500
+    assert padding_share([100, 300], 2, 2048, batches=20000) == pytest.approx(100 / 500, abs=0.01)
+    assert padding_share([100, 300], 2, 2048) == padding_share([100, 300], 2, 2048)  # seeded
+
+
+def test_padding_free_batches_only_where_padding_costs_more():
+    from fctune.train import PADDING_FREE_MIN_SAVING, choose_padding_free
+
+    assert choose_padding_free("auto", "unsloth", True, 0.5) == (None, "packed rows (always padding-free)")
+    free, why = choose_padding_free("auto", "unsloth", False, 0.0)
+    assert free is False and why.startswith("padded: padding would be 0.0%")
+    assert choose_padding_free("auto", "unsloth", False, PADDING_FREE_MIN_SAVING)[0] is True
+    assert choose_padding_free("auto", "transformers", False, 0.9)[0] is False  # TRL's default there
+    assert choose_padding_free("true", "unsloth", False, 0.0) == (True, "asked for with --padding-free true")
+    assert choose_padding_free("false", "unsloth", False, 0.9)[0] is False
 
 
 def test_cpu_precision_bf16_only_with_native_bf16(monkeypatch):
