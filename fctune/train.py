@@ -69,6 +69,14 @@ def padding_share(lengths: list[int], batch_size: int, max_length: int, batches:
     return 1 - real / padded
 
 
+def row_lengths(ds) -> list[int]:
+    """Each row's token count, read from the Arrow column (``ds["input_ids"]`` would first build every row as a
+    Python list)."""
+    import pyarrow.compute as pc
+
+    return pc.list_value_length(ds.with_format("arrow")["input_ids"]).to_pylist()
+
+
 def choose_padding_free(option: str, backend: str, packing: bool, share: float) -> tuple[bool | None, str]:
     """Whether the trainer's batches are padding-free (None: packing decides, packed rows always are) and why."""
     if packing:
@@ -540,7 +548,7 @@ def _make_trainer(cfg, settings, backend, model, tokenizer, train_ds, val_ds, ck
     steps_per_epoch = math.ceil(len(train_ds) / (cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps
                                                  * world_size()))
     total = cfg.max_steps if cfg.max_steps > 0 else math.ceil(steps_per_epoch * cfg.num_train_epochs)
-    share = padding_share([len(r) for r in train_ds["input_ids"]], cfg.per_device_train_batch_size, cfg.max_seq_length)
+    share = padding_share(row_lengths(train_ds), cfg.per_device_train_batch_size, cfg.max_seq_length)
     padding_free, settings["batches"] = choose_padding_free(cfg.padding_free, backend, settings["packing"], share)
     args = SFTConfig(
         output_dir=str(ckpt_dir),

@@ -370,7 +370,12 @@ def test_trainable_token_rows_use_the_models_own_loss(monkeypatch):
 
 
 def test_padding_share_is_the_padding_a_random_batch_carries():
-    from fctune.train import padding_share
+    from datasets import Dataset
+
+    from fctune.train import padding_share, row_lengths
+
+    ds = Dataset.from_list([{"input_ids": [7] * n} for n in (100, 300, 5)])
+    assert row_lengths(ds) == [100, 300, 5] and row_lengths(ds.select([2, 0])) == [5, 100]  # the rows, in order
 
     assert padding_share([512] * 9, 4, 2048) == 0.0  # equal rows: nothing to pad
     assert padding_share([512, 4000], 4, 512) == 0.0  # cut at max_length, they are equal again

@@ -46,7 +46,7 @@ ENGINES = {  # the local backend's decoding engines (module docstring); --engine
 }
 # The static cache's length: the next power of two, at least STATIC_CACHE_MIN, so that the calls of a run (one per
 # task) mostly share one length: a new length recompiles the decoding step (measured on an H200 with SmolLM2-135M:
-# ~30 s the first time, ~45 s for the second length, when torch switches to dynamic shapes).
+# ~27 s the first time, ~45 s for the second length).
 STATIC_CACHE_MIN = 2048
 
 
@@ -162,20 +162,20 @@ class LocalBackend:
         import torch
 
         order = sorted(prompts, key=lambda ep: len(ep[1]))  # similar lengths: little padding per batch
-        options, fill = {}, False
-        if self.engine == "static":
+        static, options = self.engine == "static", {}
+        if static:
             # one cache length for every batch of the call (transformers keeps the largest it has seen across
             # calls), so the compiled decoding step keeps its shapes; rounded up so the next calls mostly fit too
             options = {"cache_implementation": "static",
                        "max_cache_len": static_cache_length(len(order[-1][1]), self.max_new_tokens)}
-            fill = True  # every batch batch_size rows: a compiled step keeps its shape
             if self.device == "cuda" and not self._compiled_logged:
                 log.info("static engine: the first batch compiles the decoding step (CUDA graphs); later ones reuse it")
                 self._compiled_logged = True
         for start in range(0, len(order), self.batch_size):
             batch = order[start:start + self.batch_size]
             rows = [ids for _, ids in batch]
-            if fill:  # filler rows (copies of the longest prompt: no extra padding), their answers dropped below
+            if static:  # every batch batch_size rows, so the compiled step keeps its shape: copies of the longest
+                # prompt (no extra padding), their answers dropped below
                 rows += [rows[-1]] * (self.batch_size - len(rows))
             enc = self.tokenizer.pad({"input_ids": rows}, return_tensors="pt")
             enc = {k: v.to(self.device) for k, v in enc.items()}
