@@ -258,10 +258,12 @@ def _load_paired(path: Path, precision: str):
 PAIRED = {"unsloth": {"raw": {}}, "fctune": {"trainer": {}}, "fctune+step_metrics": {"trainer": {"step_metrics": True}}}
 
 
-def run_paired(path: Path, precision: str, variants: dict | None = None, loaded: tuple | None = None) -> dict:
+def run_paired(path: Path, precision: str, variants: dict | None = None, loaded: tuple | None = None,
+               batch_shapes: dict | None = None) -> dict:
     """Raw Unsloth and the project's trainer (step metrics off and on) on one model, interleaved (module doc).
     ``variants`` (ablation mode) maps a name to raw-loop options ({"raw": {...}}) or trainer options
-    ({"trainer": {...}, "tweaks": [...]})."""
+    ({"trainer": {...}, "tweaks": [...]}); ``batch_shapes`` gets each trainer variant's batch layout (padded rows
+    or one padding-free row) from its first block."""
     import torch
 
     cfg, settings, model, tok, ids, ds = loaded or _load_paired(path, precision)
@@ -273,7 +275,7 @@ def run_paired(path: Path, precision: str, variants: dict | None = None, loaded:
         _trainer_block(cfg, settings, model, tok, ds, seen=seen)
         seen_batch = {k: v.cuda() for k, v in seen["tensors"].items()}  # the collator's output is still on the CPU
     blocks = {stack: [] for stack in variants}
-    for _ in range(ROUNDS):
+    for r in range(ROUNDS):
         for stack, v in variants.items():
             _restore(model, init)
             _reset_forwards(forwards)
@@ -282,8 +284,11 @@ def run_paired(path: Path, precision: str, variants: dict | None = None, loaded:
                 batch = seen_batch if v.get("trainer_batch") else None
                 blocks[stack].append(_raw_block(model, ids, batch=batch, **v["raw"]))
             else:
+                seen = {} if r == 0 and batch_shapes is not None else None
                 blocks[stack].append(_trainer_block(cfg, settings, model, tok, ds, tweaks=v.get("tweaks"),
-                                                    **v["trainer"]))
+                                                    seen=seen, **v["trainer"]))
+                if seen is not None:
+                    batch_shapes[stack] = seen.get("batch")
     return blocks
 
 
@@ -404,8 +409,10 @@ def one(args) -> list[dict]:
 
     path = Path(args.dir) / args.shape
     torch.cuda.reset_peak_memory_stats()
+    batch_shapes = {}  # the trainer variants' batch layouts, so a record says which batches it timed
     if args.stack == "unsloth":  # the paired stacks, plus any ablation variants asked for (--extra)
-        blocks = run_paired(path, args.precision, {**PAIRED, **{n: ABLATION[n] for n in args.extra}})
+        blocks = run_paired(path, args.precision, {**PAIRED, **{n: ABLATION[n] for n in args.extra}},
+                            batch_shapes=batch_shapes)
     else:
         blocks = run_transformers(path, args.precision)
     n = int((path / "n_params.txt").read_text())
@@ -416,7 +423,7 @@ def one(args) -> list[dict]:
         out.append({"shape": args.shape, "stack": stack, "precision": args.precision, "params": n,
                     "tokens_per_s": round(med), "tokens_per_s_rounds": [round(x) for x in per_round],
                     "rounds": len(runs), "steps_timed_per_round": TIMED, "warmup_per_round": WARMUP,
-                    "loss_curves": [losses for _, losses in runs],
+                    "loss_curves": [losses for _, losses in runs], "batch": batch_shapes.get(stack),
                     "peak_gib_process": round(torch.cuda.max_memory_allocated() / 2**30, 2),
                     "mfu": round(med * 6 * n / PEAK_FLOPS, 4), "gpu": torch.cuda.get_device_name(0),
                     "torch": torch.__version__, "cuda": torch.version.cuda, "versions": library_versions()})

@@ -27,6 +27,10 @@
 # EXTRA="trainer-padding_free trainer+model_loss" EVAL_RUNS="padded:64 static:256 static:64" EVAL_REPEATS=2 `s4`,
 # `wait` calls back to back, and the folders tarred into $OUT in one file (a call brings back only a few files). A
 # first machine was lost to a pause of over 30 s between calls; keep a `wait` in flight while reading results.
+# Fifth session (results/h200_2026-11-30_s5): the same 10 `stash` calls, `setup`, BUDGET=960 `s5`, `wait` calls; the
+# queues' "done" marks were then written outside their setsid'd jobs and died with the call (now inside), so GPU 1's
+# follow-up (two more static:256 repeats, then the fp32 sample) was started by hand once it was idle, and the folders
+# tarred by hand (eng_more too). 28 of 30 device minutes.
 # The pack is made here with:
 #   tar cf - -C .gpu_exp/s23/stage . | split -b 20M -d -a 1 - .gpu_exp/s23/dN/pack.part-   (one piece per folder)
 set -euo pipefail
@@ -127,6 +131,29 @@ case "$1" in
          --shapes llama-3.1-8b --precisions bf16 $X --out $J/train_unsloth_8b.jsonl --budget-s $left" \
        < /dev/null > $J/gpu1.log 2>&1; echo finished > $J/gpu1.done) &
     sleep 20; ls $J; tail -n 2 $J/gpu0.log $J/gpu1.log ;;
+  s5)  # fifth session, one deadline for both queues (BUDGET seconds from now):
+        # GPU 0: the unsloth stack on Llama-3.1-8B (4-bit, then bf16; the committed trainer: padded batches by
+        #        --padding-free auto), then raw transformers + peft on Phi-4-mini and Llama-3.1-8B while time is left;
+        # GPU 1: the evaluation engines on ALL of BFCL non-live (the issue's 1,240 rows): padded:64 once, static:256
+        #        twice (cold, then warm from torch's compile caches), static:128 once; then Llama-3.2-1B 4-bit
+        #        (unsloth stack) again, with no evaluation compiling beside it
+    mkdir -p $J
+    cd /tmp/b
+    deadline=$(( $(date +%s) + ${BUDGET:-960} ))
+    left="\$(( $deadline - \$(date +%s) ))"  # evaluated by each job's shell when its step starts
+    (CUDA_VISIBLE_DEVICES=0 setsid nohup bash -c "
+       python3 benchmarks/train_throughput.py all --dir /tmp/shapes --tokenizer /tmp/pk/tok --stacks unsloth \
+         --shapes llama-3.1-8b --precisions 4bit bf16 --out $J/train_unsloth.jsonl --budget-s $left;
+       python3 benchmarks/train_throughput.py all --dir /tmp/shapes --tokenizer /tmp/pk/tok --stacks transformers \
+         --shapes phi-4-mini llama-3.1-8b --precisions bf16 4bit --out $J/train_transformers.jsonl --budget-s $left;
+       echo finished > $J/gpu0.done" < /dev/null > $J/gpu0.log 2>&1) &
+    (CUDA_VISIBLE_DEVICES=1 setsid nohup bash -c "
+       python3 benchmarks/eval_engines.py --model $SMOL --categories non_live --runs padded:64 static:256 static:128 \
+         --repeats 2 --once padded:64 static:128 --max-new-tokens 256 --work /tmp/eng --out $J/eval_full_bf16.json;
+       python3 benchmarks/train_throughput.py all --dir /tmp/shapes1 --tokenizer /tmp/pk/tok --stacks unsloth \
+         --shapes llama-3.2-1b --precisions 4bit bf16 --out $J/train_unsloth_1b.jsonl --budget-s $left;
+       echo finished > $J/gpu1.done" < /dev/null > $J/gpu1.log 2>&1) &
+    sleep 20; ls $J; tail -n 2 $J/gpu0.log $J/gpu1.log ;;
   waitfile)  # until $2 exists (a path under the jobs folder) or $3 seconds pass
     end=$(( $(date +%s) + ${3:-300} ))
     while [ "$(date +%s)" -lt "$end" ] && ! ls "$J/$2" >/dev/null 2>&1; do sleep 5; done
@@ -151,7 +178,7 @@ case "$1" in
     nvidia-smi --query-gpu=index,utilization.gpu,memory.used --format=csv,noheader ;;
   pack)  # one file: a call brings back only a handful of files from $OUT
     mkdir -p "$OUT"
-    dirs=(sjobs); for d in eng eng32; do [ -d /tmp/$d ] && dirs+=("$d"); done
+    dirs=(sjobs); for d in eng eng_more eng32; do [ -d /tmp/$d ] && dirs+=("$d"); done
     tar czf "$OUT/results.tgz" -C /tmp --exclude='*details*' "${dirs[@]}"
     ls -la "$OUT" ;;
   *) echo "unknown action $1" >&2; exit 2 ;;

@@ -12,6 +12,9 @@ Stages (each traced in Langfuse when its keys are set):
 5. **training** (the paper approach's trainer) and 6. **re-evaluation**;
 7. the final model also runs the shared suites, so the comparison shows Fledgling beside the paper approach.
 
+``--stage`` runs one part: ``gate`` (1-5), then ``re_eval`` (6) and ``shared`` (7), which read the summary ``gate``
+left and can run side by side (the main job does so on a CPU, where Fledgling's chain is its critical path).
+
 Results: ``fledgling/eval_results/<label>_fledgling_{toolcall,structured}.json`` (and the suites), the gate
 decision in ``fledgling/eval_results/fledgling_gate.json``.
 """
@@ -33,6 +36,9 @@ from fctune.models import OFFLINE_LLM
 log = logging.getLogger(__name__)
 TRACKS = {"fledgling_toolcall": ["args_field_f1", "args_exact_match_rate", "valid_json_rate"],
           "fledgling_structured": ["field_f1", "valid_json_rate", "schema_valid_rate"]}
+
+
+STAGES = ("all", "gate", "re_eval", "shared")  # --stage's choices (FledglingConfig.stage)
 
 
 @dataclass
@@ -75,6 +81,12 @@ class FledglingConfig:
         "help": "also run the final model on comparison_framework/test_splits (when they exist)"})
     splits_dir: str = field(default="comparison_framework/test_splits", metadata={"help": "shared suite splits"})
     workdir: str = field(default="fledgling", metadata={"help": "datasets/, adapters/, eval_results/ go here"})
+    stage: str = field(default="all", metadata={
+        "help": "all = every stage in one process; or one part, so that the final model's two evaluations can run "
+                "side by side on two workers (the main job on a CPU): 'gate' (data, LLM, base SLM, gate, training), "
+                "then 're_eval' (the final model on the tracks) and 'shared' (on the shared suites), which read "
+                "what 'gate' left in WORKDIR/eval_results/fledgling_run.json",
+        "choices": list(STAGES)})
 
 
 def _sizes(cfg: FledglingConfig):
@@ -218,6 +230,25 @@ def gate_decision(base, llm, threshold: float, aggregate: str = "min") -> dict:
 
 
 def run_pipeline(cfg: FledglingConfig) -> dict:
+    """The stages ``cfg.stage`` asks for (all of them by default); returns the run's summary."""
+    results = Path(cfg.workdir) / "eval_results"
+    if cfg.stage in ("re_eval", "shared"):
+        return _final_model_stage(cfg, results)
+    summary = _until_training(cfg, results)
+    if cfg.stage == "gate":  # re_eval and shared follow in their own processes, from this summary
+        return summary
+    gate = summary["gate"]
+    if gate["final_model"]["adapter"]:
+        summary["finetuned"] = _re_evaluate(cfg, summary)
+    if cfg.shared_suites:
+        summary["shared_suites"] = _shared_suites(cfg, summary)
+    write_json_atomic(results / "fledgling_run.json", summary)
+    return summary
+
+
+def _until_training(cfg: FledglingConfig, results: Path) -> dict:
+    """Data, the LLM and base SLM on the tracks, the gate, and training when the gate asks for it. The gate file
+    names the final model as soon as it is known; the summary is written for the stages that follow."""
     from fctune.compare import load_gates
     from fctune.evaluate import EvalConfig, evaluate, safe_label
     from fctune.models import resolve_model as resolve_ref
@@ -225,7 +256,6 @@ def run_pipeline(cfg: FledglingConfig) -> dict:
 
     # the gate uses the comparison's aggregation rule, read from its one file (first: a bad file fails in a second)
     aggregate = load_gates(cfg.gates)["relative"]["aggregate"]
-    results = Path(cfg.workdir) / "eval_results"
     summary: dict = {"config": run_metadata(cfg)}
     with tracking.stage("fledgling.dataset", input={"source": cfg.source}) as rec:
         data = build_data(cfg)
@@ -236,8 +266,7 @@ def run_pipeline(cfg: FledglingConfig) -> dict:
     short = resolve_ref(model).short_name
     llm_backend, llm_model, llm_why = resolve_llm(cfg)
     log.info("LLM baseline: %s %s (%s)", llm_backend, llm_model, llm_why)
-    common = dict(results_dir=str(results), split_files=data["test_files"], max_new_tokens=cfg.max_new_tokens,
-                  limit=cfg.eval_limit, approach="fledgling", batch_size=cfg.batch_size)
+    common = _eval_options(cfg, summary)
     with tracking.stage("fledgling.llm_eval", input={"backend": llm_backend, "model": llm_model}) as rec:
         if llm_backend == "existing":
             llm_res = existing_llm_results(results, data["test_files"], cfg.llm_label)
@@ -272,28 +301,70 @@ def run_pipeline(cfg: FledglingConfig) -> dict:
             meta = train(config_from_sources(TrainConfig, overrides=tc_over, presets=PRESETS))
             final_adapter = str(Path(cfg.workdir) / "adapters" / meta["adapter"])
             rec(adapter=final_adapter, final_train_loss=meta["final_train_loss"])
-        with tracking.stage("fledgling.re_eval", input={"adapter": final_adapter}) as rec:
-            final_label = safe_label(f"fledgling-{short}-ft")
-            ft_res = evaluate(EvalConfig(model=model, adapter=final_adapter, role="finetuned", label=final_label,
-                                         **common))
-            rec(**ft_res)
-        summary["finetuned"] = ft_res
+        final_label = safe_label(f"fledgling-{short}-ft")
     gate["final_model"] = {"label": final_label, "adapter": final_adapter}
     write_json_atomic(results / "fledgling_gate.json", gate)
-    from fctune.suites import SUITES
-
-    shared = [s for s, spec in SUITES.items() if (Path(cfg.splits_dir) / spec.file).exists()]
-    if cfg.shared_suites and shared:
-        with tracking.stage("fledgling.shared_suites", input={"suites": shared}) as rec:
-            res = evaluate(EvalConfig(model=model, adapter=final_adapter, role="finetuned" if final_adapter else "base",
-                                      label=final_label, approach="fledgling", results_dir=str(results),
-                                      suites=shared, splits_dir=cfg.splits_dir, max_new_tokens=cfg.max_new_tokens,
-                                      limit=cfg.eval_limit, batch_size=cfg.batch_size))
-            rec(**res)
-        summary["shared_suites"] = res
     summary.update({"gate": gate, "llm": llm_res, "base": base_res})
     write_json_atomic(results / "fledgling_run.json", summary)
     return summary
+
+
+def _eval_options(cfg: FledglingConfig, summary: dict) -> dict:
+    """The evaluation options every track evaluation of one run shares."""
+    return dict(results_dir=str(Path(cfg.workdir) / "eval_results"), split_files=summary["data"]["test_files"],
+                max_new_tokens=cfg.max_new_tokens, limit=cfg.eval_limit, approach="fledgling",
+                batch_size=cfg.batch_size)
+
+
+def _re_evaluate(cfg: FledglingConfig, summary: dict) -> dict:
+    """The fine-tuned model on the tracks."""
+    from fctune.evaluate import EvalConfig, evaluate
+
+    final = summary["gate"]["final_model"]
+    with tracking.stage("fledgling.re_eval", input={"adapter": final["adapter"]}) as rec:
+        res = evaluate(EvalConfig(model=summary["model"]["used"], adapter=final["adapter"], role="finetuned",
+                                  label=final["label"], **_eval_options(cfg, summary)))
+        rec(**res)
+    return res
+
+
+def _shared_suites(cfg: FledglingConfig, summary: dict) -> dict | None:
+    """The final model (fine-tuned, or the base one when the gate skipped training) on the shared suites that exist."""
+    from fctune.evaluate import EvalConfig, evaluate
+    from fctune.suites import SUITES
+
+    shared = [s for s, spec in SUITES.items() if (Path(cfg.splits_dir) / spec.file).exists()]
+    if not shared:
+        return None
+    final = summary["gate"]["final_model"]
+    with tracking.stage("fledgling.shared_suites", input={"suites": shared}) as rec:
+        res = evaluate(EvalConfig(model=summary["model"]["used"], adapter=final["adapter"],
+                                  role="finetuned" if final["adapter"] else "base", label=final["label"],
+                                  approach="fledgling", results_dir=str(Path(cfg.workdir) / "eval_results"),
+                                  suites=shared, splits_dir=cfg.splits_dir, max_new_tokens=cfg.max_new_tokens,
+                                  limit=cfg.eval_limit, batch_size=cfg.batch_size))
+        rec(**res)
+    return res
+
+
+def _final_model_stage(cfg: FledglingConfig, results: Path) -> dict:
+    """--stage re_eval / shared: one of the final model's evaluations, from the summary --stage gate wrote. Each
+    writes its own file beside it (fledgling_run_<stage>.json), so the two can run at the same time."""
+    from fctune.io import read_json
+
+    path = results / "fledgling_run.json"
+    if not path.exists():
+        raise UserError(f"--stage {cfg.stage}: {path} is missing; run --stage gate first")
+    summary = read_json(path)
+    if "final_model" not in (summary.get("gate") or {}):
+        raise UserError(f"--stage {cfg.stage}: {path} has no final model (its 'gate' stage did not finish)")
+    if cfg.stage == "re_eval":
+        res = _re_evaluate(cfg, summary) if summary["gate"]["final_model"]["adapter"] else None
+    else:
+        res = _shared_suites(cfg, summary) if cfg.shared_suites else None
+    part = {"config": run_metadata(cfg), "stage": cfg.stage, "result": res}
+    write_json_atomic(results / f"fledgling_run_{cfg.stage}.json", part)
+    return {**summary, cfg.stage: res}
 
 
 def main(argv=None) -> int:

@@ -258,17 +258,25 @@ def plan(cfg: PipelineConfig) -> list[Step]:
             fl += ["--eval-limit", str(limit)]
         if cfg.fledgling_test_size:
             fl += ["--test-size", str(cfg.fledgling_test_size)]
-        eval_cmds.append(("fledgling", fl, {}))
     # On a CPU, two evaluations side by side on one core each did 1.37x the work of one on both cores (the 2-core
     # machine, BENCHMARKS.md): decoding a 135M model does not keep two cores busy. The longest (Fledgling: its
     # own evaluations and training) starts first; a round trip waits for its model's own evaluation.
     workers = cfg.eval_workers or (2 if not gpus and (os.cpu_count() or 1) >= 2 else 1)
+    if cfg.fledgling:
+        if workers > 1:  # Fledgling's chain was the main job's critical path while the other worker idled (4 of
+            # 15 min): after its training, the final model's track and shared-suite evaluations go side by side
+            eval_cmds += [("fledgling", [*fl, "--stage", "gate"], {}),
+                          *((f"fledgling-{st}", [*fl, "--stage", st], {}) for st in ("re_eval", "shared"))]
+        else:
+            eval_cmds.append(("fledgling", fl, {}))
     after = {}
     if workers > 1:
         threads = str(max(1, (os.cpu_count() or 1) // workers))
-        eval_cmds = sorted(eval_cmds, key=lambda c: c[0] != "fledgling")
+        # stable: Fledgling's parts first, in order, so a worker takes a ready one before anything else
+        eval_cmds = sorted(eval_cmds, key=lambda c: not c[0].startswith("fledgling"))
         eval_cmds = [(tag, argv, {**env, "OMP_NUM_THREADS": threads}) for tag, argv, env in eval_cmds]
         after = {tag: tag.removesuffix("-roundtrip") for tag, _, _ in eval_cmds if tag.endswith("-roundtrip")}
+        after.update({tag: "fledgling" for tag, _, _ in eval_cmds if tag.startswith("fledgling-")})
     steps.append(Step(6, "evaluate", [[c] for c in eval_cmds], workers=workers, after=after,
                       inputs=split_files + adapters,
                       outputs=[str(result_paths(results, lb, s)[0]) for lb in labels for s in SUITES]))

@@ -158,3 +158,35 @@ def test_pipeline_reads_the_gates_file_before_any_work(tmp_path):
         run_pipeline(FledglingConfig(model="smollm2", source="offline", gates=str(tmp_path / "nowhere.yaml"),
                                      workdir=str(tmp_path / "w")))
     assert not (tmp_path / "w").exists()
+
+
+def test_final_model_stages_run_from_what_the_gate_stage_left(tmp_path, tiny_model_dir, phase1_data):
+    # the main job on a CPU runs --stage gate, then re_eval and shared side by side: each later stage reads the
+    # summary the gate stage wrote, never rebuilds the data, and writes its own file (no shared file to race on)
+    from fctune.errors import UserError
+
+    work, splits = tmp_path / "fl", tmp_path / "splits"
+    res = work / "eval_results"
+    splits.mkdir()
+    rows = (phase1_data / "hermes_test.jsonl").read_text().splitlines()[:2]
+    (splits / "single_turn_test.jsonl").write_text("\n".join(rows) + "\n")
+    options = dict(model="never-loaded", workdir=str(work), splits_dir=str(splits), max_new_tokens=8, batch_size=2)
+    with pytest.raises(UserError, match="fledgling_run.json is missing; run --stage gate first"):
+        run_pipeline(FledglingConfig(stage="shared", **options))
+    res.mkdir(parents=True)
+    (res / "fledgling_run.json").write_text(json.dumps({"gate": {"decision": "FINE-TUNE"}}))
+    with pytest.raises(UserError, match="has no final model"):
+        run_pipeline(FledglingConfig(stage="re_eval", **options))
+    # a gate that skipped fine-tuning: nothing to re-evaluate; the base model runs the shared suites
+    gate = {"decision": "SKIP FINE-TUNING", "reason": "within 10%",
+            "final_model": {"label": "fledgling-tiny-base", "adapter": None}}
+    (res / "fledgling_run.json").write_text(json.dumps({"gate": gate, "model": {"used": tiny_model_dir},
+                                                        "data": {"test_files": []}}))
+    assert run_pipeline(FledglingConfig(stage="re_eval", **options))["re_eval"] is None
+    assert json.loads((res / "fledgling_run_re_eval.json").read_text())["result"] is None
+    s = run_pipeline(FledglingConfig(stage="shared", **options))
+    assert s["shared"]["label"] == "fledgling-tiny-base"
+    summary = json.loads((res / "fledgling-tiny-base_single_turn.json").read_text())
+    assert summary["model"]["role"] == "base" and summary["model"]["approach"] == "fledgling"
+    assert summary["model"]["model"] == tiny_model_dir and summary["n_examples"] == 2
+    assert json.loads((res / "fledgling_run_shared.json").read_text())["stage"] == "shared"

@@ -126,11 +126,17 @@ def test_cpu_evaluations_run_two_at_a_time_on_one_core_each(monkeypatch):
     monkeypatch.setattr("os.cpu_count", lambda: 2)
     step = next(s for s in plan(PipelineConfig(gpus="none", llm="llamacpp", roundtrip="on")) if s.name == "evaluate")
     tags = [tag for g in step.groups for tag, _, _ in g]
-    assert step.workers == 2 and tags[0] == "fledgling"  # the longest first
+    # the longest first: Fledgling, in three parts whose last two go side by side after its training
+    assert step.workers == 2 and tags[:3] == ["fledgling", "fledgling-re_eval", "fledgling-shared"]
+    stages = [argv[argv.index("--stage") + 1] for g in step.groups[:3] for _, argv, _ in g]
+    assert stages == ["gate", "re_eval", "shared"]
     assert all(env["OMP_NUM_THREADS"] == "1" for g in step.groups for _, _, env in g)
-    assert step.after == {"paper-phi-llama-ft-roundtrip": "paper-phi-llama-ft"}
+    assert step.after == {"paper-phi-llama-ft-roundtrip": "paper-phi-llama-ft", "fledgling-re_eval": "fledgling",
+                          "fledgling-shared": "fledgling"}
     one = next(s for s in plan(PipelineConfig(gpus="none", llm="llamacpp", eval_workers=1)) if s.name == "evaluate")
     assert one.workers == 1 and all("OMP_NUM_THREADS" not in env for g in one.groups for _, _, env in g)
+    (fledgling,) = [argv for g in one.groups for tag, argv, _ in g if tag.startswith("fledgling")]
+    assert "--stage" not in fledgling  # one worker: Fledgling in one process, as before
     gpu = next(s for s in plan(PipelineConfig(gpus="0", llm="llamacpp")) if s.name == "evaluate")
     assert gpu.workers == 1  # GPU evaluations would share one GPU's memory
 
