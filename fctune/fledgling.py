@@ -266,7 +266,7 @@ def _until_training(cfg: FledglingConfig, results: Path) -> dict:
     short = resolve_ref(model).short_name
     llm_backend, llm_model, llm_why = resolve_llm(cfg)
     log.info("LLM baseline: %s %s (%s)", llm_backend, llm_model, llm_why)
-    common = _eval_options(cfg, summary)
+    common = {**_eval_options(cfg), "split_files": data["test_files"]}
     with tracking.stage("fledgling.llm_eval", input={"backend": llm_backend, "model": llm_model}) as rec:
         if llm_backend == "existing":
             llm_res = existing_llm_results(results, data["test_files"], cfg.llm_label)
@@ -309,11 +309,10 @@ def _until_training(cfg: FledglingConfig, results: Path) -> dict:
     return summary
 
 
-def _eval_options(cfg: FledglingConfig, summary: dict) -> dict:
-    """The evaluation options every track evaluation of one run shares."""
-    return dict(results_dir=str(Path(cfg.workdir) / "eval_results"), split_files=summary["data"]["test_files"],
-                max_new_tokens=cfg.max_new_tokens, limit=cfg.eval_limit, approach="fledgling",
-                batch_size=cfg.batch_size)
+def _eval_options(cfg: FledglingConfig) -> dict:
+    """The evaluation options every evaluation of one run shares (tracks and shared suites alike)."""
+    return dict(results_dir=str(Path(cfg.workdir) / "eval_results"), max_new_tokens=cfg.max_new_tokens,
+                limit=cfg.eval_limit, approach="fledgling", batch_size=cfg.batch_size)
 
 
 def _re_evaluate(cfg: FledglingConfig, summary: dict) -> dict:
@@ -323,7 +322,8 @@ def _re_evaluate(cfg: FledglingConfig, summary: dict) -> dict:
     final = summary["gate"]["final_model"]
     with tracking.stage("fledgling.re_eval", input={"adapter": final["adapter"]}) as rec:
         res = evaluate(EvalConfig(model=summary["model"]["used"], adapter=final["adapter"], role="finetuned",
-                                  label=final["label"], **_eval_options(cfg, summary)))
+                                  label=final["label"], split_files=summary["data"]["test_files"],
+                                  **_eval_options(cfg)))
         rec(**res)
     return res
 
@@ -340,9 +340,7 @@ def _shared_suites(cfg: FledglingConfig, summary: dict) -> dict | None:
     with tracking.stage("fledgling.shared_suites", input={"suites": shared}) as rec:
         res = evaluate(EvalConfig(model=summary["model"]["used"], adapter=final["adapter"],
                                   role="finetuned" if final["adapter"] else "base", label=final["label"],
-                                  approach="fledgling", results_dir=str(Path(cfg.workdir) / "eval_results"),
-                                  suites=shared, splits_dir=cfg.splits_dir, max_new_tokens=cfg.max_new_tokens,
-                                  limit=cfg.eval_limit, batch_size=cfg.batch_size))
+                                  suites=shared, splits_dir=cfg.splits_dir, **_eval_options(cfg)))
         rec(**res)
     return res
 
