@@ -19,8 +19,10 @@ blocks: raw loop, trainer with its default (``step_metrics`` off), trainer with 
 curves are comparable step by step and a drift of the machine falls on every stack alike. A block is ``WARMUP``
 untimed steps then ``TIMED`` timed ones. A raw step is forward + backward + AdamW step, closed by
 ``torch.cuda.synchronize()``; a trainer step is the time from one step's end to the next (the Trainer's data
-loading, clipping, scheduler and callbacks included), also closed by a synchronize. Raw transformers runs in its
-own process (importing Unsloth patches transformers for the whole process) with the same blocks.
+loading, clipping, scheduler and callbacks included), also closed by a synchronize (``--sync block``: one
+synchronize before and one after the timed steps instead, as in a real run; each step counts as the block's
+mean). Raw transformers runs in its own process (importing Unsloth patches transformers for the whole process)
+with the same blocks.
 Per stack: the median over rounds of each block's median tokens/s, and the spread of the rounds. MFU =
 tokens/s x 6 x N / 989e12 (N = base parameters; LoRA backward through frozen weights with recomputation costs about
 6N FLOP per token; 989 TFLOP/s = H100 SXM dense bf16 peak, kept for H200 too: same tensor cores).
@@ -52,6 +54,10 @@ SHAPES = {
 STACKS = ("unsloth", "transformers")  # "unsloth": raw Unsloth and the project's trainer, paired in one process
 PRECISIONS = ("bf16", "4bit")
 BATCH, SEQ, WARMUP, TIMED, ROUNDS, LR = 4, 2048, 2, 8, 3, 2e-4
+# "step": the GPU is synchronized after every step and each step timed (per-step medians); "block": only before the
+# first and after the last timed step, each step counted as the block's mean. A real run synchronizes no step, so
+# host work (the Trainer's data loading and collation) can overlap the GPU's; "step" serializes it (--sync).
+SYNC = "step"
 PEAK_FLOPS = 989e12
 LORA = dict(r=16, lora_alpha=32, lora_dropout=0.0)
 
@@ -131,9 +137,11 @@ def _raw_block(model, ids, autocast=False, mask=False, trl_head=False, clip=Fals
         model.for_training()            # which the Trainer path gets; a bare model.train() left it off
     else:
         model.train()
+    per_step = SYNC == "step"
     for step in range(WARMUP + TIMED):
-        torch.cuda.synchronize()
-        t0 = time.perf_counter()
+        if per_step or step == WARMUP:
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
         with torch.autocast("cuda", dtype=torch.bfloat16) if autocast else contextlib.nullcontext():
             loss = model(**{"input_ids": ids, "labels": ids, **kw}).loss
         loss.backward()
@@ -141,10 +149,13 @@ def _raw_block(model, ids, autocast=False, mask=False, trl_head=False, clip=Fals
             torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        torch.cuda.synchronize()
-        if step >= WARMUP:
+        if per_step and step >= WARMUP:
+            torch.cuda.synchronize()
             times.append(time.perf_counter() - t0)
         losses.append(loss.detach())
+    if not per_step:
+        torch.cuda.synchronize()
+        times = [(time.perf_counter() - t0) / TIMED] * TIMED
     return times, [round(float(x), 5) for x in losses]
 
 
@@ -163,15 +174,18 @@ def _trainer_block(cfg, settings, model, tok, ds, tweaks=None, seen=None, **opti
 
     times, losses, marks = [], [], []
 
-    class Timer(TrainerCallback):
+    per_step = SYNC == "step"
+
+    class Timer(TrainerCallback):  # a step's time: from the previous step's end (its batch's loading included)
         def on_step_begin(self, args, state, control, **kw):
-            if not marks:
+            if not marks and per_step:
                 torch.cuda.synchronize()
                 marks.append(time.perf_counter())
 
         def on_step_end(self, args, state, control, **kw):
-            torch.cuda.synchronize()
-            marks.append(time.perf_counter())
+            if per_step or state.global_step in (WARMUP, WARMUP + TIMED):  # block: the warm-up's end, the last
+                torch.cuda.synchronize()
+                marks.append(time.perf_counter())
 
     cfg = dataclasses.replace(cfg, max_steps=WARMUP + TIMED, **options)
     tweaks = tweaks or ()
@@ -213,7 +227,8 @@ def _trainer_block(cfg, settings, model, tok, ds, tweaks=None, seen=None, **opti
         seen["max_grad_norm"] = trainer.args.max_grad_norm
         seen["mixed_precision"] = str(trainer.accelerator.mixed_precision)
     trainer.train()
-    times = [b - a for a, b in zip(marks[:-1], marks[1:], strict=True)][WARMUP:]
+    times = ([b - a for a, b in zip(marks[:-1], marks[1:], strict=True)][WARMUP:] if per_step
+             else [(marks[1] - marks[0]) / TIMED] * TIMED)
     return times, [round(float(x), 5) for x in losses]
 
 
@@ -422,7 +437,7 @@ def one(args) -> list[dict]:
         med = statistics.median(per_round)
         out.append({"shape": args.shape, "stack": stack, "precision": args.precision, "params": n,
                     "tokens_per_s": round(med), "tokens_per_s_rounds": [round(x) for x in per_round],
-                    "rounds": len(runs), "steps_timed_per_round": TIMED, "warmup_per_round": WARMUP,
+                    "rounds": len(runs), "steps_timed_per_round": TIMED, "warmup_per_round": WARMUP, "sync": SYNC,
                     "loss_curves": [losses for _, losses in runs], "batch": batch_shapes.get(stack),
                     "peak_gib_process": round(torch.cuda.max_memory_allocated() / 2**30, 2),
                     "mfu": round(med * 6 * n / PEAK_FLOPS, 4), "gpu": torch.cuda.get_device_name(0),
@@ -447,7 +462,11 @@ def main() -> int:
     ap.add_argument("--extra", nargs="*", default=[], choices=list(ABLATION), metavar="VARIANT",
                     help="one/all: ablation variants interleaved with the unsloth stack's three (records named so)")
     ap.add_argument("--no-profile", action="store_true", help="ablation: the variants only, no profiles")
+    ap.add_argument("--sync", choices=["step", "block"], default="step",
+                    help="synchronize the GPU after every step (per-step times) or only around the timed block (SYNC)")
     args = ap.parse_args()
+    global SYNC
+    SYNC = args.sync
     if args.mode == "prepare":
         if not args.tokenizer:
             ap.error("prepare needs --tokenizer DIR")
@@ -466,10 +485,10 @@ def main() -> int:
         for line in Path(args.out).read_text().splitlines():
             r = json.loads(line)
             if "error" not in r:
-                done.add((r["shape"], r["stack"], r["precision"]))
+                done.add((r["shape"], r["stack"], r["precision"], r.get("sync", "step")))
     deadline = time.time() + args.budget_s if args.budget_s else None
     for shape in args.shapes:
-        todo = [(p, s) for p in args.precisions for s in args.stacks if (shape, s, p) not in done]
+        todo = [(p, s) for p in args.precisions for s in args.stacks if (shape, s, p, args.sync) not in done]
         if todo and args.tokenizer:
             prepare(Path(args.dir), [shape], args.tokenizer)
         for precision, stack in todo:
@@ -479,7 +498,7 @@ def main() -> int:
                 return 0
             t0 = time.time()
             cmd = [sys.executable, __file__, "one", "--dir", args.dir, "--shape", shape, "--stack", stack,
-                   "--precision", precision, "--extra", *args.extra]
+                   "--precision", precision, "--sync", args.sync, "--extra", *args.extra]
             try:  # subprocess.run kills the child when the budget runs out, so no process keeps the GPU
                 p = subprocess.run(cmd, capture_output=True, text=True, timeout=left)
                 recs = [json.loads(x[7:]) for x in p.stdout.splitlines() if x.startswith("RESULT ")]

@@ -154,6 +154,19 @@ case "$1" in
          --shapes llama-3.2-1b --precisions 4bit bf16 --out $J/train_unsloth_1b.jsonl --budget-s $left;
        echo finished > $J/gpu1.done" < /dev/null > $J/gpu1.log 2>&1) &
     sleep 20; ls $J; tail -n 2 $J/gpu0.log $J/gpu1.log ;;
+  s6)  # (prepared in the fifth session, not yet run) GPU 0 alone, the other idle so the host is quiet: Llama-3.2-1B
+        # bf16 and 4-bit, the unsloth stack timed per block (--sync block: no per-step synchronization, as in a real
+        # run), then per step again (--sync step), under one deadline
+    mkdir -p $J
+    cd /tmp/b
+    deadline=$(( $(date +%s) + ${BUDGET:-900} ))
+    left="\$(( $deadline - \$(date +%s) ))"
+    (CUDA_VISIBLE_DEVICES=0 setsid nohup bash -c "
+       for sync in block step; do
+         python3 benchmarks/train_throughput.py all --dir /tmp/shapes --tokenizer /tmp/pk/tok --stacks unsloth \
+           --shapes llama-3.2-1b --precisions bf16 4bit --sync \$sync --out $J/train_1b_sync.jsonl --budget-s $left;
+       done; echo finished > $J/gpu0.done" < /dev/null > $J/gpu0.log 2>&1) &
+    sleep 20; ls $J; tail -n 2 $J/gpu0.log ;;
   waitfile)  # until $2 exists (a path under the jobs folder) or $3 seconds pass
     end=$(( $(date +%s) + ${3:-300} ))
     while [ "$(date +%s)" -lt "$end" ] && ! ls "$J/$2" >/dev/null 2>&1; do sleep 5; done
