@@ -264,9 +264,10 @@ def plan(cfg: PipelineConfig) -> list[Step]:
     workers = cfg.eval_workers or (2 if not gpus and (os.cpu_count() or 1) >= 2 else 1)
     if cfg.fledgling:
         if workers > 1:  # Fledgling's chain was the main job's critical path while the other worker idled (4 of
-            # 15 min): after its training, the final model's track and shared-suite evaluations go side by side
+            # 15 min): after its training, the final model's track and shared-suite evaluations go side by side,
+            # the longer first (five shared suites against two tracks: 166-204 s against 154-197 s, BENCHMARKS.md)
             eval_cmds += [("fledgling", [*fl, "--stage", "gate"], {}),
-                          *((f"fledgling-{st}", [*fl, "--stage", st], {}) for st in ("re_eval", "shared"))]
+                          *((f"fledgling-{st}", [*fl, "--stage", st], {}) for st in ("shared", "re_eval"))]
         else:
             eval_cmds.append(("fledgling", fl, {}))
     after = {}

@@ -127,9 +127,9 @@ def test_cpu_evaluations_run_two_at_a_time_on_one_core_each(monkeypatch):
     step = next(s for s in plan(PipelineConfig(gpus="none", llm="llamacpp", roundtrip="on")) if s.name == "evaluate")
     tags = [tag for g in step.groups for tag, _, _ in g]
     # the longest first: Fledgling, in three parts whose last two go side by side after its training
-    assert step.workers == 2 and tags[:3] == ["fledgling", "fledgling-re_eval", "fledgling-shared"]
+    assert step.workers == 2 and tags[:3] == ["fledgling", "fledgling-shared", "fledgling-re_eval"]
     stages = [argv[argv.index("--stage") + 1] for g in step.groups[:3] for _, argv, _ in g]
-    assert stages == ["gate", "re_eval", "shared"]
+    assert stages == ["gate", "shared", "re_eval"]
     assert all(env["OMP_NUM_THREADS"] == "1" for g in step.groups for _, _, env in g)
     assert step.after == {"paper-phi-llama-ft-roundtrip": "paper-phi-llama-ft", "fledgling-re_eval": "fledgling",
                           "fledgling-shared": "fledgling"}
