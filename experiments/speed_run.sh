@@ -59,15 +59,17 @@ case "$1" in
        python3 benchmarks/train_throughput.py all --dir /tmp/shapes --tokenizer /tmp/pk/tok --stacks unsloth \
          --out $J/train_unsloth.jsonl --budget-s ${TRAIN_BUDGET:-720};
        [ ${TF_BUDGET:-0} -gt 0 ] && python3 benchmarks/train_throughput.py all --dir /tmp/shapes \
-         --tokenizer /tmp/pk/tok --stacks transformers --out $J/train_transformers.jsonl --budget-s ${TF_BUDGET:-0}" \
-       < /dev/null > $J/gpu0.log 2>&1; echo finished > $J/gpu0.done) &
+         --tokenizer /tmp/pk/tok --stacks transformers --out $J/train_transformers.jsonl --budget-s ${TF_BUDGET:-0};
+       echo finished > $J/gpu0.done" \
+       < /dev/null > $J/gpu0.log 2>&1) &
     S=${EVAL_SAMPLE:+--sample $EVAL_SAMPLE}
     (CUDA_VISIBLE_DEVICES=1 setsid nohup bash -c "
        python3 benchmarks/eval_engines.py --model $SMOL --categories non_live $S --runs padded:64 continuous \
          --repeats ${EVAL_REPEATS:-3} --max-new-tokens 256 --work /tmp/eng --out $J/eval_engines_bf16.json;
        python3 benchmarks/eval_engines.py --model $SMOL --categories non_live --sample 16 --runs padded:64 \
-         continuous --repeats 1 --max-new-tokens 256 --dtype fp32 --work /tmp/eng32 --out $J/eval_engines_fp32.json" \
-       < /dev/null > $J/gpu1.log 2>&1; echo finished > $J/gpu1.done) &
+         continuous --repeats 1 --max-new-tokens 256 --dtype fp32 --work /tmp/eng32 --out $J/eval_engines_fp32.json;
+       echo finished > $J/gpu1.done" \
+       < /dev/null > $J/gpu1.log 2>&1) &
     sleep 5; ls $J ;;
   ablate)  # GPU 0: why the trainer is slower (train_throughput.py ablation, 1B bf16 then 4-bit), the other shapes'
            # checkpoints prepared in between; GPU 1: padded batches of 64 / 256 / 1024 on BFCL non-live
@@ -79,11 +81,11 @@ case "$1" in
          --out $J/ablation;
        python3 benchmarks/train_throughput.py prepare --dir /tmp/shapes --tokenizer /tmp/pk/tok;
        python3 benchmarks/train_throughput.py ablation --dir /tmp/shapes --shape llama-3.2-1b --precision 4bit \
-         --out $J/ablation" < /dev/null > $J/gpu0.log 2>&1; echo finished > $J/gpu0.done) &
+         --out $J/ablation; echo finished > $J/gpu0.done" < /dev/null > $J/gpu0.log 2>&1) &
     (CUDA_VISIBLE_DEVICES=1 setsid nohup bash -c "
        python3 benchmarks/eval_engines.py --model $SMOL --categories non_live --sample ${EVAL_SAMPLE:-100} \
          --runs padded:64 padded:256 padded:1024 --repeats ${EVAL_REPEATS:-2} --max-new-tokens 256 --work /tmp/eng \
-         --out $J/eval_batches_bf16.json" < /dev/null > $J/gpu1.log 2>&1; echo finished > $J/gpu1.done) &
+         --out $J/eval_batches_bf16.json; echo finished > $J/gpu1.done" < /dev/null > $J/gpu1.log 2>&1) &
     sleep 5; ls $J ;;
   trainall)  # GPU 0: the unsloth stack (raw Unsloth + the project's trainer) on the six shapes with this tree's
              # training code; GPU 1, once its evaluation queue is done: raw transformers on them
@@ -92,14 +94,14 @@ case "$1" in
     cd /tmp/b
     (CUDA_VISIBLE_DEVICES=0 setsid nohup bash -c "
        python3 benchmarks/train_throughput.py all --dir /tmp/shapes --stacks unsloth \
-         --out $J/train_unsloth.jsonl --budget-s ${TRAIN_BUDGET:-600}" < /dev/null > $J/gpu0.log 2>&1;
-       echo finished > $J/gpu0.done) &
+         --out $J/train_unsloth.jsonl --budget-s ${TRAIN_BUDGET:-600};
+       echo finished > $J/gpu0.done" < /dev/null > $J/gpu0.log 2>&1) &
     # the wait for GPU 1's evaluation queue lives inside the setsid'd job: a plain background loop dies with the call
     (CUDA_VISIBLE_DEVICES=1 setsid nohup bash -c "
        while [ ! -f $J/gpu1.done ]; do sleep 5; done;
        python3 benchmarks/train_throughput.py all --dir /tmp/shapes --stacks transformers \
-         --out $J/train_transformers.jsonl --budget-s ${TF_BUDGET:-480}" < /dev/null > $J/gpu2.log 2>&1;
-       echo finished > $J/gpu2.done) &
+         --out $J/train_transformers.jsonl --budget-s ${TF_BUDGET:-480};
+       echo finished > $J/gpu2.done" < /dev/null > $J/gpu2.log 2>&1) &
     sleep 10; ps aux | grep -c "[t]rain_throughput" ;;
   s4)  # fourth session, one deadline for both queues (BUDGET seconds from now):
         # GPU 0: the unsloth stack on Llama-3.2-1B and Phi-4-mini, bf16 and 4-bit, with three ablation variants
@@ -117,8 +119,9 @@ case "$1" in
        python3 benchmarks/train_throughput.py all --dir /tmp/shapes --tokenizer /tmp/pk/tok --stacks unsloth \
          --shapes ${SHAPES0:-llama-3.2-1b phi-4-mini} $X --out $J/train_unsloth.jsonl --budget-s $left;
        python3 benchmarks/train_throughput.py all --dir /tmp/shapes --tokenizer /tmp/pk/tok --stacks unsloth \
-         --shapes llama-3.1-8b --precisions 4bit $X --out $J/train_unsloth.jsonl --budget-s $left" \
-       < /dev/null > $J/gpu0.log 2>&1; echo finished > $J/gpu0.done) &
+         --shapes llama-3.1-8b --precisions 4bit $X --out $J/train_unsloth.jsonl --budget-s $left;
+       echo finished > $J/gpu0.done" \
+       < /dev/null > $J/gpu0.log 2>&1) &
     (CUDA_VISIBLE_DEVICES=1 setsid nohup bash -c "
        python3 benchmarks/train_throughput.py prepare --dir /tmp/shapes --tokenizer /tmp/pk/tok --shapes llama-3.1-8b;
        python3 benchmarks/eval_engines.py --model $SMOL --categories non_live --sample 100 \
@@ -128,8 +131,9 @@ case "$1" in
        python3 benchmarks/eval_engines.py --model $SMOL --categories non_live --sample 16 --runs padded:64 static:64 \
          --repeats 1 --max-new-tokens 256 --dtype fp32 --work /tmp/eng32 --out $J/eval_static_fp32.json;
        python3 benchmarks/train_throughput.py all --dir /tmp/shapes --tokenizer /tmp/pk/tok --stacks unsloth \
-         --shapes llama-3.1-8b --precisions bf16 $X --out $J/train_unsloth_8b.jsonl --budget-s $left" \
-       < /dev/null > $J/gpu1.log 2>&1; echo finished > $J/gpu1.done) &
+         --shapes llama-3.1-8b --precisions bf16 $X --out $J/train_unsloth_8b.jsonl --budget-s $left;
+       echo finished > $J/gpu1.done" \
+       < /dev/null > $J/gpu1.log 2>&1) &
     sleep 20; ls $J; tail -n 2 $J/gpu0.log $J/gpu1.log ;;
   s5)  # fifth session, one deadline for both queues (BUDGET seconds from now):
         # GPU 0: the unsloth stack on Llama-3.1-8B (4-bit, then bf16; the committed trainer: padded batches by
@@ -180,8 +184,9 @@ case "$1" in
        python3 benchmarks/train_throughput.py all --dir /tmp/shapes --tokenizer /tmp/pk/tok --stacks unsloth \
          --out $J/train_unsloth.jsonl --budget-s ${TRAIN_BUDGET:-720};
        python3 benchmarks/train_throughput.py all --dir /tmp/shapes --tokenizer /tmp/pk/tok --stacks transformers \
-         --out $J/train_transformers.jsonl --budget-s ${TF_BUDGET:-360}" \
-       < /dev/null > $J/gpu0.log 2>&1; echo finished > $J/gpu0.done) &
+         --out $J/train_transformers.jsonl --budget-s ${TF_BUDGET:-360};
+       echo finished > $J/gpu0.done" \
+       < /dev/null > $J/gpu0.log 2>&1) &
     sleep 20; ps aux | grep -c "[t]rain_throughput"; ls $J /tmp/shapes ;;
   wait)
     end=$(( $(date +%s) + ${2:-500} ))
