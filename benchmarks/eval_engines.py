@@ -2,8 +2,9 @@
 """The local backend's decoding engines on BFCL, timed through the real command, with GPU utilisation, and
 whether they write the same answers.
 
-    python benchmarks/eval_engines.py --model smollm2 --categories non_live --runs padded:64 continuous \
-        --repeats 3 --max-new-tokens 256 --work /tmp/eng --out benchmarks/results/eval_engines_h200.json
+    python benchmarks/eval_engines.py --model smollm2 --categories non_live \
+        --runs padded:64 static:256 static:256:nopool --repeats 3 --max-new-tokens 256 --work /tmp/eng \
+        --out benchmarks/results/eval_engines_h200.json
 
 Each run is ``python -m fctune.bfcl run --engine E [--batch-size N]`` in its own process and results folder (nothing
 resumed), so a figure is what a user gets from that command: rows / generation seconds (model loading excluded, as
@@ -26,12 +27,17 @@ from pathlib import Path
 
 from fctune.backends.local import ENGINES
 
+POOLING = {"pool": "true", "nopool": "false"}  # a run's third field: --pool-tasks (absent: auto)
+SAMPLE_MS = 500  # nvidia-smi's sampling interval
+
 
 def parse_run(spec: str) -> dict:
-    engine, _, batch = spec.partition(":")
-    if engine not in ENGINES:
-        raise SystemExit(f"--runs {spec}: the engine is one of {', '.join(ENGINES)}")
-    return {"name": spec, "engine": engine, "batch_size": int(batch) if batch else None}
+    """``engine[:batch size[:pool|nopool]]``, e.g. ``static:256:nopool``."""
+    engine, batch, pool, *rest = spec.split(":") + ["", ""]
+    if engine not in ENGINES or (pool and pool not in POOLING) or any(rest):
+        raise SystemExit(f"--runs {spec}: engine[:batch size[:pool|nopool]], the engine one of {', '.join(ENGINES)}")
+    return {"name": spec, "engine": engine, "batch_size": int(batch) if batch else None,
+            "pool_tasks": POOLING.get(pool, "auto")}
 
 
 def gpu_sampler(out: Path) -> subprocess.Popen | None:
@@ -39,7 +45,7 @@ def gpu_sampler(out: Path) -> subprocess.Popen | None:
     gpu = (os.environ.get("CUDA_VISIBLE_DEVICES") or "0").split(",")[0]
     try:
         return subprocess.Popen(["nvidia-smi", "-i", gpu, "--query-gpu=utilization.gpu,memory.used",
-                                 "--format=csv,noheader,nounits", "-lms", "500"], stdout=out.open("w"),
+                                 "--format=csv,noheader,nounits", "-lms", str(SAMPLE_MS)], stdout=out.open("w"),
                                 stderr=subprocess.DEVNULL)
     except FileNotFoundError:
         return None
@@ -63,7 +69,7 @@ def one_run(args, run: dict, repeat: int) -> dict:
     folder = Path(args.work) / f"{run['name'].replace(':', '-')}_r{repeat}"
     cmd = [sys.executable, "-m", "fctune.bfcl", "run", "--model", args.model, "--label", "bench", "--role", "base",
            "--categories", *args.categories, "--max-new-tokens", str(args.max_new_tokens), "--engine", run["engine"],
-           "--dtype", args.dtype, "--results-dir", str(folder), "--resume", "false"]
+           "--dtype", args.dtype, "--results-dir", str(folder), "--resume", "false", "--pool-tasks", run["pool_tasks"]]
     if run["batch_size"]:
         cmd += ["--batch-size", str(run["batch_size"])]
     if args.adapter:
@@ -87,6 +93,10 @@ def record(name: str, repeat: int, folder: Path, command: str, wall: float, gpu:
     """One run's figures from its own summary (``bench_bfcl.json``)."""
     summary = json.loads((folder / "bench_bfcl.json").read_text())
     tp = summary["throughput"]
+    if gpu:  # seconds of GPU work (mean utilisation over the samples' span) per second of generation: the samples
+        # span the whole process (loading, compiling), where a median of them says little about a short run
+        busy = gpu["util_mean_pct"] / 100 * gpu["samples"] * SAMPLE_MS / 1000
+        gpu = {**gpu, "busy_s": round(busy, 1), "busy_per_generation_s": round(busy / tp["generation_s"], 2)}
     return {"run": name, "repeat": repeat, "folder": str(folder), "command": command,
             "rows": tp["examples"], "generation_s": tp["generation_s"], "load_s": tp.get("load_s"),
             "process_wall_s": round(wall, 1), "rows_per_s": round(tp["examples"] / tp["generation_s"], 3),
@@ -96,7 +106,8 @@ def record(name: str, repeat: int, folder: Path, command: str, wall: float, gpu:
 
 def category_seconds(summary: dict) -> dict:
     """Each category's wall seconds, in the order the run took them (from the run's summary): where the first
-    costs far more than the others, that is the static engine's compilation."""
+    costs far more than the others, that is the static engine's compilation. Categories answered in one pass
+    (``--pool-tasks``) have a share of the pass's seconds by rows."""
     return {name: c.get("wall_s") for name, c in (summary.get("categories") or {}).items()}
 
 
@@ -114,7 +125,7 @@ def collect(work: str, log: str | None, names: list[str]) -> list[dict]:
         if not (folder / "bench_bfcl.json").exists():
             continue
         stem, _, rep = folder.name.rpartition("_r")
-        name = stem.replace("-", ":", 1)  # one_run wrote the run's name with '-' for ':'
+        name = stem.replace("-", ":")  # one_run wrote the run's name with '-' for ':'
         wall = json.loads((folder / "bench_bfcl.json").read_text())["wall_s"]
         out.append(record(name, int(rep), folder, "(collected)", wall, printed.get((name, int(rep)))))
     return sorted((r for r in out if r["run"] in names), key=lambda r: (r["repeat"], names.index(r["run"])))
@@ -194,6 +205,8 @@ def main() -> int:
         s["rows_per_s_wall_median"] = statistics.median(r["rows_per_s_wall"] for r in mine)
         s["gpu_util_median_pct"] = (statistics.median(r["gpu"]["util_median_pct"] for r in mine)
                                     if all(r["gpu"] for r in mine) else None)
+        s["gpu_busy_per_generation_s_median"] = (statistics.median(r["gpu"]["busy_per_generation_s"] for r in mine)
+                                                 if all(r["gpu"] for r in mine) else None)
         s["speedup_vs_first"] = round(s["rows_per_s_median"] / base, 2)
     out = {"collected_from": args.collect, "model": args.model, "adapter": args.adapter,
            "categories": args.categories, "sample": args.sample,

@@ -31,6 +31,9 @@
 # queues' "done" marks were then written outside their setsid'd jobs and died with the call (now inside), so GPU 1's
 # follow-up (two more static:256 repeats, then the fp32 sample) was started by hand once it was idle, and the folders
 # tarred by hand (eng_more too). 28 of 30 device minutes.
+# Sixth session (results/h200_2026-11-30_s6): the same 10 `stash` calls, `setup` and BUDGET=1000 `s7` in one call, three
+# `wait` calls back to back, `pack`; everything ran (23 of 30 device minutes). The fifth session's prepared `s6` (the 1B
+# queue alone) is folded into s7's GPU 0.
 # The pack is made here with:
 #   tar cf - -C .gpu_exp/s23/stage . | split -b 20M -d -a 1 - .gpu_exp/s23/dN/pack.part-   (one piece per folder)
 set -euo pipefail
@@ -158,19 +161,28 @@ case "$1" in
          --shapes llama-3.2-1b --precisions 4bit bf16 --out $J/train_unsloth_1b.jsonl --budget-s $left;
        echo finished > $J/gpu1.done" < /dev/null > $J/gpu1.log 2>&1) &
     sleep 20; ls $J; tail -n 2 $J/gpu0.log $J/gpu1.log ;;
-  s6)  # (prepared in the fifth session, not yet run) GPU 0 alone, the other idle so the host is quiet: Llama-3.2-1B
-        # bf16 and 4-bit, the unsloth stack timed per block (--sync block: no per-step synchronization, as in a real
-        # run), then per step again (--sync step), under one deadline
+  s7)  # sixth session, one deadline (BUDGET seconds from now):
+        # GPU 0: Llama-3.2-1B bf16 and 4-bit, the unsloth stack, timed per block (--sync block: no per-step
+        #        synchronization, as in a real run), then per step again (--sync step);
+        # GPU 1: ALL of BFCL non-live (1,240 rows): padded:64 (today's), static:256 with the categories pooled into
+        #        one pass (--pool-tasks auto) and static:256:nopool (one pass a category, as measured in s5), two
+        #        interleaved repeats; then a third repeat of both static runs (another folder)
     mkdir -p $J
     cd /tmp/b
-    deadline=$(( $(date +%s) + ${BUDGET:-900} ))
+    deadline=$(( $(date +%s) + ${BUDGET:-1000} ))
     left="\$(( $deadline - \$(date +%s) ))"
     (CUDA_VISIBLE_DEVICES=0 setsid nohup bash -c "
        for sync in block step; do
          python3 benchmarks/train_throughput.py all --dir /tmp/shapes --tokenizer /tmp/pk/tok --stacks unsloth \
            --shapes llama-3.2-1b --precisions bf16 4bit --sync \$sync --out $J/train_1b_sync.jsonl --budget-s $left;
        done; echo finished > $J/gpu0.done" < /dev/null > $J/gpu0.log 2>&1) &
-    sleep 20; ls $J; tail -n 2 $J/gpu0.log ;;
+    (CUDA_VISIBLE_DEVICES=1 setsid nohup bash -c "
+       python3 benchmarks/eval_engines.py --model $SMOL --categories non_live --runs padded:64 static:256 \
+         static:256:nopool --repeats 2 --max-new-tokens 256 --work /tmp/eng7 --out $J/eval_pool.json;
+       python3 benchmarks/eval_engines.py --model $SMOL --categories non_live --runs static:256 static:256:nopool \
+         --repeats 1 --max-new-tokens 256 --work /tmp/eng7b --out $J/eval_pool_third.json;
+       echo finished > $J/gpu1.done" < /dev/null > $J/gpu1.log 2>&1) &
+    sleep 20; ls $J; tail -n 2 $J/gpu0.log $J/gpu1.log ;;
   waitfile)  # until $2 exists (a path under the jobs folder) or $3 seconds pass
     end=$(( $(date +%s) + ${3:-300} ))
     while [ "$(date +%s)" -lt "$end" ] && ! ls "$J/$2" >/dev/null 2>&1; do sleep 5; done
@@ -196,7 +208,7 @@ case "$1" in
     nvidia-smi --query-gpu=index,utilization.gpu,memory.used --format=csv,noheader ;;
   pack)  # one file: a call brings back only a handful of files from $OUT
     mkdir -p "$OUT"
-    dirs=(sjobs); for d in eng eng_more eng32; do [ -d /tmp/$d ] && dirs+=("$d"); done
+    dirs=(sjobs); for d in eng eng_more eng32 eng7 eng7b; do [ -d /tmp/$d ] && dirs+=("$d"); done
     tar czf "$OUT/results.tgz" -C /tmp --exclude='*details*' "${dirs[@]}"
     ls -la "$OUT" ;;
   *) echo "unknown action $1" >&2; exit 2 ;;

@@ -209,6 +209,12 @@ class EvalConfig:
         "help": "completions mode: the model's tokenizer and chat template (hub id, folder or .gguf; default: "
                 "--model for llamacpp)"})
     resume: bool = field(default=True, metadata={"help": "skip rows already answered by the same model and split"})
+    pool_tasks: str = field(default="auto", metadata={
+        "help": "answer consecutive splits (BFCL: categories) that share a generation budget in one generation pass, "
+                "so wide batches run across their boundaries (each keeps its own predictions file, resume and score); "
+                "auto = with the local backend's static engine, whose every batch costs a full --batch-size (on an "
+                "H200 it took BFCL non-live from 6 batches of 256 to 5, BENCHMARKS.md)",
+        "choices": ["auto", "true", "false"]})
     max_error_rate: float = field(default=0.1, metadata={"min": 0, "max": 1, "help": (
         "fail (exit 2, no summary) when more than this share of a split's rows, or all of them, ended in a backend "
         "error after retries; the answered rows stay saved and a rerun tries only the failed ones")})
@@ -292,11 +298,16 @@ def answer_budget(examples) -> int:
     return int(min(2048, max(128, math.ceil(need / 64) * 64)))
 
 
-def set_budget(backend, cfg: EvalConfig, examples) -> int:
-    """The split's generation budget: --max-new-tokens when given, else :func:`answer_budget`; set on the backend."""
-    budget = cfg.max_new_tokens or answer_budget(examples)
-    backend.set_max_new_tokens(budget)
-    return budget
+def task_budget(cfg: EvalConfig, examples) -> int:
+    """A split's generation budget: --max-new-tokens when given, else :func:`answer_budget`."""
+    return cfg.max_new_tokens or answer_budget(examples)
+
+
+def pools_tasks(cfg: EvalConfig) -> bool:
+    """Whether :func:`run_tasks` answers consecutive tasks of one budget in one pass (``--pool-tasks``)."""
+    if cfg.pool_tasks != "auto":
+        return cfg.pool_tasks == "true"
+    return cfg.backend == "local" and cfg.engine == "static"
 
 
 def completions_renderer(cfg: EvalConfig) -> dict:
@@ -339,15 +350,11 @@ def split_files(cfg: EvalConfig) -> dict[str, Path]:
     return out
 
 
-def generate_resumable(backend, examples, pred_path: Path, run_identity: dict, resume: bool = True,
-                       desc: str = "") -> tuple[list[dict], dict]:
-    """Generate for every example not already answered; one JSONL line per example as it finishes.
+def open_predictions(examples, pred_path: Path, run_identity: dict, resume: bool, desc: str) -> tuple[list, dict]:
+    """Ready a task's predictions file for (resumed) generation: the rows still to answer and the resume counts.
 
-    A rerun with the same identity (model, adapter version, split hash) skips finished rows; rows that
-    ended in an error are tried again. Returns the final predictions (last line per id wins) and counts.
-    """
-    from tqdm import tqdm
-
+    A rerun with the same identity (model, adapter version, split hash) skips finished rows; rows that ended in an
+    error are tried again; a file made by another identity is moved aside (never mixed in)."""
     meta_path = pred_path.with_name(pred_path.name.replace(".jsonl", ".run.json"))
     previous, torn = read_jsonl_tolerant(pred_path) if resume else ([], 0)
     if previous and meta_path.exists() and read_json(meta_path).get("identity") != run_identity:
@@ -358,22 +365,57 @@ def generate_resumable(backend, examples, pred_path: Path, run_identity: dict, r
     elif not resume and pred_path.exists():
         pred_path.unlink()
     done = {p["id"]: p for p in previous if not p.get("error")}
-    todo = [e for e in examples if e.id not in done]
     write_json_atomic(meta_path, {"identity": run_identity})
-    counts = {"resumed": len(done), "torn_lines": torn, "generated": 0}
     if done:
         log.info("%s: resuming, %d of %d rows already answered", desc or pred_path.name, len(done), len(examples))
-    with JsonlAppender(pred_path) as out, tqdm(total=len(todo), desc=desc or pred_path.stem, unit="ex",
-                                               disable=not todo) as bar:
-        for g in backend.generate(todo):
-            out.write(g.to_dict())
-            counts["generated"] += 1
-            bar.update(1)
+    return [e for e in examples if e.id not in done], {"resumed": len(done), "torn_lines": torn, "generated": 0,
+                                                       "generated_tokens": 0}
+
+
+def close_predictions(examples, pred_path: Path) -> list[dict]:
+    """The task's final predictions in its rows' order (the last line per id wins), the file compacted to them."""
     final, _ = read_jsonl_tolerant(pred_path)
     latest = {p["id"]: p for p in final}
     wanted = [latest[e.id] for e in examples if e.id in latest]
-    write_jsonl_atomic(pred_path, wanted)  # compacted: one line per id
-    return wanted, counts
+    write_jsonl_atomic(pred_path, wanted)
+    return wanted
+
+
+def generate_resumable(backend, examples, pred_path: Path, run_identity: dict, resume: bool = True,
+                       desc: str = "") -> tuple[list[dict], dict]:
+    """Generate for every example not already answered (:func:`open_predictions`); one JSONL line per example as
+    it finishes. Returns the final predictions and the counts (resumed, torn lines, generated rows and their
+    completion tokens)."""
+    [(preds, counts)] = generate_pooled(backend, [(examples, pred_path, run_identity)], resume, desc)
+    return preds, counts
+
+
+def generate_pooled(backend, jobs: list[tuple[list, Path, dict]], resume: bool = True,
+                    desc: str = "") -> list[tuple[list[dict], dict]]:
+    """:func:`generate_resumable` for several tasks in one ``backend.generate`` call: their unanswered rows go to the
+    backend together (it batches them as one list), and each answer is written, as it comes, to its own task's
+    file. Row ids must be unique across the jobs (an answer names only its row). Returns (predictions, counts)
+    per job, in order."""
+    from contextlib import ExitStack
+
+    from tqdm import tqdm
+
+    opened = [open_predictions(examples, path, ident, resume, desc) for examples, path, ident in jobs]
+    owner = {e.id: i for i, (todo, _) in enumerate(opened) for e in todo}
+    todo = [e for rows, _ in opened for e in rows]
+    if len(owner) != len(todo):
+        raise ValueError(f"{desc}: row ids repeat across the pooled tasks; they cannot be told apart")
+    with ExitStack() as stack:
+        files = [stack.enter_context(JsonlAppender(path)) for _, path, _ in jobs]
+        bar = stack.enter_context(tqdm(total=len(todo), desc=desc or jobs[0][1].stem, unit="ex", disable=not todo))
+        for g in backend.generate(todo):
+            i = owner[g.id]
+            files[i].write(g.to_dict())
+            opened[i][1]["generated"] += 1
+            opened[i][1]["generated_tokens"] += g.completion_tokens or 0
+            bar.update(1)
+    return [(close_predictions(examples, path), counts) for (examples, path, _), (_, counts) in zip(jobs, opened,
+                                                                                                   strict=True)]
 
 
 @dataclass
@@ -401,32 +443,68 @@ class Answered:
     throughput: dict        # this task's share of the backend's counters, its wall time and resume counts
 
 
+def task_groups(tasks, budget_of: Callable, pool: bool):
+    """The tasks in their order as lists of (task, budget): with ``pool``, each run of consecutive tasks that share a
+    budget and no row id is one group (one generation pass: an answer names only its row); else one task a
+    group."""
+    group: list = []
+    ids: set = set()
+    for task in tasks:
+        budget, mine = budget_of(task), {e.id for e in task.examples}
+        if group and not (pool and budget == group[0][1] and not ids & mine):
+            yield group
+            group, ids = [], set()
+        group.append((task, budget))
+        ids |= mine
+    if group:
+        yield group
+
+
 def run_tasks(cfg: EvalConfig, label: str, tasks, score: Callable[[Answered], None]) -> tuple[dict, dict]:
     """The one evaluation loop (suites, BFCL, Fledgling and the round trip all come through here): build the
     backend once, then for each task size the budget, generate what is not answered yet (resumable, one line a
-    row as it finishes), refuse to score a run whose requests failed, and hand the answers to ``score``. The
-    backend is closed however the loop ends (a llama.cpp server it started must not outlive the run). Returns the
-    backend's identity and its cumulative counters."""
+    row as it finishes), refuse to score a run whose requests failed, and hand the answers to ``score``. With
+    ``--pool-tasks`` (:func:`pools_tasks`) consecutive tasks of one budget are generated in one pass, then scored one
+    by one. The backend is closed however the loop ends (a llama.cpp server it started must not outlive the run).
+    Returns the backend's identity and its cumulative counters."""
     backend = make_backend(cfg)
     ident = backend.identity()
+    pool = pools_tasks(cfg)
     try:
-        for task in tasks:  # a generator may load each task's rows only when it is its turn
-            budget = set_budget(backend, cfg, task.budget_rows)
-            run_identity = {"model": ident.get("model"), "adapter_version_id": ident.get("adapter_version_id"),
-                            "endpoint_host": ident.get("endpoint_host"), "tools_mode": ident.get("tools_mode"),
-                            "max_new_tokens": budget, **task.identity}
-            pred_path = predictions_path(cfg.results_dir, label, task.name)
+        # a generator may load each task's rows only when it is its turn; pooling reads a group's tasks first
+        for group in task_groups(tasks, lambda t: task_budget(cfg, t.budget_rows), pool):
+            budget = group[0][1]
+            backend.set_max_new_tokens(budget)
+            jobs = [(task.examples, predictions_path(cfg.results_dir, label, task.name),
+                     {"model": ident.get("model"), "adapter_version_id": ident.get("adapter_version_id"),
+                      "endpoint_host": ident.get("endpoint_host"), "tools_mode": ident.get("tools_mode"),
+                      "max_new_tokens": budget, **task.identity}) for task, _ in group]
+            names = [task.name for task, _ in group]
             t0, before = time.time(), backend.stats()
-            preds, counts = generate_resumable(backend, task.examples, pred_path, run_identity, cfg.resume,
-                                               desc=f"{label} {task.name}")
+            done = generate_pooled(backend, jobs, cfg.resume, desc=f"{label} {' + '.join(names)}")
             wall = time.time() - t0
-            # checked before scoring: rows that failed are an endpoint problem, never wrong answers
-            check_error_rate(preds, cfg.max_error_rate, f"{label} on {task.name}", pred_path)
-            throughput = {**suite_throughput(before, backend.stats()), "wall_s": round(wall, 2), **counts}
-            score(Answered(task, preds, pred_path, budget, ident, throughput))
+            shared = {**suite_throughput(before, backend.stats()), "wall_s": round(wall, 2)}
+            for (task, _), (_, pred_path, _), (preds, counts) in zip(group, jobs, done, strict=True):
+                # checked before scoring: rows that failed are an endpoint problem, never wrong answers
+                check_error_rate(preds, cfg.max_error_rate, f"{label} on {task.name}", pred_path)
+                tokens = counts.pop("generated_tokens")  # the backend's own counters give a lone task's
+                throughput = {**(pooled_share(shared, counts["generated"], tokens, names) if len(group) > 1
+                                 else shared), **counts}
+                score(Answered(task, preds, pred_path, budget, ident, throughput))
         return ident, backend.stats()
     finally:
         backend.close()
+
+
+def pooled_share(pool: dict, rows: int, tokens: int, names: list[str]) -> dict:
+    """A pooled task's throughput: its own rows and completion tokens, the pass's seconds shared out by rows (its
+    batches mixed the tasks' rows, so no clock measured one task alone), and the whole pass's figures."""
+    share = rows / pool["examples"] if pool.get("examples") else 0.0
+    seconds = round(pool["generation_s"] * share, 2)
+    return {"examples": rows, "generated_tokens": tokens, "generation_s": seconds,
+            "examples_per_s": round(rows / seconds, 3) if seconds else None,
+            "generated_tokens_per_s": round(tokens / seconds, 1) if seconds else None,
+            "wall_s": round(pool["wall_s"] * share, 2), "pooled_with": names, "pool": pool}
 
 
 def evaluate(cfg: EvalConfig) -> dict:

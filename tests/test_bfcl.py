@@ -166,6 +166,40 @@ def test_bfcl_run_through_the_local_backend(tmp_path, tiny_model_dir):
     assert s["model"]["backend"] == "local" and s["bfcl_eval_version"]
 
 
+@pytest.mark.slow
+def test_pooled_categories_answer_as_one_by_one_and_resume_per_category(tmp_path, tiny_model_dir):
+    # the static engine pools categories of one budget into one pass (--pool-tasks auto): batches then mix
+    # categories, yet in fp32 on the CPU every answer must be the same tokens as the padded engine's category by
+    # category, and each category keeps its own predictions file, resume and score
+    from fctune.bfcl import BfclConfig, run_bfcl
+
+    cats = ["simple_python", "irrelevance", "multiple"]
+    common = dict(model=tiny_model_dir, categories=cats, limit=3, max_new_tokens=8, batch_size=4, dtype="fp32")
+    one_by_one = run_bfcl(BfclConfig(label="padded", results_dir=str(tmp_path / "p"), **common))
+    pooled = run_bfcl(BfclConfig(label="static", engine="static", results_dir=str(tmp_path / "s"), **common))
+
+    def answers(folder, label):
+        return {c: [(r["id"], r["output"], r["completion_tokens"]) for r in map(json.loads, (
+            folder / f"{label}_bfcl_{c}_predictions.jsonl").read_text().splitlines())] for c in cats}
+
+    first = answers(tmp_path / "s", "static")
+    assert first == answers(tmp_path / "p", "padded")
+    assert all(len(rows) == 3 and all(i.startswith(c) for i, _, _ in rows) for c, rows in first.items())
+    for c in cats:
+        assert pooled["categories"][c]["generated"] == 3 and pooled["categories"][c]["total"] == 3
+        assert pooled["categories"][c]["pooled_with"] == cats and one_by_one["categories"][c]["pooled_with"] is None
+    assert pooled["throughput"]["examples"] == 9
+    assert {c: pooled["categories"][c]["correct"] for c in cats} == {c: one_by_one["categories"][c]["correct"]
+                                                                     for c in cats}
+    # a run killed mid-pass: one category lost its last answer; the rerun generates that row alone
+    path = tmp_path / "s" / "static_bfcl_irrelevance_predictions.jsonl"
+    path.write_text("".join(path.read_text().splitlines(keepends=True)[:2]))
+    again = run_bfcl(BfclConfig(label="static", engine="static", results_dir=str(tmp_path / "s"), **common))
+    assert {c: again["categories"][c]["generated"] for c in cats} == {"simple_python": 0, "irrelevance": 1,
+                                                                      "multiple": 0}
+    assert answers(tmp_path / "s", "static") == first
+
+
 def test_rescore_summarizes_saved_predictions_and_lists_what_is_missing(tmp_path):
     from fctune.bfcl import rescore
 

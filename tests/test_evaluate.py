@@ -330,6 +330,44 @@ def test_per_suite_throughput_is_the_suites_own_share():
                  "examples_per_s": 3.0, "generated_tokens_per_s": 150.0}
 
 
+def test_pooled_tasks_share_a_budget_and_never_a_row_id():
+    from types import SimpleNamespace
+
+    from fctune.evaluate import EvalTask, task_groups
+
+    def task(name, budget, ids):  # the grouping reads a task's row ids and its budget, nothing else
+        return EvalTask(name, [SimpleNamespace(id=i) for i in ids], [budget], {})
+
+    tasks = [task("a", 128, ["a1", "a2"]), task("b", 128, ["b1"]), task("c", 256, ["c1"]), task("d", 256, ["d1"]),
+             task("e", 256, ["d1", "e2"]), task("f", 128, ["f1"])]
+    names = lambda groups: [[(t.name, b) for t, b in g] for g in groups]  # noqa: E731
+    pooled = names(task_groups(iter(tasks), lambda t: t.budget_rows[0], pool=True))
+    # a new budget starts a new pass; so does a row id already in the pass (its answer could not be told apart)
+    assert pooled == [[("a", 128), ("b", 128)], [("c", 256), ("d", 256)], [("e", 256)], [("f", 128)]]
+    assert names(task_groups(iter(tasks), lambda t: t.budget_rows[0], pool=False)) == \
+        [[(t.name, t.budget_rows[0])] for t in tasks]
+
+
+@pytest.mark.parametrize("backend, engine, option, pools", [
+    ("local", "static", "auto", True), ("local", "padded", "auto", False), ("local", "continuous", "auto", False),
+    ("openai", "static", "auto", False), ("local", "padded", "true", True), ("local", "static", "false", False),
+    ("openai", "padded", "true", True)])
+def test_pool_tasks_auto_means_the_static_engine(backend, engine, option, pools):
+    from fctune.evaluate import EvalConfig, pools_tasks
+
+    assert pools_tasks(EvalConfig(backend=backend, engine=engine, pool_tasks=option)) is pools
+
+
+def test_pooled_task_throughput_is_its_share_of_the_pass():
+    from fctune.evaluate import pooled_share
+
+    t = pooled_share({"examples": 40, "generated_tokens": 900, "generation_s": 8.0, "wall_s": 10.0, "load_s": 2.0},
+                     rows=10, tokens=300, names=["x", "y"])
+    assert t["examples"] == 10 and t["generated_tokens"] == 300 and t["generation_s"] == 2.0
+    assert t["examples_per_s"] == 5.0 and t["generated_tokens_per_s"] == 150.0 and t["wall_s"] == 2.5
+    assert t["pooled_with"] == ["x", "y"] and t["pool"]["examples"] == 40
+
+
 def test_urls_keep_no_credentials_or_query_secrets(monkeypatch):
     """Credentials inside --base-url (not from .env, so not known as secrets) never reach run.command or run.config."""
     from fctune.config import run_metadata

@@ -12,7 +12,8 @@ the assistant turn. Three engines (:data:`ENGINES`):
   cost of launching a small model's hundreds of kernels from Python (a step of SmolLM2-135M took ~50 ms on an H200
   whether it carried 64 rows or 256). To keep one compiled shape, a short last batch is filled up to
   ``batch_size`` with copies of its last prompt (their answers are dropped) and the cache length is rounded up
-  (:func:`static_cache_length`).
+  (:func:`static_cache_length`); so that few batches are short, the evaluation loop hands this engine the rows of
+  consecutive splits or BFCL categories in one call (``--pool-tasks auto``, :func:`fctune.evaluate.task_groups`).
   The first batch pays the compilation. On a CPU nothing is compiled (transformers compiles only on accelerators):
   the same batches and cache, eager.
 - ``continuous``: transformers' continuous batching (``init_continuous_batching``): a finished answer leaves the

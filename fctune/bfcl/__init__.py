@@ -157,7 +157,10 @@ def run_bfcl(cfg: BfclConfig) -> dict:
                                 call_format=a.identity.get("call_format"))
         per_category[cat] = {**category_summary(cat, details), "max_new_tokens": a.max_new_tokens,
                              "wall_s": a.throughput["wall_s"], "resumed": a.throughput["resumed"],
-                             "torn_lines": a.throughput["torn_lines"], "generated": a.throughput["generated"]}
+                             "torn_lines": a.throughput["torn_lines"], "generated": a.throughput["generated"],
+                             # answered in one pass with these categories (--pool-tasks): wall_s is a share by rows
+                             "pooled_with": [n.removeprefix("bfcl_") for n in a.throughput["pooled_with"]]
+                             if a.throughput.get("pooled_with") else None}
         all_details.extend(details)
         log.info("%s BFCL %s: %s/%s = %s", label, cat, per_category[cat]["correct"], per_category[cat]["total"],
                  per_category[cat]["accuracy"])
