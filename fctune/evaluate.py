@@ -381,21 +381,13 @@ def close_predictions(examples, pred_path: Path) -> list[dict]:
     return wanted
 
 
-def generate_resumable(backend, examples, pred_path: Path, run_identity: dict, resume: bool = True,
-                       desc: str = "") -> tuple[list[dict], dict]:
-    """Generate for every example not already answered (:func:`open_predictions`); one JSONL line per example as
-    it finishes. Returns the final predictions and the counts (resumed, torn lines, generated rows and their
-    completion tokens)."""
-    [(preds, counts)] = generate_pooled(backend, [(examples, pred_path, run_identity)], resume, desc)
-    return preds, counts
-
-
 def generate_pooled(backend, jobs: list[tuple[list, Path, dict]], resume: bool = True,
                     desc: str = "") -> list[tuple[list[dict], dict]]:
-    """:func:`generate_resumable` for several tasks in one ``backend.generate`` call: their unanswered rows go to the
-    backend together (it batches them as one list), and each answer is written, as it comes, to its own task's
-    file. Row ids must be unique across the jobs (an answer names only its row). Returns (predictions, counts)
-    per job, in order."""
+    """Generate every row of the jobs (examples, predictions file, run identity) not already answered
+    (:func:`open_predictions`) in one ``backend.generate`` call, which batches them as one list; each answer is
+    written as one JSONL line, as it comes, to its own job's file. Row ids must be unique across the jobs (an
+    answer names only its row). Returns, per job in order, its final predictions and its counts (resumed rows,
+    torn lines, generated rows and their completion tokens)."""
     from contextlib import ExitStack
 
     from tqdm import tqdm
