@@ -33,7 +33,8 @@
 # tarred by hand (eng_more too). 28 of 30 device minutes.
 # Sixth session (results/h200_2026-11-30_s6): the same 10 `stash` calls, `setup` and BUDGET=1000 `s7` in one call, three
 # `wait` calls back to back, `pack`; everything ran (23 of 30 device minutes). The fifth session's prepared `s6` (the 1B
-# queue alone) is folded into s7's GPU 0.
+# queue alone) is folded into s7's GPU 0. Then, on a 1-GPU machine (nvidia-h200), 10 `stash` calls and `setup` +
+# BUDGET=240 `quiet1b` in one call (6 device minutes).
 # The pack is made here with:
 #   tar cf - -C .gpu_exp/s23/stage . | split -b 20M -d -a 1 - .gpu_exp/s23/dN/pack.part-   (one piece per folder)
 set -euo pipefail
@@ -183,6 +184,16 @@ case "$1" in
          --repeats 1 --max-new-tokens 256 --work /tmp/eng7b --out $J/eval_pool_third.json;
        echo finished > $J/gpu1.done" < /dev/null > $J/gpu1.log 2>&1) &
     sleep 20; ls $J; tail -n 2 $J/gpu0.log $J/gpu1.log ;;
+  quiet1b)  # a quiet host (one GPU, nothing else running): Llama-3.2-1B bf16, the unsloth stack timed in blocks, in
+            # the foreground under BUDGET seconds, its records written straight into $OUT (what is there comes back
+            # even when the call runs out of time)
+    mkdir -p "$OUT"
+    cd /tmp/b
+    timeout "${BUDGET:-240}" python3 benchmarks/train_throughput.py all --dir /tmp/shapes --tokenizer /tmp/pk/tok \
+      --stacks unsloth --shapes llama-3.2-1b --precisions bf16 --sync block --out "$OUT/train_1b_quiet.jsonl" \
+      > "$OUT/quiet.log" 2>&1 || true
+    grep '^{' "$OUT/quiet.log" || tail -5 "$OUT/quiet.log"
+    nvidia-smi --query-gpu=index,name --format=csv,noheader; nproc ;;
   waitfile)  # until $2 exists (a path under the jobs folder) or $3 seconds pass
     end=$(( $(date +%s) + ${3:-300} ))
     while [ "$(date +%s)" -lt "$end" ] && ! ls "$J/$2" >/dev/null 2>&1; do sleep 5; done
