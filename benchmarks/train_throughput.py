@@ -6,6 +6,7 @@ Unsloth model + its SFTTrainer), raw Unsloth, raw transformers + peft. Random we
     python benchmarks/train_throughput.py all --dir /tmp/shapes --tokenizer TOKDIR --out results.jsonl  # resumes
     python benchmarks/train_throughput.py one --shape llama-3.2-1b --stack unsloth --precision bf16 ...
     python benchmarks/train_throughput.py ablation --shape llama-3.2-1b --precision bf16 --out DIR  # why slower
+    python benchmarks/train_throughput.py hostprofile --shape llama-3.2-1b --precision bf16 --out DIR  # host time
 
 Method: LoRA r=16, alpha=32, dropout 0, on all linear projections; batch 4 x 2048 tokens (the same random rows
 every step); gradient checkpointing; AdamW (torch), constant learning rate 2e-4; bf16 compute. The project's
@@ -38,6 +39,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 SHAPES = {
     "llama-3.2-1b": ("llama", dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
@@ -111,12 +113,13 @@ def _restore(model, snap: dict) -> None:
 
 
 def _raw_block(model, ids, autocast=False, mask=False, trl_head=False, clip=False,
-               batch=None) -> tuple[list[float], list[float]]:
+               batch=None, probe=None) -> tuple[list[float], list[float]]:
     """WARMUP + TIMED plain steps; returns the timed steps' seconds and every step's loss (read after the block).
     The options add one thing the Trainer does (ablation mode): bf16 autocast around the forward, an all-ones
     attention mask, TRL's fused loss head (entropy and top-1 included, as SFTTrainer asks) instead of the model's
     own loss, gradient-norm clipping at 1.0, or the Trainer's own batch (``batch``: the same rows as the collator
-    made them; under Unsloth, padding-free: one row of 4 x 2048 tokens with position ids and sequence lengths)."""
+    made them; under Unsloth, padding-free: one row of 4 x 2048 tokens with position ids and sequence lengths).
+    ``probe`` (hostprofile mode) is started with the first timed step and stopped after the last."""
     import contextlib
 
     import torch
@@ -142,6 +145,8 @@ def _raw_block(model, ids, autocast=False, mask=False, trl_head=False, clip=Fals
         if per_step or step == WARMUP:
             torch.cuda.synchronize()
             t0 = time.perf_counter()
+        if probe and step == WARMUP:
+            probe.start()
         with torch.autocast("cuda", dtype=torch.bfloat16) if autocast else contextlib.nullcontext():
             loss = model(**{"input_ids": ids, "labels": ids, **kw}).loss
         loss.backward()
@@ -153,18 +158,24 @@ def _raw_block(model, ids, autocast=False, mask=False, trl_head=False, clip=Fals
             torch.cuda.synchronize()
             times.append(time.perf_counter() - t0)
         losses.append(loss.detach())
+    if probe:
+        probe.stop()
     if not per_step:
         torch.cuda.synchronize()
         times = [(time.perf_counter() - t0) / TIMED] * TIMED
     return times, [round(float(x), 5) for x in losses]
 
 
-def _trainer_block(cfg, settings, model, tok, ds, tweaks=None, seen=None, **options) -> tuple[list[float], list[float]]:
+def _trainer_block(cfg, settings, model, tok, ds, tweaks=None, seen=None, probe=None,
+                   **options) -> tuple[list[float], list[float]]:
     """The project's trainer (fctune.train._make_trainer) for WARMUP + TIMED steps on the same rows. ``tweaks``
-    (ablation mode) turns one of the Trainer's own steps off: "no_clip" (max_grad_norm 0), "no_amp" (no autocast
-    around the forward), "model_loss" (the model's own loss, as with trainable token rows, instead of TRL's loss
-    head); ``options`` replace TrainConfig fields (``padding_free``, ``step_metrics``); ``seen`` gets the first batch
-    (shapes, and its tensors) and the trainer's classes."""
+    (ablation mode) changes one thing: "no_clip" (max_grad_norm 0), "no_amp" (no autocast around the forward),
+    "model_loss" (the model's own loss, as with trainable token rows, instead of TRL's loss head), "stock_steps"
+    (the stock Trainer's steps, which walk the whole model three times a step: ``lean_steps = False``),
+    "loader_worker" (the batches collated in one data-loader worker process instead of between steps);
+    ``options`` replace TrainConfig fields (``padding_free``, ``step_metrics``); ``seen`` gets the first batch
+    (shapes, and its tensors) and the trainer's classes; ``probe`` (hostprofile mode) is started when the warm-up
+    ends and stopped after the last timed step."""
     import dataclasses
 
     import torch
@@ -183,9 +194,13 @@ def _trainer_block(cfg, settings, model, tok, ds, tweaks=None, seen=None, **opti
                 marks.append(time.perf_counter())
 
         def on_step_end(self, args, state, control, **kw):
+            if probe and state.global_step == WARMUP + TIMED:
+                probe.stop()
             if per_step or state.global_step in (WARMUP, WARMUP + TIMED):  # block: the warm-up's end, the last
                 torch.cuda.synchronize()
                 marks.append(time.perf_counter())
+            if probe and state.global_step == WARMUP:
+                probe.start()
 
     cfg = dataclasses.replace(cfg, max_steps=WARMUP + TIMED, **options)
     tweaks = tweaks or ()
@@ -212,6 +227,10 @@ def _trainer_block(cfg, settings, model, tok, ds, tweaks=None, seen=None, **opti
         trainer.args.max_grad_norm = 0.0
     if "no_amp" in tweaks:  # accelerate wraps the forward in autocast when it prepares the model
         trainer.accelerator.native_amp = False
+    if "stock_steps" in tweaks:
+        trainer.lean_steps = False
+    if "loader_worker" in tweaks:  # read before the data loader is built, in train()
+        trainer.args.dataloader_num_workers = 1
     collate = trainer.data_collator
 
     def collator(rows):
@@ -323,6 +342,10 @@ ABLATION = {  # what the Trainer does that the raw loop does not, one thing at a
     "trainer-padding_free": {"trainer": {"padding_free": "false"}},
     "trainer+padding_free": {"trainer": {"padding_free": "true"}},
     "trainer+model_loss": {"trainer": {}, "tweaks": ["model_loss"]},
+    # the stock Trainer's per-step walks over the model (model.train(), the FLOP count, clipping over every
+    # parameter), which the project's trainer skips since the seventh session; and collation off the step's thread
+    "trainer-lean": {"trainer": {}, "tweaks": ["stock_steps"]},
+    "trainer+loader_worker": {"trainer": {}, "tweaks": ["loader_worker"]},
     "raw+trainer_batch": {"raw": {}, "trainer_batch": True},
 }
 
@@ -387,6 +410,89 @@ def ablation(args) -> None:
     print(json.dumps({n: (v["tokens_per_s"], v["step_ms_rounds"]) for n, v in summary.items()}), flush=True)
 
 
+class SyncTrace:
+    """A probe that records every host-device synchronization (torch's sync debug mode, which warns at each one)
+    with the Python stack that caused it; ``stacks`` counts the distinct stacks."""
+
+    def __init__(self):
+        import collections
+
+        self.stacks = collections.Counter()
+        self._caught = None
+
+    def start(self):
+        import traceback
+        import warnings
+
+        import torch
+
+        self._caught = warnings.catch_warnings()
+        self._caught.__enter__()
+        warnings.simplefilter("always")  # every occurrence, not once per place
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            frames = traceback.format_stack()[:-1]  # without this function
+            self.stacks["".join(frames[-12:])] += 1
+
+        warnings.showwarning = show
+        torch.cuda.set_sync_debug_mode("warn")
+
+    def stop(self):
+        import torch
+
+        torch.cuda.set_sync_debug_mode(0)
+        self._caught.__exit__(None, None, None)
+
+
+def host_profile(args) -> None:
+    """Where a step's host time goes, on the GPU host: cProfile over the timed steps of a raw block, a project
+    trainer block and a stock-steps trainer block (Python functions by cumulative and by own time), and the
+    synchronizations each makes (SyncTrace). Files in --out (a folder); a JSON summary on stdout."""
+    import cProfile
+    import io
+    import pstats
+
+    import torch
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = Path(args.dir) / args.shape
+    loaded = _load_paired(path, args.precision)
+    cfg, settings, model, tok, ids, ds = loaded
+    init, forwards = _snapshot(model), _forwards(model)
+    runs = {"raw": lambda probe: _raw_block(model, ids, probe=probe),
+            "trainer": lambda probe: _trainer_block(cfg, settings, model, tok, ds, probe=probe),
+            "trainer_stock_steps": lambda probe: _trainer_block(cfg, settings, model, tok, ds, probe=probe,
+                                                                tweaks=["stock_steps"])}
+    summary = {}
+    for name, run in runs.items():
+        rec = {}
+        for kind in ("plain", "cprofile", "syncs"):
+            _restore(model, init)
+            _reset_forwards(forwards)
+            torch.cuda.synchronize()
+            prof = cProfile.Profile()
+            probe = {"plain": None, "cprofile": SimpleNamespace(start=prof.enable, stop=prof.disable),
+                     "syncs": SyncTrace()}[kind]
+            times, _ = run(probe)
+            rec[f"step_ms_{kind}"] = round(1000 * statistics.median(times), 1)
+            if kind == "cprofile":
+                text = io.StringIO()
+                stats = pstats.Stats(prof, stream=text)
+                stats.sort_stats("cumulative").print_stats(60)
+                stats.sort_stats("tottime").print_stats(40)
+                (out / f"cprofile_{name}_{args.shape}_{args.precision}.txt").write_text(text.getvalue())
+            if kind == "syncs":
+                rec["syncs_per_step"] = round(sum(probe.stacks.values()) / TIMED, 2)
+                (out / f"syncs_{name}_{args.shape}_{args.precision}.json").write_text(json.dumps(
+                    [{"count": n, "stack": st} for st, n in probe.stacks.most_common()], indent=1))
+        summary[name] = rec
+    rec = {"shape": args.shape, "precision": args.precision, "steps_timed": TIMED, "sync": SYNC, "runs": summary,
+           "gpu": torch.cuda.get_device_name(0), "torch": torch.__version__}
+    (out / f"hostprofile_{args.shape}_{args.precision}.json").write_text(json.dumps(rec, indent=1))
+    print(json.dumps(rec), flush=True)
+
+
 def run_transformers(path: Path, precision: str) -> dict:
     import torch
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
@@ -447,7 +553,7 @@ def one(args) -> list[dict]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("mode", choices=["prepare", "one", "all", "ablation"])
+    ap.add_argument("mode", choices=["prepare", "one", "all", "ablation", "hostprofile"])
     ap.add_argument("--dir", default="/tmp/shapes")
     ap.add_argument("--tokenizer", help="prepare: a tokenizer folder copied beside each shape")
     ap.add_argument("--out", default="benchmarks/results/train_throughput.jsonl")
@@ -474,6 +580,9 @@ def main() -> int:
         return 0
     if args.mode == "ablation":
         ablation(args)
+        return 0
+    if args.mode == "hostprofile":
+        host_profile(args)
         return 0
     if args.mode == "one":
         for rec in one(args):

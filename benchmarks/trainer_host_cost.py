@@ -2,8 +2,11 @@
 """The project trainer's own per-step cost, apart from the model's: a tiny model on the CPU, where a step's compute is
 a few milliseconds, trained by a raw loop (forward, backward, AdamW step) and by the project's trainer
 (``fctune.train._make_trainer``: TRL's SFTTrainer, its data loader and collator, accelerate's wrappers, gradient
-clipping, the scheduler, callbacks) on the same rows. The difference per step is host work that a launch-bound
-model on a GPU (Llama-3.2-1B: ~162 ms a step) cannot hide. Interleaved rounds, medians.
+clipping, the scheduler, callbacks) on the same rows, with its lean steps (the default) and with the stock Trainer's
+(``lean_steps = False``: ``model.train()``, the FLOP count and the clipping each walk the whole model every step).
+The model has Llama-3.2-1B's module tree (16 layers, LoRA on all seven projections: 1,337 modules) at a tiny width,
+because the walks cost by modules, not by width. The difference per step is host work that a launch-bound model on
+a GPU (Llama-3.2-1B: ~162 ms a step) cannot hide. Interleaved rounds, medians.
 
     python benchmarks/trainer_host_cost.py --out benchmarks/results/trainer_host_cost_cpu.json
 """
@@ -18,12 +21,12 @@ import tempfile
 import time
 from pathlib import Path
 
-BATCH, SEQ, VOCAB, WARMUP, TIMED, ROUNDS = 4, 64, 512, 3, 30, 5
+BATCH, SEQ, VOCAB, LAYERS, WARMUP, TIMED, ROUNDS = 4, 64, 512, 16, 3, 30, 5
 
 
 def tiny_model(folder: Path) -> None:
-    """A 2-layer Llama with a 512-token vocabulary, small enough that its step is mostly the loop around it (the
-    tokenizer, SmolLM2's, only pads: the rows are token ids below 512)."""
+    """A 16-layer Llama of width 16 with a 512-token vocabulary: Llama-3.2-1B's layers, small enough that a step is
+    mostly the Python around it (the tokenizer, SmolLM2's, only pads: the rows are token ids below 512)."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
@@ -31,7 +34,7 @@ def tiny_model(folder: Path) -> None:
 
     torch.manual_seed(0)
     tok = AutoTokenizer.from_pretrained(materialize(resolve_model("smollm2")))
-    cfg = LlamaConfig(vocab_size=VOCAB, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+    cfg = LlamaConfig(vocab_size=VOCAB, hidden_size=16, intermediate_size=32, num_hidden_layers=LAYERS,
                       num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=SEQ * 2,
                       tie_word_embeddings=True)
     LlamaForCausalLM(cfg).save_pretrained(folder)
@@ -56,9 +59,9 @@ def raw_block(model, ids) -> float:
     return (marks[1] - marks[0]) / TIMED
 
 
-def trainer_block(cfg, settings, model, tok, ds, workdir: Path) -> tuple[float, str]:
-    """Seconds per step of the project's trainer, timed between the warm-up's end and the last step's, and the
-    trainer's class."""
+def trainer_block(cfg, settings, model, tok, ds, workdir: Path, lean: bool = True) -> tuple[float, str]:
+    """Seconds per step of the project's trainer (``lean``: its own steps, else the stock Trainer's), timed between
+    the warm-up's end and the last step's, and the trainer's class."""
     from transformers import TrainerCallback
 
     from fctune.train import _make_trainer
@@ -73,6 +76,7 @@ def trainer_block(cfg, settings, model, tok, ds, workdir: Path) -> tuple[float, 
     trainer = _make_trainer(dataclasses.replace(cfg, max_steps=WARMUP + TIMED), dict(settings), "transformers", model,
                             tok, ds, None, workdir)
     trainer.add_callback(Timer())
+    trainer.lean_steps = lean
     trainer.train()
     return (marks[1] - marks[0]) / TIMED, type(trainer).__name__
 
@@ -101,15 +105,20 @@ def main() -> int:
     model = attach_lora(model, cfg, settings, "transformers", [])
     ids = torch.randint(0, VOCAB, (BATCH, SEQ), generator=torch.Generator().manual_seed(0))
     ds = Dataset.from_list([{"input_ids": r, "assistant_masks": [1] * SEQ} for r in ids.tolist()] * (WARMUP + TIMED))
-    raw, trainer = [], []
-    for r in range(ROUNDS):  # interleaved, so a drift of the machine falls on both
+    raw, trainer, stock = [], [], []
+    for r in range(ROUNDS):  # interleaved, so a drift of the machine falls on all three
         raw.append(raw_block(model, ids))
         seconds, trainer_class = trainer_block(cfg, settings, model, tok, ds, work / f"ckpt{r}")
         trainer.append(seconds)
+        stock.append(trainer_block(cfg, settings, model, tok, ds, work / f"stock{r}", lean=False)[0])
     ms = lambda xs: [round(x * 1000, 2) for x in xs]  # noqa: E731
-    rec = {"batch": [BATCH, SEQ], "steps_timed": TIMED, "rounds": ROUNDS, "threads": 1, "unit": "ms per step",
-           "raw_loop": ms(raw), "project_trainer": ms(trainer),
-           "trainer_minus_raw_median": round((statistics.median(trainer) - statistics.median(raw)) * 1000, 2),
+    med = lambda xs: round(statistics.median(xs) * 1000, 2)  # noqa: E731
+    rec = {"batch": [BATCH, SEQ], "layers": LAYERS, "modules": sum(1 for _ in model.modules()),
+           "steps_timed": TIMED, "rounds": ROUNDS, "threads": 1, "unit": "ms per step",
+           "raw_loop": ms(raw), "project_trainer": ms(trainer), "stock_trainer_steps": ms(stock),
+           "medians": {"raw_loop": med(raw), "project_trainer": med(trainer), "stock_trainer_steps": med(stock)},
+           "trainer_minus_raw_median": round(med(trainer) - med(raw), 2),
+           "stock_minus_raw_median": round(med(stock) - med(raw), 2),
            "trainer_class": trainer_class, "hardware": hardware(), "versions": library_versions()}
     Path(args.out).write_text(json.dumps(rec, indent=1) + "\n")
     print(json.dumps(rec))

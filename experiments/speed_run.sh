@@ -194,6 +194,25 @@ case "$1" in
       > "$OUT/quiet.log" 2>&1 || true
     grep '^{' "$OUT/quiet.log" || tail -5 "$OUT/quiet.log"
     nvidia-smi --query-gpu=index,name --format=csv,noheader; nproc ;;
+  lean)  # seventh session, a quiet 1-GPU host, in the foreground, records straight into $OUT: SHAPES (default
+         # llama-3.2-1b) x PRECISIONS (default bf16 4bit), the unsloth stack timed in blocks, with EXTRA variants
+         # interleaved (default: the stock Trainer's steps, and collation in a loader worker); no configuration starts
+         # after BUDGET seconds, and one still running then is stopped (its process killed) and recorded as such
+    mkdir -p "$OUT" && cp -r "$REPO"/{fctune,benchmarks} /tmp/b/ && cd /tmp/b
+    # shellcheck disable=SC2086  # the lists are meant to split
+    python3 benchmarks/train_throughput.py all --dir /tmp/shapes --tokenizer /tmp/pk/tok --stacks unsloth \
+      --shapes ${SHAPES:-llama-3.2-1b} --precisions ${PRECISIONS:-bf16 4bit} --sync block \
+      --extra ${EXTRA:-trainer-lean trainer+loader_worker} --budget-s "${BUDGET:-480}" \
+      --out "$OUT/train_${TAG:-lean}.jsonl" > "$OUT/${TAG:-lean}.log" 2>&1 || true
+    grep '^{' "$OUT/${TAG:-lean}.log" | cut -c1-260 || tail -5 "$OUT/${TAG:-lean}.log"
+    nvidia-smi --query-gpu=index,name --format=csv,noheader; nproc ;;
+  hostprofile)  # a step's host time on the GPU host (train_throughput.py hostprofile: cProfile and the
+                # synchronizations of the raw loop, the project trainer and its stock steps), files into $OUT/profile
+    mkdir -p "$OUT" && cp -r "$REPO"/{fctune,benchmarks} /tmp/b/ && cd /tmp/b
+    timeout "${BUDGET:-300}" python3 benchmarks/train_throughput.py hostprofile --dir /tmp/shapes \
+      --shape "${SHAPE:-llama-3.2-1b}" --precision "${PRECISION:-bf16}" --sync block --out "$OUT/profile" \
+      > "$OUT/hostprofile.log" 2>&1 || true
+    grep '^{' "$OUT/hostprofile.log" || tail -20 "$OUT/hostprofile.log" ;;
   waitfile)  # until $2 exists (a path under the jobs folder) or $3 seconds pass
     end=$(( $(date +%s) + ${3:-300} ))
     while [ "$(date +%s)" -lt "$end" ] && ! ls "$J/$2" >/dev/null 2>&1; do sleep 5; done

@@ -413,3 +413,54 @@ def test_cpu_precision_bf16_only_with_native_bf16(monkeypatch):
     with pytest.raises(UserError, match="bf16 needs a GPU or a CPU with native bf16"):
         resolved_settings(TrainConfig(precision="bf16"), "transformers")
     assert resolved_settings(TrainConfig(), "transformers")["precision"] == "fp32"  # the default stays fp32 on CPU
+
+
+def test_lean_steps_train_as_the_stock_steps_do(tmp_path, tiny_model_dir):
+    """The project's trainer skips the Trainer's per-step walks over the model (``model.train()``, the FLOP count,
+    clipping over every parameter) and nothing else: the same losses, gradient norms and FLOP count as the stock
+    steps, every module in training mode at every step, the walk done again after an evaluation."""
+    import torch
+    from datasets import Dataset
+    from transformers import TrainerCallback
+
+    from fctune.train import _make_trainer, attach_lora, load_transformers, resolved_settings
+
+    cfg = TrainConfig(model=tiny_model_dir, lora_r=4, lora_alpha=8, lora_dropout=0.0, per_device_train_batch_size=2,
+                      gradient_accumulation_steps=1, max_seq_length=32, learning_rate=5e-2, warmup_ratio=0.0,
+                      max_steps=6, logging_steps=1, eval_steps=3, save_steps=100, val_file=None, seed=0)
+    rows = torch.randint(5, 1000, (8, 32), generator=torch.Generator().manual_seed(0)).tolist()
+    ds = Dataset.from_list([{"input_ids": r, "assistant_masks": [1] * 32} for r in rows])
+    runs = {}
+    for lean in (True, False):
+        settings = resolved_settings(cfg, "transformers")
+        settings["trainable_tokens"] = {"ids": [], "tokens": []}
+        torch.manual_seed(0)  # the same LoRA initialisation for both
+        model, tok = load_transformers(cfg, settings)
+        model = attach_lora(model, cfg, settings, "transformers", [])
+        leaf = model.get_base_model().model.layers[0].mlp.down_proj.lora_A["default"]
+        walks, modes = [], []
+        leaf.train = lambda mode=True, leaf=leaf, walks=walks: walks.append(mode) or type(leaf).train(leaf, mode)
+
+        class Modes(TrainerCallback):
+            def __init__(self, modes):
+                self.modes = modes
+
+            def on_step_end(self, args, state, control, model=None, **kw):
+                self.modes.append(all(m.training for m in model.modules()))
+
+        trainer = _make_trainer(cfg, settings, "transformers", model, tok, ds, ds.select(range(2)),
+                                tmp_path / str(lean))
+        trainer.lean_steps = lean
+        trainer.add_callback(Modes(modes))
+        trainer.train()
+        logs = [h for h in trainer.state.log_history if "loss" in h]
+        runs[lean] = {"loss": [h["loss"] for h in logs], "grad_norm": [h["grad_norm"] for h in logs],
+                      "flos": trainer.state.total_flos, "walks": walks.count(True), "modes": modes}
+    lean, stock = runs[True], runs[False]
+    assert len(lean["loss"]) == 6 and lean["loss"] == stock["loss"] and lean["grad_norm"] == stock["grad_norm"]
+    assert max(stock["grad_norm"]) > 1.0  # so the clipping (max_grad_norm 1.0) did change the steps it compared
+    assert lean["flos"] == stock["flos"] > 0
+    assert lean["modes"] == stock["modes"] == [True] * 6
+    # the stock Trainer walks the model at each of the 6 steps; the lean one at the first step and at the first
+    # step after each of the two evaluations' model.eval() (the one at step 6 is followed by no step)
+    assert stock["walks"] == 6 and lean["walks"] == 2
