@@ -15,7 +15,8 @@ carry no padding here), as the raw loop's; ``--extra trainer+padding_free`` adds
 
 The project's trainer and raw Unsloth run in ONE process on ONE model (loaded and given LoRA by fctune.train's own
 ``load_unsloth`` + ``attach_lora``, which are Unsloth's ``from_pretrained`` + ``get_peft_model``), in interleaved
-blocks: raw loop, trainer with its default (``step_metrics`` off), trainer with ``--step-metrics``, then again,
+blocks: raw loop, trainer with its default (``step_metrics`` off; on Unsloth, since the seventh session, the
+model's own fused loss), trainer with ``--step-metrics`` (TRL's loss head and its per-step metrics), then again,
 ``ROUNDS`` times; each block starts from the same LoRA weights and optimizer state (fresh), so the blocks' loss
 curves are comparable step by step and a drift of the machine falls on every stack alike. A block is ``WARMUP``
 untimed steps then ``TIMED`` timed ones. A raw step is forward + backward + AdamW step, closed by
@@ -170,7 +171,8 @@ def _trainer_block(cfg, settings, model, tok, ds, tweaks=None, seen=None, probe=
                    **options) -> tuple[list[float], list[float]]:
     """The project's trainer (fctune.train._make_trainer) for WARMUP + TIMED steps on the same rows. ``tweaks``
     (ablation mode) changes one thing: "no_clip" (max_grad_norm 0), "no_amp" (no autocast around the forward),
-    "model_loss" (the model's own loss, as with trainable token rows, instead of TRL's loss head), "stock_steps"
+    "model_loss" (the model's own loss, the default on Unsloth since the seventh session, as with trainable token
+    rows), "trl_head" (TRL's fused loss head, the quiet one, the default before), "stock_steps"
     (the stock Trainer's steps, which walk the whole model three times a step: ``lean_steps = False``),
     "loader_worker" (the batches collated in one data-loader worker process instead of between steps);
     ``options`` replace TrainConfig fields (``padding_free``, ``step_metrics``); ``seen`` gets the first batch
@@ -209,6 +211,8 @@ def _trainer_block(cfg, settings, model, tok, ds, tweaks=None, seen=None, probe=
     choose_class = fctune_train.sft_trainer_class
     if "model_loss" in tweaks:  # the model's own loss (Unsloth's fused cross-entropy) instead of TRL's loss head
         fctune_train.sft_trainer_class = lambda model_loss=False, step_metrics=False: choose_class(True, step_metrics)
+    if "trl_head" in tweaks:  # TRL's fused loss head, nothing read back (Unsloth's default until the seventh session)
+        fctune_train.sft_trainer_class = lambda model_loss=False, step_metrics=False: choose_class(False, False)
     try:
         trainer = _make_trainer(cfg, dict(settings), "unsloth", model, tok, ds, None, Path("/tmp/fctune-bench-ckpt"))
     finally:
@@ -341,7 +345,8 @@ ABLATION = {  # what the Trainer does that the raw loop does not, one thing at a
     # padded batches, as padding_free=false does.)
     "trainer-padding_free": {"trainer": {"padding_free": "false"}},
     "trainer+padding_free": {"trainer": {"padding_free": "true"}},
-    "trainer+model_loss": {"trainer": {}, "tweaks": ["model_loss"]},
+    "trainer+model_loss": {"trainer": {}, "tweaks": ["model_loss"]},  # the default since the seventh session
+    "trainer+trl_head": {"trainer": {}, "tweaks": ["trl_head"]},
     # the stock Trainer's per-step walks over the model (model.train(), the FLOP count, clipping over every
     # parameter), which the project's trainer skips since the seventh session; and collation off the step's thread
     "trainer-lean": {"trainer": {}, "tweaks": ["stock_steps"]},
@@ -431,8 +436,11 @@ class SyncTrace:
         warnings.simplefilter("always")  # every occurrence, not once per place
 
         def show(message, category, filename, lineno, file=None, line=None):
-            frames = traceback.format_stack()[:-1]  # without this function
-            self.stacks["".join(frames[-12:])] += 1
+            # only torch's "called a synchronizing CUDA operation": other warnings raised meanwhile (the seventh
+            # session's run counted torch.utils.checkpoint's, 16 a step, and the debug mode's own) are not syncs
+            if "synchroniz" in str(message):
+                frames = traceback.format_stack()[:-1]  # without this function
+                self.stacks["".join(frames[-12:])] += 1
 
         warnings.showwarning = show
         torch.cuda.set_sync_debug_mode("warn")

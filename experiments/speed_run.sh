@@ -35,6 +35,10 @@
 # `wait` calls back to back, `pack`; everything ran (23 of 30 device minutes). The fifth session's prepared `s6` (the 1B
 # queue alone) is folded into s7's GPU 0. Then, on a 1-GPU machine (nvidia-h200), 10 `stash` calls and `setup` +
 # BUDGET=240 `quiet1b` in one call (6 device minutes).
+# Seventh session (results/h200_2026-11-30_s7): a quiet nvidia-h200 (one GPU); the same 10 `stash` calls, `setup` and
+# BUDGET=420 `lean` in one call, then `hostprofile`, TAG=lean2 EXTRA=trainer-lean `lean`, PRECISION=4bit
+# `hostprofile`, TAG=phi SHAPES=phi-4-mini EXTRA=trainer-lean `lean`, back to back; then on a second machine 10
+# `stash` calls and `setup` + TAG=model_loss PRECISIONS=bf16 EXTRA=trainer+model_loss BUDGET=200 `lean` (28 minutes).
 # The pack is made here with:
 #   tar cf - -C .gpu_exp/s23/stage . | split -b 20M -d -a 1 - .gpu_exp/s23/dN/pack.part-   (one piece per folder)
 set -euo pipefail

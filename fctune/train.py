@@ -584,15 +584,33 @@ def _make_trainer(cfg, settings, backend, model, tokenizer, train_ds, val_ds, ck
         use_cpu=settings["device"] == "cpu",
         dataloader_num_workers=0,
     )
-    trainer_class = sft_trainer_class(model_loss=bool(settings["trainable_tokens"]["ids"]),
-                                      step_metrics=cfg.step_metrics)
-    settings["loss"] = "the model's cross-entropy" if trainer_class.__name__ == "KernelFreeSFTTrainer" \
-        else "TRL's fused LM head"
+    model_loss, why = choose_loss(backend, settings["trainable_tokens"]["ids"], cfg.step_metrics)
+    trainer_class = sft_trainer_class(model_loss=model_loss, step_metrics=cfg.step_metrics)
+    if trainer_class.__name__ == "KernelFreeSFTTrainer" and not model_loss:
+        why = "TRL's fused LM head needs Triton (a GPU)"
+    settings["loss"] = f"the model's cross-entropy: {why}" if trainer_class.__name__ == "KernelFreeSFTTrainer" \
+        else f"TRL's fused LM head: {why}"
     settings["step_metrics"] = ("entropy and token accuracy every step (TRL)" if trainer_class.__name__ == "SFTTrainer"
                                 else "off (loss, gradient norm and tokens at each logging step)" if not cfg.step_metrics
                                 else "not available with the model's cross-entropy (TRL computes them in its head)")
     return trainer_class(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
                          processing_class=tokenizer, callbacks=[divergence_guard()])
+
+
+def choose_loss(backend: str, trainable_token_ids: list, step_metrics: bool) -> tuple[bool, str]:
+    """Whether a run's loss is the model's own cross-entropy rather than TRL's fused LM head, and why. The two are
+    the same mean over the label tokens (loss curves equal to 3 decimals on the H200); they differ in what else
+    they cost or allow."""
+    if trainable_token_ids:
+        return True, "trainable token rows (TRL's head reads lm_head.weight itself and would skip them)"
+    if backend == "unsloth" and not step_metrics:
+        # Unsloth's forward fuses the LM head and the cross-entropy itself, with one host-device sync a step; TRL's
+        # head picks the label positions with boolean masks, four more syncs a step (sync trace, Llama-3.2-1B),
+        # which a launch-bound step pays: 0.90x raw Unsloth's speed against 0.99x (BENCHMARKS.md, issue 23)
+        return True, "Unsloth fuses the LM head and the loss (one host sync a step; TRL's head costs four more)"
+    if step_metrics:
+        return False, "its per-step entropy and token accuracy were asked for (--step-metrics)"
+    return False, "label positions only, no full logits"
 
 
 class TrainingDiverged(UserError, RuntimeError):
@@ -624,8 +642,8 @@ def divergence_guard():
 
 def sft_trainer_class(model_loss: bool = False, step_metrics: bool = False):
     """TRL's SFTTrainer (``step_metrics``), one that keeps TRL's fused loss head but reads nothing back from the
-    GPU per step (the default), or one that uses the model's own loss: where TRL's Triton loss kernel cannot load
-    (CPU), or when ``model_loss`` (trainable token rows, see label_tokens).
+    GPU per step, or one that uses the model's own loss: where TRL's Triton loss kernel cannot load (CPU), or when
+    ``model_loss`` (``choose_loss``: trainable token rows, see label_tokens; Unsloth, whose own loss is fused).
 
     TRL 1.15 computes the SFT loss with a fused Triton LM head that needs a GPU; without Triton it fails
     with "'NoneType' object has no attribute 'apply'". That head also reads ``lm_head.weight`` (and ``.bias``)
@@ -636,8 +654,8 @@ def sft_trainer_class(model_loss: bool = False, step_metrics: bool = False):
     Why a quiet default: TRL's ``compute_loss`` turns each step's entropy, token accuracy and token count into
     Python numbers (``.item()``), and every such read makes the CPU wait for the GPU to finish the step so far. The
     quiet trainers compute the same loss (equal to 3 decimals over 10 steps on the H200) and keep the token count on
-    the device until a logging step reads it once. Whether the reads cost speed was lost in the noise of the one
-    measurement (rounds of one stack swing by 20%; BENCHMARKS.md, issue 23, table 1).
+    the device until a logging step reads it once. (TRL's head still makes the CPU wait where it selects the label
+    positions with boolean masks; Unsloth's own loss waits once a step: hence ``choose_loss``.)
     """
     import torch
     from transformers import Trainer

@@ -464,3 +464,19 @@ def test_lean_steps_train_as_the_stock_steps_do(tmp_path, tiny_model_dir):
     # the stock Trainer walks the model at each of the 6 steps; the lean one at the first step and at the first
     # step after each of the two evaluations' model.eval() (the one at step 6 is followed by no step)
     assert stock["walks"] == 6 and lean["walks"] == 2
+
+
+def test_loss_choice_follows_what_each_path_costs_or_allows():
+    from fctune.train import choose_loss
+
+    # trainable token rows need the model's own loss whatever else is asked (TRL's head would skip their rows)
+    for backend in ("unsloth", "transformers"):
+        for metrics in (False, True):
+            model_loss, why = choose_loss(backend, [49152], metrics)
+            assert model_loss and why.startswith("trainable token rows")
+    # Unsloth's own loss is fused and waits for the GPU once a step; TRL's head only when its metrics are asked for
+    model_loss, why = choose_loss("unsloth", [], False)
+    assert model_loss and "one host sync" in why
+    assert choose_loss("unsloth", [], True)[0] is False
+    # transformers + peft: the model's loss would hold the full logits; TRL's head computes label positions only
+    assert choose_loss("transformers", [], False) == (False, "label positions only, no full logits")
