@@ -43,6 +43,24 @@ def mini_split(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def layout_split(tmp_path_factory):
+    """One row of each kind the layout test checks (a call, a sequential multi-turn call, two structured rows, a
+    no-call row), the call and no-call rows with the fewest tools: every row costs a llama.cpp server ~0.5-1k prompt
+    tokens at ~100 tokens/s on 2 cores, and the layout needs each kind once, not mini_split's ten rows."""
+    from fctune.offline import generate_examples
+
+    exs = generate_examples(120, seed=21)
+    fewest = lambda rows: min(rows, key=lambda e: (len(e.tools), e.id))  # noqa: E731
+    pick = [fewest([e for e in exs if e.expected.kind == "tool_calls" and e.metadata["turn_type"] == "single"]),
+            fewest([e for e in exs if e.metadata.get("multi_turn_kind") == "sequential"])]
+    pick += [e for e in exs if e.expected.kind == "json"][:2]
+    pick += [fewest([e for e in exs if e.expected.kind == "no_call"])]
+    d = tmp_path_factory.mktemp("layout")
+    write_examples(d / "layout_test.jsonl", pick)
+    return d / "layout_test.jsonl"
+
+
+@pytest.fixture(scope="module")
 def native_split(tmp_path_factory):
     """Rows whose tools llama-cpp-python's grammar-constrained tool calling answers in about a second (greedy,
     so stable); rows with enum parameters can take minutes there (see fctune.backends.openai_backend)."""
@@ -70,22 +88,23 @@ def _files(results: Path, label: str, suite: str):
 
 
 @pytest.mark.server
-def test_local_adapter_and_llamacpp_endpoint_give_the_same_layout(tmp_path, tiny_model_dir, tiny_adapter, mini_split,
-                                                                  native_split, llama_server):
+def test_local_adapter_and_llamacpp_endpoint_give_the_same_layout(tmp_path, tiny_model_dir, tiny_adapter,
+                                                                  layout_split, native_split, llama_server):
     local = evaluate(EvalConfig(model=tiny_model_dir, adapter=str(tiny_adapter), label="tiny-ft", role="finetuned",
-                                split_files=[str(mini_split)], results_dir=str(tmp_path), max_new_tokens=16,
+                                split_files=[str(layout_split)], results_dir=str(tmp_path), max_new_tokens=16,
                                 batch_size=4))
     remote = evaluate(EvalConfig(backend="openai", base_url=llama_server.base_url, model="smollm2", label="llm-smol",
-                                 role="llm", split_files=[str(mini_split)], results_dir=str(tmp_path),
+                                 role="llm", split_files=[str(layout_split)], results_dir=str(tmp_path),
                                  max_new_tokens=48, max_concurrency=2, tools_mode="prompt"))
-    assert local["suites"].keys() == remote["suites"].keys() == {"mini"}
+    assert local["suites"].keys() == remote["suites"].keys() == {"layout"}
     summaries = []
     for label in ("tiny-ft", "llm-smol"):
-        for f in _files(tmp_path, label, "mini"):
+        for f in _files(tmp_path, label, "layout"):
             assert f.exists(), f
-        s = json.loads((tmp_path / f"{label}_mini.json").read_text())
-        details = [json.loads(x) for x in (tmp_path / f"{label}_mini_details.jsonl").read_text().splitlines()]
-        assert s["n_examples"] == len(details) == 10 and s["n_errors"] == 0
+        s = json.loads((tmp_path / f"{label}_layout.json").read_text())
+        details = [json.loads(x) for x in (tmp_path / f"{label}_layout_details.jsonl").read_text().splitlines()]
+        assert s["n_examples"] == len(details) == 5 and s["n_errors"] == 0
+        assert sorted(d["expected_kind"] for d in details) == ["json", "json", "no_call", "tool_calls", "tool_calls"]
         assert all("latency_s" in d for d in details)
         summaries.append(s)
     # the same layout; "warnings" is there only when a run has something to warn about (the tiny model's 0% valid)
