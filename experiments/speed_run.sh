@@ -39,6 +39,10 @@
 # BUDGET=420 `lean` in one call, then `hostprofile`, TAG=lean2 EXTRA=trainer-lean `lean`, PRECISION=4bit
 # `hostprofile`, TAG=phi SHAPES=phi-4-mini EXTRA=trainer-lean `lean`, back to back; then on a second machine 10
 # `stash` calls and `setup` + TAG=model_loss PRECISIONS=bf16 EXTRA=trainer+model_loss BUDGET=200 `lean` (28 minutes).
+# Eighth session (results/h200_2026-11-30_s8): 10 `stash` calls, `setup` + TAG=default_1b PRECISIONS="4bit bf16"
+# EXTRA=trainer+trl_head BUDGET=400 `lean` in one call; the machine went back during a pause; on a second, 10 `stash`
+# calls, `setup` + TAG=default_8b_bf16 SHAPES=llama-3.1-8b PRECISIONS=bf16 EXTRA="" BUDGET=440 `lean`, then TAG=
+# default_8b_4bit (4bit, EXTRA=trainer+trl_head, BUDGET=420) and TAG=default_1b_r2 (1B, BUDGET=330) back to back (25 min).
 # The pack is made here with:
 #   tar cf - -C .gpu_exp/s23/stage . | split -b 20M -d -a 1 - .gpu_exp/s23/dN/pack.part-   (one piece per folder)
 set -euo pipefail
