@@ -43,6 +43,19 @@ def mini_split(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def short_split(tmp_path_factory):
+    """Ten rows with the shortest serialized examples (fewest and smallest tools): for tests of what happens when a
+    server goes away, where the answers do not matter but every prompt token costs the llama.cpp server ~10 ms on
+    2 cores (mini_split's first three rows take ~27 s to answer there, these ~10 s)."""
+    from fctune.offline import generate_examples
+
+    exs = sorted(generate_examples(120, seed=21), key=lambda e: (len(json.dumps(e.to_dict())), e.id))
+    d = tmp_path_factory.mktemp("short")
+    write_examples(d / "short_test.jsonl", exs[:10])
+    return d / "short_test.jsonl"
+
+
+@pytest.fixture(scope="module")
 def layout_split(tmp_path_factory):
     """One row of each kind the layout test checks (a call, a sequential multi-turn call, two structured rows, a
     no-call row), the call and no-call rows with the fewest tools: every row costs a llama.cpp server ~0.5-1k prompt
@@ -203,13 +216,13 @@ def test_llama_server_choice_is_named_and_never_silent(monkeypatch, tmp_path):
 
 
 @pytest.mark.server
-def test_server_stopped_mid_run_is_recorded_as_errors_not_wrong_answers(tmp_path, mini_split):
+def test_server_stopped_mid_run_is_recorded_as_errors_not_wrong_answers(tmp_path, short_split):
     from fctune.backends.openai_backend import OpenAIBackend
     from fctune.llama_server import LlamaServer
     from fctune.metrics import summarize
     from fctune.score import score_predictions
 
-    examples = read_examples(mini_split)
+    examples = read_examples(short_split)
     srv = LlamaServer("smollm2").start()
     backend = OpenAIBackend("smollm2", base_url=srv.base_url, max_concurrency=1, max_retries=2, backoff_base_s=0.05,
                             timeout_s=30, max_tokens=32, tools_mode="prompt")
@@ -446,14 +459,14 @@ def test_error_rate_under_the_bound_still_scores(tmp_path, mini_split):
 
 
 @pytest.mark.server
-def test_llamacpp_server_killed_mid_run_stops_the_run_with_its_exit(tmp_path, mini_split):
+def test_llamacpp_server_killed_mid_run_stops_the_run_with_its_exit(tmp_path, short_split):
     """The server dies (here: SIGKILL) after a few answers: the run stops at once with the server's exit and log
     tail, exit 2, no summary; the answered rows stay for a rerun."""
     proc = subprocess.Popen([sys.executable, "docker/unsloth-paper/scripts/eval_function_call.py", "--backend",
-                             "llamacpp", "--model", "smollm2", "--split-file", str(mini_split), "--results-dir",
+                             "llamacpp", "--model", "smollm2", "--split-file", str(short_split), "--results-dir",
                              str(tmp_path), "--label", "llm", "--max-concurrency", "4", "--max-new-tokens", "48"],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    preds = tmp_path / "llm_mini_predictions.jsonl"
+    preds = tmp_path / "llm_short_predictions.jsonl"
     deadline = time.time() + 240
     while time.time() < deadline and (not preds.exists() or len(preds.read_text().splitlines()) < 2):
         time.sleep(0.2)
@@ -468,7 +481,7 @@ def test_llamacpp_server_killed_mid_run_stops_the_run_with_its_exit(tmp_path, mi
     err = [x for x in stderr.splitlines() if x.startswith("error:")]
     assert len(err) == 1 and "was killed by SIGKILL" in err[0] and "llama_server.log" in err[0], stderr[-2000:]
     assert (tmp_path / "llama_server.log").read_text().count("was killed by SIGKILL") == 1
-    assert not (tmp_path / "llm_mini.json").exists()
+    assert not (tmp_path / "llm_short.json").exists()
     kept = [json.loads(x) for x in preds.read_text().splitlines()]
     assert sum(1 for p in kept if not p.get("error")) >= 2
 
