@@ -12,7 +12,7 @@ main job runs two evaluations at a time, one core each):
   on its own stopped — the ceiling of what stopping runaway answers early could save.
 
     python benchmarks/cpu_decode_cost.py --out benchmarks/results/cpu_main_job/decode_cost_cpu.json \
-        --runs CLONE/paper_approach/results CLONE/fledgling/eval_results
+        --runs CLONE/paper_approach/eval_results CLONE/fledgling/eval_results
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def budget_bound_steps(folders: list[str]) -> dict:
                 continue
             rows = [json.loads(x) for x in pred.read_text().splitlines() if x.strip()]
             batches: dict = {}
-            for r in rows:  # a padded batch's rows share its latency (the batch's time over its rows)
+            for r in rows:  # a padded batch's rows share one latency (the batch's time over its rows): its key
                 batches.setdefault(r["latency_s"], []).append(r)
             ran = sum(max(r["completion_tokens"] for r in b) for b in batches.values())
             needed = sum(max([r["completion_tokens"] for r in b if r["finish_reason"] == "stop"] or [0])
@@ -114,8 +114,8 @@ def budget_bound_steps(folders: list[str]) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True)
-    ap.add_argument("--runs", nargs="*", default=[], help="a main job's evaluation folders (no model is loaded "
-                                                         "for these)")
+    ap.add_argument("--runs", nargs="*", default=[], help="a main job's evaluation folders, read from their "
+                                                         "predictions files")
     ap.add_argument("--skip-model", action="store_true", help="only --runs")
     args = ap.parse_args()
     from fctune.config import hardware, library_versions
