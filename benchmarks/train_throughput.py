@@ -560,6 +560,7 @@ def one(args) -> list[dict]:
 
 
 def main() -> int:
+    global SYNC, TIMED, ROUNDS  # the options below set the module's timing constants every function reads
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("mode", choices=["prepare", "one", "all", "ablation", "hostprofile"])
     ap.add_argument("--dir", default="/tmp/shapes")
@@ -578,9 +579,12 @@ def main() -> int:
     ap.add_argument("--no-profile", action="store_true", help="ablation: the variants only, no profiles")
     ap.add_argument("--sync", choices=["step", "block"], default="step",
                     help="synchronize the GPU after every step (per-step times) or only around the timed block (SYNC)")
+    # a launch-bound shape (Llama-3.2-1B: 8 steps are ~1.2 s) needs longer blocks and more rounds than the host's
+    # noise moves; the records say what was used (steps_timed_per_round, rounds)
+    ap.add_argument("--timed-steps", type=int, default=TIMED, help=f"timed steps a block (default {TIMED})")
+    ap.add_argument("--rounds", type=int, default=ROUNDS, help=f"interleaved rounds (default {ROUNDS})")
     args = ap.parse_args()
-    global SYNC
-    SYNC = args.sync
+    SYNC, TIMED, ROUNDS = args.sync, args.timed_steps, args.rounds
     if args.mode == "prepare":
         if not args.tokenizer:
             ap.error("prepare needs --tokenizer DIR")
@@ -615,7 +619,8 @@ def main() -> int:
                 return 0
             t0 = time.time()
             cmd = [sys.executable, __file__, "one", "--dir", args.dir, "--shape", shape, "--stack", stack,
-                   "--precision", precision, "--sync", args.sync, "--extra", *args.extra]
+                   "--precision", precision, "--sync", args.sync, "--timed-steps", str(TIMED), "--rounds", str(ROUNDS),
+                   "--extra", *args.extra]
             try:  # subprocess.run kills the child when the budget runs out, so no process keeps the GPU
                 p = subprocess.run(cmd, capture_output=True, text=True, timeout=left)
                 recs = [json.loads(x[7:]) for x in p.stdout.splitlines() if x.startswith("RESULT ")]

@@ -203,7 +203,8 @@ case "$1" in
     grep '^{' "$OUT/quiet.log" || tail -5 "$OUT/quiet.log"
     nvidia-smi --query-gpu=index,name --format=csv,noheader; nproc ;;
   lean)  # seventh session, a quiet 1-GPU host, in the foreground, records straight into $OUT: SHAPES (default
-         # llama-3.2-1b) x PRECISIONS (default bf16 4bit), the unsloth stack timed in blocks, with EXTRA variants
+         # llama-3.2-1b) x PRECISIONS (default bf16 4bit), the unsloth stack timed in blocks of STEPS (8) steps,
+         # ROUNDS (3) rounds, with EXTRA variants
          # interleaved (default: the stock Trainer's steps, and collation in a loader worker); no configuration starts
          # after BUDGET seconds, and one still running then is stopped (its process killed) and recorded as such
     mkdir -p "$OUT" && cp -r "$REPO"/{fctune,benchmarks} /tmp/b/ && cd /tmp/b
@@ -211,6 +212,7 @@ case "$1" in
     python3 benchmarks/train_throughput.py all --dir /tmp/shapes --tokenizer /tmp/pk/tok --stacks unsloth \
       --shapes ${SHAPES:-llama-3.2-1b} --precisions ${PRECISIONS:-bf16 4bit} --sync block \
       --extra ${EXTRA:-trainer-lean trainer+loader_worker} --budget-s "${BUDGET:-480}" \
+      --timed-steps "${STEPS:-8}" --rounds "${ROUNDS:-3}" \
       --out "$OUT/train_${TAG:-lean}.jsonl" > "$OUT/${TAG:-lean}.log" 2>&1 || true
     grep '^{' "$OUT/${TAG:-lean}.log" | cut -c1-260 || tail -5 "$OUT/${TAG:-lean}.log"
     nvidia-smi --query-gpu=index,name --format=csv,noheader; nproc ;;
