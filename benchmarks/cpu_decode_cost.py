@@ -118,6 +118,9 @@ def main() -> int:
                                                          "predictions files")
     ap.add_argument("--skip-model", action="store_true", help="only --runs")
     args = ap.parse_args()
+    missing = [f for f in args.runs if not Path(f).is_dir()]
+    if missing:
+        ap.error(f"--runs: no such folder: {', '.join(missing)}")
     from fctune.config import hardware, library_versions
 
     rec = {"threads": 1, "dtype": "bfloat16", "model": "smollm2 (the packaged SmolLM2-135M-Instruct)",
