@@ -17,8 +17,9 @@ The project's trainer and raw Unsloth run in ONE process on ONE model (loaded an
 ``load_unsloth`` + ``attach_lora``, which are Unsloth's ``from_pretrained`` + ``get_peft_model``), in interleaved
 blocks: raw loop, trainer with its default (``step_metrics`` off; on Unsloth, since the seventh session, the
 model's own fused loss), trainer with ``--step-metrics`` (TRL's loss head and its per-step metrics), then again,
-``ROUNDS`` times; each block starts from the same LoRA weights and optimizer state (fresh), so the blocks' loss
-curves are comparable step by step and a drift of the machine falls on every stack alike. A block is ``WARMUP``
+``ROUNDS`` times (since the eighth session the order turns by one each round); each block starts from the same
+LoRA weights and optimizer state (fresh), so the blocks' loss curves are comparable step by step and a drift of
+the machine falls on every stack alike. A block is ``WARMUP``
 untimed steps then ``TIMED`` timed ones. A raw step is forward + backward + AdamW step, closed by
 ``torch.cuda.synchronize()``; a trainer step is the time from one step's end to the next (the Trainer's data
 loading, clipping, scheduler and callbacks included), also closed by a synchronize (``--sync block``: one
@@ -313,8 +314,13 @@ def run_paired(path: Path, precision: str, variants: dict | None = None, loaded:
         _trainer_block(cfg, settings, model, tok, ds, seen=seen)
         seen_batch = {k: v.cuda() for k, v in seen["tensors"].items()}  # the collator's output is still on the CPU
     blocks = {stack: [] for stack in variants}
+    names = list(variants)
     for r in range(ROUNDS):
-        for stack, v in variants.items():
+        # the order turns by one each round, so no variant always runs right after the same one (a block after
+        # another variant's freed optimizer and trainer objects may start differently) — with as many rounds as
+        # variants, each runs once in every position
+        for stack in names[r % len(names):] + names[:r % len(names)]:
+            v = variants[stack]
             _restore(model, init)
             _reset_forwards(forwards)
             torch.cuda.synchronize()
@@ -552,6 +558,7 @@ def one(args) -> list[dict]:
         out.append({"shape": args.shape, "stack": stack, "precision": args.precision, "params": n,
                     "tokens_per_s": round(med), "tokens_per_s_rounds": [round(x) for x in per_round],
                     "rounds": len(runs), "steps_timed_per_round": TIMED, "warmup_per_round": WARMUP, "sync": SYNC,
+                    "order": "variants rotated by one each round",
                     "loss_curves": [losses for _, losses in runs], "batch": batch_shapes.get(stack),
                     "peak_gib_process": round(torch.cuda.max_memory_allocated() / 2**30, 2),
                     "mfu": round(med * 6 * n / PEAK_FLOPS, 4), "gpu": torch.cuda.get_device_name(0),
