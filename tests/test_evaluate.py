@@ -30,10 +30,16 @@ def llama_server():
 
 
 @pytest.fixture(scope="module")
-def mini_split(tmp_path_factory):
+def offline_rows():
+    """The offline generator's 120 rows of seed 21, which every split of this module picks from."""
     from fctune.offline import generate_examples
 
-    exs = generate_examples(120, seed=21)
+    return generate_examples(120, seed=21)
+
+
+@pytest.fixture(scope="module")
+def mini_split(tmp_path_factory, offline_rows):
+    exs = offline_rows
     pick = [e for e in exs if e.expected.kind == "tool_calls" and e.metadata["turn_type"] == "single"][:5]
     pick += [e for e in exs if e.metadata.get("multi_turn_kind") == "sequential"][:2]
     pick += [e for e in exs if e.expected.kind == "json"][:2] + [e for e in exs if e.expected.kind == "no_call"][:1]
@@ -43,26 +49,22 @@ def mini_split(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def short_split(tmp_path_factory):
+def short_split(tmp_path_factory, offline_rows):
     """Ten rows with the shortest serialized examples (fewest and smallest tools): for tests of what happens when a
     server goes away, where the answers do not matter but every prompt token costs the llama.cpp server ~10 ms on
     2 cores (mini_split's first three rows take ~27 s to answer there, these ~10 s)."""
-    from fctune.offline import generate_examples
-
-    exs = sorted(generate_examples(120, seed=21), key=lambda e: (len(json.dumps(e.to_dict())), e.id))
+    exs = sorted(offline_rows, key=lambda e: (len(json.dumps(e.to_dict())), e.id))
     d = tmp_path_factory.mktemp("short")
     write_examples(d / "short_test.jsonl", exs[:10])
     return d / "short_test.jsonl"
 
 
 @pytest.fixture(scope="module")
-def layout_split(tmp_path_factory):
+def layout_split(tmp_path_factory, offline_rows):
     """One row of each kind the layout test checks (a call, a sequential multi-turn call, two structured rows, a
     no-call row), the call and no-call rows with the fewest tools: every row costs a llama.cpp server ~0.5-1k prompt
     tokens at ~100 tokens/s on 2 cores, and the layout needs each kind once, not mini_split's ten rows."""
-    from fctune.offline import generate_examples
-
-    exs = generate_examples(120, seed=21)
+    exs = offline_rows
     fewest = lambda rows: min(rows, key=lambda e: (len(e.tools), e.id))  # noqa: E731
     pick = [fewest([e for e in exs if e.expected.kind == "tool_calls" and e.metadata["turn_type"] == "single"]),
             fewest([e for e in exs if e.metadata.get("multi_turn_kind") == "sequential"])]
@@ -74,14 +76,12 @@ def layout_split(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def native_split(tmp_path_factory):
+def native_split(tmp_path_factory, offline_rows):
     """Rows whose tools llama-cpp-python's grammar-constrained tool calling answers in about a second (greedy,
     so stable); rows with enum parameters can take minutes there (see fctune.backends.openai_backend)."""
-    from fctune.offline import generate_examples
-
     keep = {"offline-21-000001", "offline-21-000008", "offline-21-000014", "offline-21-000019"}
     d = tmp_path_factory.mktemp("native")
-    write_examples(d / "native_test.jsonl", [e for e in generate_examples(120, seed=21) if e.id in keep])
+    write_examples(d / "native_test.jsonl", [e for e in offline_rows if e.id in keep])
     return d / "native_test.jsonl"
 
 
