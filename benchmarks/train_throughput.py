@@ -591,6 +591,8 @@ def main() -> int:
     ap.add_argument("--timed-steps", type=int, default=TIMED, help=f"timed steps a block (default {TIMED})")
     ap.add_argument("--rounds", type=int, default=ROUNDS, help=f"interleaved rounds (default {ROUNDS})")
     args = ap.parse_args()
+    if args.timed_steps < 1 or args.rounds < 1:
+        ap.error(f"--timed-steps and --rounds must be at least 1 (got {args.timed_steps} and {args.rounds})")
     SYNC, TIMED, ROUNDS = args.sync, args.timed_steps, args.rounds
     if args.mode == "prepare":
         if not args.tokenizer:
