@@ -43,8 +43,15 @@
 # EXTRA=trainer+trl_head BUDGET=400 `lean` in one call; the machine went back during a pause; on a second, 10 `stash`
 # calls, `setup` + TAG=default_8b_bf16 SHAPES=llama-3.1-8b PRECISIONS=bf16 EXTRA="" BUDGET=440 `lean`, then TAG=
 # default_8b_4bit (4bit, EXTRA=trainer+trl_head, BUDGET=420) and TAG=default_1b_r2 (1B, BUDGET=330) back to back (25 min).
+# Ninth session (results/h200_2026-11-30_s9): a pack without the GGUF (wheels and tokenizer, 5 pieces of 19 MiB: the
+# tracked tree is 43 MiB), 5 `stash` calls, `setup` + STEPS=40 ROUNDS=4 TAG=r40_1b_bf16 SHAPES=llama-3.2-1b
+# PRECISIONS=bf16 EXTRA=trainer+trl_head BUDGET=420 `lean`, then the same for 4bit; on a second machine `hostprofile`
+# (failed: no prepared shape on a fresh machine) and Phi-4-mini; on a third, 5 `stash`, `setup` + TAG=phi_default_bf16
+# SHAPES=phi-4-mini PRECISIONS=bf16 EXTRA=trainer+trl_head BUDGET=380 `lean`, then PRECISIONS=4bit (27 minutes).
 # The pack is made here with:
-#   tar cf - -C .gpu_exp/s23/stage . | split -b 20M -d -a 1 - .gpu_exp/s23/dN/pack.part-   (one piece per folder)
+#   tar cf - -C .gpu_exp/s23/stage . | split -b 19M -d -a 1 - .gpu_exp/s23/dN/pack.part-   (one piece per folder)
+# (stage: wheels/ from ../shared/device/wheels.sh plus bfcl-eval, tok/ = SmolLM2's tokenizer saved from its GGUF,
+# and SmolLM2-135M-Instruct.Q4_1.gguf only for the evaluation recipes; add /.gpu_exp/ to .git/info/exclude)
 set -euo pipefail
 REPO=$(pwd)
 export PYTHONPATH=/tmp/site:/tmp/b HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false \
@@ -57,7 +64,9 @@ case "$1" in
   stash)
     mkdir -p /tmp/pk && cp "$2"/* /tmp/pk/ && ls -la /tmp/pk ;;
   setup)
-    cd /tmp/pk && cat pack.part-* | tar xf - && rm -f pack.part-* && sha256sum "$SMOL"
+    cd /tmp/pk && cat pack.part-* | tar xf - && rm -f pack.part-*
+    # a pack for training benchmarks alone leaves the GGUF out (five pieces instead of ten)
+    if [ -f "$SMOL" ]; then sha256sum "$SMOL"; else echo "no $SMOL in the pack: training benchmarks only"; fi
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
       /tmp/pk/wheels/*.whl
     rm -rf /tmp/b && mkdir -p /tmp/b && cp -r "$REPO"/{fctune,benchmarks,comparison_framework,paper_approach,pyproject.toml} /tmp/b/
@@ -219,6 +228,9 @@ case "$1" in
   hostprofile)  # a step's host time on the GPU host (train_throughput.py hostprofile: cProfile and the
                 # synchronizations of the raw loop, the project trainer and its stock steps), files into $OUT/profile
     mkdir -p "$OUT" && cp -r "$REPO"/{fctune,benchmarks} /tmp/b/ && cd /tmp/b
+    # on a fresh machine the shape is not there yet (the ninth session's call failed on that)
+    [ -d "/tmp/shapes/${SHAPE:-llama-3.2-1b}" ] || python3 benchmarks/train_throughput.py prepare --dir /tmp/shapes \
+      --tokenizer /tmp/pk/tok --shapes "${SHAPE:-llama-3.2-1b}" > "$OUT/prepare.log" 2>&1
     timeout "${BUDGET:-300}" python3 benchmarks/train_throughput.py hostprofile --dir /tmp/shapes \
       --shape "${SHAPE:-llama-3.2-1b}" --precision "${PRECISION:-bf16}" --sync block --out "$OUT/profile" \
       > "$OUT/hostprofile.log" 2>&1 || true
