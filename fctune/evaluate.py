@@ -64,7 +64,7 @@ def _build_local(cfg: EvalConfig) -> Backend:
     from fctune.backends.local import LocalBackend
 
     return LocalBackend(cfg.model, cfg.adapter, cfg.max_new_tokens or 256, cfg.batch_size, cfg.prompt_format,
-                        cfg.device, cfg.dtype, cfg.engine)
+                        cfg.device, cfg.dtype, cfg.engine, cfg.stop_repeats)
 
 
 def _endpoint_options(cfg: EvalConfig) -> dict:
@@ -175,6 +175,11 @@ class EvalConfig:
         "help": "local backend: " + "; ".join(f"{name} = {what}" for name, what in ENGINES.items())
                 + ". On an H200, continuous was 1.08x padded:64 on BFCL with 40x the memory (BENCHMARKS.md)",
         "choices": list(ENGINES)})
+    stop_repeats: int = field(default=0, metadata={"min": 0, "help": (
+        "local backend, padded and static engines: stop an answer once its last N tokens repeat one block of at most "
+        "N/4 tokens verbatim (greedy decoding caught in a loop, which would run to the budget); it is scored as cut "
+        "('truncated', finish reason 'repeat'), and its output is the answer so far, with fewer copies of the loop "
+        "than the budget would have let it write. 0 = off (every answer runs to a stop token or the budget)")})
     prompt_format: str | None = field(default=None, metadata={
         "help": "local backend: auto, native or hermes (default: the adapter's training format)"})
     device: str = field(default="auto", metadata={"help": "local backend: auto, cpu or cuda"})
@@ -327,6 +332,9 @@ def completions_renderer(cfg: EvalConfig) -> dict:
 
 def make_backend(cfg: EvalConfig) -> Backend:
     """The backend ``cfg`` names, built (local model loaded, or endpoint client made)."""
+    if cfg.stop_repeats and cfg.backend != "local":
+        raise UserError(f"--stop-repeats is for the local backend (a model this process decodes); --backend "
+                        f"{cfg.backend} answers whole, as its server decodes it")
     return BACKENDS[cfg.backend].build(cfg)
 
 
@@ -470,7 +478,10 @@ def run_tasks(cfg: EvalConfig, label: str, tasks, score: Callable[[Answered], No
             jobs = [(task.examples, predictions_path(cfg.results_dir, label, task.name),
                      {"model": ident.get("model"), "adapter_version_id": ident.get("adapter_version_id"),
                       "endpoint_host": ident.get("endpoint_host"), "tools_mode": ident.get("tools_mode"),
-                      "max_new_tokens": budget, **task.identity}) for task, _ in group]
+                      "max_new_tokens": budget, **task.identity,
+                      # answers stopped early are not resumed into a run without the stop, or the other way round
+                      **({"stop_repeats": ident["stop_repeats"]} if ident.get("stop_repeats") else {})})
+                    for task, _ in group]
             names = [task.name for task, _ in group]
             t0, before = time.time(), backend.stats()
             done = generate_pooled(backend, jobs, cfg.resume, desc=f"{label} {' + '.join(names)}")

@@ -76,6 +76,9 @@ class FledglingConfig:
     max_new_tokens: int | None = field(default=None, metadata={
         "min": 1, "help": "generation budget (default: sized from each split, as the evaluation runner does)"})
     batch_size: int = field(default=8, metadata={"min": 1, "help": "local SLM evaluation: prompts per generate() call"})
+    stop_repeats: int = field(default=0, metadata={"min": 0, "help": (
+        "local SLM evaluations: stop an answer whose last N tokens repeat one block verbatim, scored as cut "
+        "(evaluate's --stop-repeats; 0 = off)")})
     eval_limit: int | None = field(default=None, metadata={"min": 1, "help": "only the first N rows of each split"})
     shared_suites: bool = field(default=True, metadata={
         "help": "also run the final model on comparison_framework/test_splits (when they exist)"})
@@ -277,7 +280,8 @@ def _until_training(cfg: FledglingConfig, results: Path) -> dict:
     llm_label = llm_res["label"]
     with tracking.stage("fledgling.slm_eval", input={"model": model}) as rec:
         base_label = safe_label(f"fledgling-{short}-base")
-        base_res = evaluate(EvalConfig(model=model, role="base", label=base_label, **common))
+        base_res = evaluate(EvalConfig(model=model, role="base", label=base_label, stop_repeats=cfg.stop_repeats,
+                                       **common))
         rec(**base_res)
     with tracking.stage("fledgling.gate", input={"threshold": cfg.gate_threshold, "aggregate": aggregate}) as rec:
         gate = gate_decision(_model_results(base_label, results), _model_results(llm_label, results),
@@ -323,7 +327,7 @@ def _re_evaluate(cfg: FledglingConfig, summary: dict) -> dict:
     with tracking.stage("fledgling.re_eval", input={"adapter": final["adapter"]}) as rec:
         res = evaluate(EvalConfig(model=summary["model"]["used"], adapter=final["adapter"], role="finetuned",
                                   label=final["label"], split_files=summary["data"]["test_files"],
-                                  **_eval_options(cfg)))
+                                  stop_repeats=cfg.stop_repeats, **_eval_options(cfg)))
         rec(**res)
     return res
 
@@ -340,7 +344,8 @@ def _shared_suites(cfg: FledglingConfig, summary: dict) -> dict | None:
     with tracking.stage("fledgling.shared_suites", input={"suites": shared}) as rec:
         res = evaluate(EvalConfig(model=summary["model"]["used"], adapter=final["adapter"],
                                   role="finetuned" if final["adapter"] else "base", label=final["label"],
-                                  suites=shared, splits_dir=cfg.splits_dir, **_eval_options(cfg)))
+                                  suites=shared, splits_dir=cfg.splits_dir, stop_repeats=cfg.stop_repeats,
+                                  **_eval_options(cfg)))
         rec(**res)
     return res
 

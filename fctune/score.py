@@ -21,8 +21,9 @@ name and each leaf of its arguments; structured rows contribute each leaf of the
 Failure reasons: ``no_call``, ``invalid_json``, ``wrong_name``, ``missing_arg``, ``extra_arg``,
 ``wrong_value``, ``wrong_type``, ``extra_call``, ``missing_call``, ``called_when_irrelevant``, ``too_large``
 (an output over the parser's bounds, :mod:`fctune.parse`), ``truncated`` (a failed answer that the generation
-budget cut: ``finish_reason`` "length"), for structured rows ``schema_violation``, and, in the strict reading only
-(:func:`fctune.metrics.strict_view`), ``undeclared_format``. A backend error is not a failure reason: it is recorded
+budget cut: ``finish_reason`` "length", or that ``--stop-repeats`` stopped in a loop: "repeat"), for structured
+rows ``schema_violation``, and, in the strict reading only (:func:`fctune.metrics.strict_view`),
+``undeclared_format``. A backend error is not a failure reason: it is recorded
 as ``error`` and left out of every rate.
 """
 
@@ -358,11 +359,17 @@ def schema_errors(value, schema: dict | None) -> list[str]:
     return [f"{'/'.join(map(str, e.absolute_path)) or '$'}: {e.message}" for e in validator.iter_errors(value)]
 
 
+# finish reasons of an answer that did not end by itself: the budget cut it, or it was stopped while repeating one
+# block verbatim (--stop-repeats), on its way to the budget; a failed one of either is scored as "truncated"
+CUT_FINISH_REASONS = {"length": "cut at the generation budget",
+                      "repeat": "stopped repeating itself verbatim, on its way to the generation budget"}
+
+
 def score_example(example: Example, output: str | None, tool_calls: list | None = None,
                   error: str | None = None, finish_reason: str | None = None,
                   renamed_tools: dict | None = None) -> Verdict:
-    """Score one model output against its example (pure: no I/O, no model). ``finish_reason`` "length" marks a
-    failed answer as ``truncated``; ``renamed_tools`` maps API-safe tool names back (any output shape)."""
+    """Score one model output against its example (pure: no I/O, no model). ``finish_reason`` "length" or "repeat"
+    marks a failed answer as ``truncated``; ``renamed_tools`` maps API-safe tool names back (any output shape)."""
     v = Verdict(id=example.id, expected_kind=example.expected.kind,
                 n_expected_calls=len(example.expected.tool_calls) if example.expected.kind == "tool_calls" else None)
     if error:
@@ -370,9 +377,9 @@ def score_example(example: Example, output: str | None, tool_calls: list | None 
         return v
     _score_output(v, example, output, tool_calls, renamed_tools)
     if finish_reason is not None:
-        v.truncated = finish_reason == "length"
+        v.truncated = finish_reason in CUT_FINISH_REASONS
         if v.truncated and v.exact_match is False:
-            v.failure_detail = f"cut at the generation budget ({v.failure_reason}: {v.failure_detail})"
+            v.failure_detail = f"{CUT_FINISH_REASONS[finish_reason]} ({v.failure_reason}: {v.failure_detail})"
             v.failure_reason = "truncated"
     return v
 

@@ -95,17 +95,20 @@ def test_renamed_tool_names_map_back_in_text_answers_too():
         ("math.hcf", {"a": 36, "b": 48})]
 
 
-@pytest.mark.parametrize("finish_reason,right,reason", [
-    ("length", False, "truncated"),     # cut at the budget and wrong: the budget is the suspect
-    ("length", True, None),             # cut after a complete right answer: right
-    ("stop", False, "no_call"),
+@pytest.mark.parametrize("finish_reason,right,reason,detail", [
+    ("length", False, "truncated", "cut at the generation budget (no_call"),  # cut and wrong: the budget is the suspect
+    ("length", True, None, None),       # cut after a complete right answer: right
+    ("repeat", False, "truncated", "stopped repeating itself verbatim"),  # --stop-repeats: stopped in a loop, wrong
+    ("repeat", True, None, None),       # a right call, then a loop after it: right, as the budget cut would leave it
+    ("stop", False, "no_call", None),
 ])
-def test_truncated_is_its_own_failure_reason(finish_reason, right, reason):
+def test_truncated_is_its_own_failure_reason(finish_reason, right, reason, detail):
     from fctune.score import score_example
 
     out = '<tool_call>{"name": "math.hcf", "arguments": {"a": 36, "b": 48}}</tool_call>' if right else "Let me think"
     v = score_example(ROW, out, finish_reason=finish_reason)
-    assert v.failure_reason == reason and v.truncated is (finish_reason == "length")
+    assert v.failure_reason == reason and v.truncated is (finish_reason in ("length", "repeat"))
+    assert (v.failure_detail or "").startswith(detail or "")
 
 
 def test_generation_budget_is_sized_from_the_data():

@@ -498,3 +498,13 @@ def test_unusable_endpoint_is_one_line_not_a_traceback(tmp_path, flaky_server, m
     err = [x for x in out.stderr.splitlines() if x.startswith("error:")]
     assert len(err) == 1 and says in err[0], out.stderr[-2000:]
     assert not (tmp_path / "llm_mini.json").exists()
+
+
+def test_stop_repeats_is_refused_for_a_backend_that_decodes_elsewhere():
+    # an API or llama.cpp server answers whole: no early stop can be applied there, so asking for one is an error
+    # (before any request), not a setting silently ignored
+    from fctune.errors import UserError
+    from fctune.evaluate import make_backend
+
+    with pytest.raises(UserError, match="--stop-repeats is for the local backend"):
+        make_backend(EvalConfig(backend="openai", base_url="http://127.0.0.1:9/v1", model="m", stop_repeats=64))

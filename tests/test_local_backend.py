@@ -45,3 +45,62 @@ def test_engine_is_checked_and_padded_is_the_default(tiny_model_dir):
     with pytest.raises(ValueError, match="engine 'paged'"):
         LocalBackend(tiny_model_dir, engine="paged")
     assert LocalBackend(tiny_model_dir, device="cpu").engine == "padded"
+
+
+@pytest.mark.parametrize("ids, window, period", [
+    ([5, 6, 7] + [1] * 8, 8, 1),                 # one token over and over
+    ([9] + [1, 2] * 6, 8, 2),                    # a two-token block
+    ([3, 4, 5] * 5, 12, 3),                      # the whole tail one block, four copies
+    ([3, 4, 5] * 3 + [3, 4], 8, None),           # a three-token block fits only 2.7 times into 8 tokens
+    ([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 8, None),  # no repetition
+    ([1, 1, 1, 1, 1, 1, 1, 2], 8, None),         # the loop left at the last token
+    ([1] * 7, 8, None),                          # fewer tokens than the window
+    ([1, 2] * 6, 9, 2),                          # the window need not be a multiple of the period
+    ([1, 2] * 6, 7, None),                       # 7 tokens hold under four copies of a two-token block
+])
+def test_repeating_period_finds_a_verbatim_loop_at_the_tail(ids, window, period):
+    from fctune.backends.local import repeating_period
+
+    assert repeating_period(ids, window) == period
+
+
+@pytest.mark.slow
+def test_stop_repeats_ends_looping_answers_early_and_leaves_the_others_alone(tiny_model_dir, tmp_path):
+    # the tiny model (random weights) writes 64 different tokens a row: the stop must not touch them; with its layers'
+    # weights halved it writes one token over and over: each answer must stop once 16 tokens loop, as the start of
+    # the answer it gives without the stop (same batches, fp32), marked "repeat"
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from fctune.backends.local import LocalBackend
+
+    looping = tmp_path / "looping"
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if ".layers." in name:
+                p.mul_(0.5)
+    model.save_pretrained(looping)
+    for f in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        shutil.copy(f"{tiny_model_dir}/{f}", looping / f)
+    rows = generate_examples(12, seed=5)[:4]
+
+    def answers(model_dir, stop_repeats):
+        backend = LocalBackend(str(model_dir), max_new_tokens=64, batch_size=2, dtype="fp32", stop_repeats=stop_repeats)
+        return backend, {g.id: (g.output, g.finish_reason, g.completion_tokens) for g in backend.generate(rows)}
+
+    free, free_stopped = answers(tiny_model_dir, 0)[1], answers(tiny_model_dir, 16)[1]
+    assert free_stopped == free and {r for _, r, _ in free.values()} == {"length"}
+    full_backend, full = answers(looping, 0)
+    stop_backend, stopped = answers(looping, 16)
+    assert stop_backend.identity()["stop_repeats"] == 16 and full_backend.identity()["stop_repeats"] is None
+    for rid, (out, reason, n) in stopped.items():
+        assert full[rid][1] == "length" and full[rid][2] == 64
+        assert reason == "repeat" and n == 16 and full[rid][0].startswith(out)
+    assert stop_backend.stats()["generated_tokens"] == 16 * len(rows)
+    with pytest.raises(ValueError, match="continuous"):
+        LocalBackend(tiny_model_dir, engine="continuous", stop_repeats=16)
+    with pytest.raises(ValueError, match="at least 8"):
+        LocalBackend(tiny_model_dir, stop_repeats=4)

@@ -22,7 +22,8 @@ class Generation:
     completion_tokens: int | None = None
     attempts: int = 1
     structured_mode: str | None = None   # "response_format" or "prompt" for structured rows (API backends)
-    finish_reason: str | None = None     # "stop", or "length" when the generation budget cut the answer
+    finish_reason: str | None = None     # "stop"; "length" when the generation budget cut the answer; "repeat"
+    #                                      when the local backend stopped it looping (--stop-repeats)
     renamed_tools: dict | None = None    # API name -> tool name, for tools renamed to fit the API's name rule
 
     def to_dict(self) -> dict:

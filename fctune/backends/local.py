@@ -51,6 +51,46 @@ ENGINES = {  # the local backend's decoding engines (module docstring); --engine
 STATIC_CACHE_MIN = 2048
 
 
+# A greedy answer caught in a loop repeats one block verbatim until the budget cuts it, holding its whole batch.
+# --stop-repeats N stops an answer once its last N tokens are one block of at most N // REPEAT_MIN_COPIES tokens over
+# and over (at least that many copies). Off by default: on the CPU main job most answers that ran to the budget were
+# not verbatim loops (6 of 62 stopped at N = 64, 3.9% of the time saved, no verdict changed; BENCHMARKS.md).
+REPEAT_MIN_COPIES = 4
+
+
+def repeating_period(ids, window: int) -> int | None:
+    """The shortest period ``p`` (at most ``window // REPEAT_MIN_COPIES``) with which the last ``window`` of ``ids``
+    repeat verbatim (every token equal to the one ``p`` before it), or None (pure; ``ids`` a list of token ids)."""
+    if window < REPEAT_MIN_COPIES or len(ids) < window:
+        return None
+    tail = list(ids[-window:])
+    return next((p for p in range(1, window // REPEAT_MIN_COPIES + 1) if tail[p:] == tail[:-p]), None)
+
+
+class RepeatStop:
+    """A ``generate()`` stopping criterion: a row whose last ``window`` generated tokens repeat one block
+    (:func:`repeating_period`) is finished; ``fired[row]`` keeps how many tokens it had generated then."""
+
+    def __init__(self, window: int, prompt_len: int, rows: int):
+        self.window, self.prompt_len = window, prompt_len
+        self.fired: list[int | None] = [None] * rows
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        n = input_ids.shape[1] - self.prompt_len
+        if n < self.window:
+            return done
+        tail = input_ids[:, -self.window:]
+        for p in range(1, self.window // REPEAT_MIN_COPIES + 1):  # the same rule as repeating_period, all rows at once
+            done |= (tail[:, p:] == tail[:, :-p]).all(dim=1)
+        for row in done.nonzero().flatten().tolist():
+            if row < len(self.fired) and self.fired[row] is None:
+                self.fired[row] = n
+        return done
+
+
 def static_cache_length(longest_prompt: int, max_new_tokens: int) -> int:
     """The static KV cache's length for prompts up to ``longest_prompt`` tokens and a budget of ``max_new_tokens``."""
     return max(STATIC_CACHE_MIN, 1 << (longest_prompt + max_new_tokens - 1).bit_length())
@@ -67,7 +107,8 @@ def cpu_has_native_bf16() -> bool:
 
 class LocalBackend:
     def __init__(self, model: str, adapter: str | None = None, max_new_tokens: int = 256, batch_size: int = 8,
-                 prompt_format: str | None = None, device: str = "auto", dtype: str = "auto", engine: str = "padded"):
+                 prompt_format: str | None = None, device: str = "auto", dtype: str = "auto", engine: str = "padded",
+                 stop_repeats: int = 0):
         import torch
 
         from fctune.models import ensure_pad_token, load_causal_lm, load_tokenizer, resolve_model, stop_token_ids
@@ -82,6 +123,12 @@ class LocalBackend:
         if engine not in ENGINES:
             raise ValueError(f"engine {engine!r}: one of {', '.join(ENGINES)}")
         self.engine = engine
+        if stop_repeats and engine == "continuous":
+            raise ValueError("--stop-repeats needs the padded or static engine (continuous batching takes no stopping "
+                             "criteria)")
+        if stop_repeats and stop_repeats < 2 * REPEAT_MIN_COPIES:
+            raise ValueError(f"--stop-repeats {stop_repeats}: at least {2 * REPEAT_MIN_COPIES} tokens (0 = off)")
+        self.stop_repeats = stop_repeats
         if dtype == "auto":
             if device == "cuda":
                 tdtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -132,7 +179,8 @@ class LocalBackend:
                 "adapter_base_model": self.adapter_meta.get("base_model"), "device": self.device, "dtype": self.dtype,
                 "prompt": self.renderer.describe(), "call_format": declared_call_format(self.renderer),
                 "max_new_tokens": self.max_new_tokens, "engine": self.engine,
-                "batch_size": self.batch_size if self.engine != "continuous" else None, "decoding": "greedy"}
+                "batch_size": self.batch_size if self.engine != "continuous" else None, "decoding": "greedy",
+                "stop_repeats": self.stop_repeats or None}
 
     def set_max_new_tokens(self, n: int) -> None:
         self.max_new_tokens = n
@@ -148,15 +196,20 @@ class LocalBackend:
         run = self._generate_continuous if self.engine == "continuous" else self._generate_padded
         yield from run(prompts)
 
-    def _generation(self, example: Example, prompt_ids: list[int], ids: list[int], latency_s: float) -> Generation:
+    def _generation(self, example: Example, prompt_ids: list[int], ids: list[int], latency_s: float,
+                    repeat_at: int | None = None) -> Generation:
         """One answer from its generated ids: cut at the first stop token, special tokens kept (some models write
-        <tool_call> as one), the stop token itself dropped."""
+        <tool_call> as one), the stop token itself dropped; an answer that ``RepeatStop`` finished after
+        ``repeat_at`` tokens ends there (what follows is padding), finish reason "repeat"."""
+        if repeat_at is not None:
+            ids = ids[:repeat_at]
         n = next((i + 1 for i, t in enumerate(ids) if t in self.stop_ids), len(ids))
         stopped = bool(n) and ids[n - 1] in self.stop_ids
         body = ids[: n - 1] if stopped else ids[:n]
         self._gen_tokens += n
+        reason = "stop" if stopped else "repeat" if repeat_at is not None else "length"
         return Generation(id=example.id, output=self.tokenizer.decode(body, skip_special_tokens=False),
-                          latency_s=round(latency_s, 4), finish_reason="stop" if stopped else "length",
+                          latency_s=round(latency_s, 4), finish_reason=reason,
                           prompt_tokens=len(prompt_ids), completion_tokens=n)
 
     def _generate_padded(self, prompts: list[tuple[Example, list[int]]]) -> Iterator[Generation]:
@@ -180,15 +233,16 @@ class LocalBackend:
                 rows += [rows[-1]] * (self.batch_size - len(rows))
             enc = self.tokenizer.pad({"input_ids": rows}, return_tensors="pt")
             enc = {k: v.to(self.device) for k, v in enc.items()}
+            repeat = RepeatStop(self.stop_repeats, enc["input_ids"].shape[1], len(batch)) if self.stop_repeats else None
             t0 = time.time()
             with torch.inference_mode():
                 out = self.model.generate(**enc, max_new_tokens=self.max_new_tokens, do_sample=False,
                                           eos_token_id=self.stop_ids, pad_token_id=self.tokenizer.pad_token_id,
-                                          **options)
+                                          stopping_criteria=[repeat] if repeat else None, **options)
             dt = time.time() - t0
             new = out[:len(batch), enc["input_ids"].shape[1]:]
-            for (e, ids), row in zip(batch, new, strict=True):
-                yield self._generation(e, ids, row.tolist(), dt / len(batch))
+            for i, ((e, ids), row) in enumerate(zip(batch, new, strict=True)):
+                yield self._generation(e, ids, row.tolist(), dt / len(batch), repeat.fired[i] if repeat else None)
             self._n += len(batch)
             self._time += dt
 

@@ -41,7 +41,7 @@ from fctune.io import (
 )
 from fctune.metrics import bootstrap_ci
 from fctune.parse import in_declared_format, parse_tool_calls, rename_calls
-from fctune.score import index_predictions, require_complete
+from fctune.score import CUT_FINISH_REASONS, index_predictions, require_complete
 
 log = logging.getLogger(__name__)
 NON_LIVE_AST = ("simple_python", "multiple", "parallel", "parallel_multiple")
@@ -72,8 +72,8 @@ def score_rows(examples, predictions: list[dict], where: str = "predictions",
             calls = any_calls if in_declared_format(parsed.shape, call_format) else []
             err = check_bfcl(b["category"], b["functions"], b["possible_answer"], calls, strict=True)
             err_lenient = check_bfcl(b["category"], b["functions"], b["possible_answer"], any_calls, strict=False)
-            if err and p.get("finish_reason") == "length":
-                err = ("truncated", f"cut at the generation budget ({err[0]}: {err[1]})")
+            if err and p.get("finish_reason") in CUT_FINISH_REASONS:
+                err = ("truncated", f"{CUT_FINISH_REASONS[p['finish_reason']]} ({err[0]}: {err[1]})")
             row.update(valid=err is None, error_type=err[0] if err else None, reason=err[1] if err else None,
                        valid_lenient=err_lenient is None, finish_reason=p.get("finish_reason"),
                        calls=[{"name": n, "arguments": a} for n, a in any_calls])
@@ -87,7 +87,7 @@ def category_summary(category: str, details: list[dict]) -> dict:
     lenient = [1.0 if d.get("valid_lenient", d["valid"]) else 0.0 for d in scored]
     return {"category": category, "accuracy": round(sum(vals) / len(vals), 4) if vals else None,
             "accuracy_lenient": round(sum(lenient) / len(lenient), 4) if lenient else None,
-            "n_truncated": sum(1 for d in scored if d.get("finish_reason") == "length"),
+            "n_truncated": sum(1 for d in scored if d.get("finish_reason") in CUT_FINISH_REASONS),
             "correct": int(sum(vals)), "total": len(scored), "n_errors": len(details) - len(scored),
             "ci": bootstrap_ci(vals) if vals else None,
             "error_types": dict(Counter(d["error_type"] for d in scored if d.get("error_type")).most_common())}
