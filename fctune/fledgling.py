@@ -274,14 +274,14 @@ def _until_training(cfg: FledglingConfig, results: Path) -> dict:
         if llm_backend == "existing":
             llm_res = existing_llm_results(results, data["test_files"], cfg.llm_label)
         else:
-            llm_cfg = EvalConfig(backend=llm_backend, model=llm_model, role="llm", label=cfg.llm_label, **common)
+            llm_cfg = EvalConfig(backend=llm_backend, model=llm_model, role="llm", label=cfg.llm_label,
+                                 **{**common, "stop_repeats": 0})
             llm_res = evaluate(llm_cfg)
         rec(**llm_res)
     llm_label = llm_res["label"]
     with tracking.stage("fledgling.slm_eval", input={"model": model}) as rec:
         base_label = safe_label(f"fledgling-{short}-base")
-        base_res = evaluate(EvalConfig(model=model, role="base", label=base_label, stop_repeats=cfg.stop_repeats,
-                                       **common))
+        base_res = evaluate(EvalConfig(model=model, role="base", label=base_label, **common))
         rec(**base_res)
     with tracking.stage("fledgling.gate", input={"threshold": cfg.gate_threshold, "aggregate": aggregate}) as rec:
         gate = gate_decision(_model_results(base_label, results), _model_results(llm_label, results),
@@ -314,9 +314,10 @@ def _until_training(cfg: FledglingConfig, results: Path) -> dict:
 
 
 def _eval_options(cfg: FledglingConfig) -> dict:
-    """The evaluation options every evaluation of one run shares (tracks and shared suites alike)."""
+    """The evaluation options every evaluation of one run shares (tracks and shared suites alike; the LLM's drops
+    ``stop_repeats``, which only a local model takes)."""
     return dict(results_dir=str(Path(cfg.workdir) / "eval_results"), max_new_tokens=cfg.max_new_tokens,
-                limit=cfg.eval_limit, approach="fledgling", batch_size=cfg.batch_size)
+                limit=cfg.eval_limit, approach="fledgling", batch_size=cfg.batch_size, stop_repeats=cfg.stop_repeats)
 
 
 def _re_evaluate(cfg: FledglingConfig, summary: dict) -> dict:
@@ -327,7 +328,7 @@ def _re_evaluate(cfg: FledglingConfig, summary: dict) -> dict:
     with tracking.stage("fledgling.re_eval", input={"adapter": final["adapter"]}) as rec:
         res = evaluate(EvalConfig(model=summary["model"]["used"], adapter=final["adapter"], role="finetuned",
                                   label=final["label"], split_files=summary["data"]["test_files"],
-                                  stop_repeats=cfg.stop_repeats, **_eval_options(cfg)))
+                                  **_eval_options(cfg)))
         rec(**res)
     return res
 
@@ -344,8 +345,7 @@ def _shared_suites(cfg: FledglingConfig, summary: dict) -> dict | None:
     with tracking.stage("fledgling.shared_suites", input={"suites": shared}) as rec:
         res = evaluate(EvalConfig(model=summary["model"]["used"], adapter=final["adapter"],
                                   role="finetuned" if final["adapter"] else "base", label=final["label"],
-                                  suites=shared, splits_dir=cfg.splits_dir, stop_repeats=cfg.stop_repeats,
-                                  **_eval_options(cfg)))
+                                  suites=shared, splits_dir=cfg.splits_dir, **_eval_options(cfg)))
         rec(**res)
     return res
 
