@@ -117,14 +117,23 @@ def test_loads_lenient_raises_only_value_error():
 def test_thousands_of_random_outputs_never_raise():
     rng = random.Random(20261125)
     slowest = 0.0
-    for i in range(4_000):
-        text = _random_output(rng)
+
+    def read_all_ways(text, i):
         t0 = time.perf_counter()
         parsed = parse_tool_calls(text, None, ["get_weather"] if i % 2 else None)
         parse_json_output(text)
         score_example(CALL_ROW if i % 3 else JSON_ROW, text)
         calls_from_output(text, None, ["get_weather"])
-        slowest = max(slowest, time.perf_counter() - t0)
+        return parsed, time.perf_counter() - t0
+
+    for i in range(4_000):
+        text = _random_output(rng)
+        parsed, took = read_all_ways(text, i)
+        # a slow input stays slow when read again; a pause of the machine's does not (seen: 2.9 s, once, in a full run
+        # on 2 busy cores, where no input of these takes over 50 ms alone): an input's cost is its fastest read
+        if took > 0.25:
+            took = min([took] + [read_all_ways(text, i)[1] for _ in range(2)])
+        slowest = max(slowest, took)
         assert isinstance(parsed.calls, list)
         for c in parsed.calls:
             assert isinstance(c.name, str) and isinstance(c.arguments, dict)
