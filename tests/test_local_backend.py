@@ -59,9 +59,15 @@ def test_engine_is_checked_and_padded_is_the_default(tiny_model_dir):
     ([1, 2] * 6, 7, None),                       # 7 tokens hold under four copies of a two-token block
 ])
 def test_repeating_period_finds_a_verbatim_loop_at_the_tail(ids, window, period):
-    from fctune.backends.local import repeating_period
+    import torch
+
+    from fctune.backends.local import RepeatStop, repeating_period
 
     assert repeating_period(ids, window) == period
+    # the stopping criterion applies the same rule to every row of a batch at once, on tensors
+    stop = RepeatStop(window, prompt_len=0, rows=1)
+    assert stop(torch.tensor([ids]), None).tolist() == [period is not None]
+    assert stop.fired == [len(ids) if period else None]
 
 
 @pytest.mark.slow
