@@ -46,7 +46,8 @@
 # Ninth session (results/h200_2026-11-30_s9): a pack without the GGUF (wheels and tokenizer, 5 pieces of 19 MiB: the
 # tracked tree is 43 MiB), 5 `stash` calls, `setup` + STEPS=40 ROUNDS=4 TAG=r40_1b_bf16 SHAPES=llama-3.2-1b
 # PRECISIONS=bf16 EXTRA=trainer+trl_head BUDGET=420 `lean`, then the same for 4bit; on a second machine `hostprofile`
-# (failed: no prepared shape on a fresh machine) and Phi-4-mini; on a third, 5 `stash`, `setup` + TAG=phi_default_bf16
+# (failed: no prepared shape on a fresh machine) and Phi-4-mini (out of BUDGET=200 while preparing its shape); on a
+# third, 5 `stash`, `setup` + TAG=phi_default_bf16
 # SHAPES=phi-4-mini PRECISIONS=bf16 EXTRA=trainer+trl_head BUDGET=380 `lean`, then PRECISIONS=4bit (27 minutes).
 # The pack is made here with:
 #   tar cf - -C .gpu_exp/s23/stage . | split -b 19M -d -a 1 - .gpu_exp/s23/dN/pack.part-   (one piece per folder)
