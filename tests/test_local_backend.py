@@ -106,7 +106,9 @@ def test_stop_repeats_ends_looping_answers_early_and_leaves_the_others_alone(tin
         assert full[rid][1] == "length" and full[rid][2] == 64
         assert reason == "repeat" and n == 16 and full[rid][0].startswith(out)
     assert stop_backend.stats()["generated_tokens"] == 16 * len(rows)
-    with pytest.raises(ValueError, match="continuous"):
+    from fctune.errors import UserError
+
+    with pytest.raises(UserError, match="continuous"):
         LocalBackend(tiny_model_dir, engine="continuous", stop_repeats=16)
-    with pytest.raises(ValueError, match="at least 8"):
+    with pytest.raises(UserError, match="at least 8"):
         LocalBackend(tiny_model_dir, stop_repeats=4)

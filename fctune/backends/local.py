@@ -33,6 +33,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from fctune.backends.base import Generation
+from fctune.errors import UserError
 from fctune.parse import declared_call_format
 from fctune.schema import Example
 
@@ -124,10 +125,10 @@ class LocalBackend:
             raise ValueError(f"engine {engine!r}: one of {', '.join(ENGINES)}")
         self.engine = engine
         if stop_repeats and engine == "continuous":
-            raise ValueError("--stop-repeats needs the padded or static engine (continuous batching takes no stopping "
-                             "criteria)")
+            raise UserError("--stop-repeats needs the padded or static engine (continuous batching takes no stopping "
+                            "criteria)")
         if stop_repeats and stop_repeats < 2 * REPEAT_MIN_COPIES:
-            raise ValueError(f"--stop-repeats {stop_repeats}: at least {2 * REPEAT_MIN_COPIES} tokens (0 = off)")
+            raise UserError(f"--stop-repeats {stop_repeats}: at least {2 * REPEAT_MIN_COPIES} tokens (0 = off)")
         self.stop_repeats = stop_repeats
         if dtype == "auto":
             if device == "cuda":
