@@ -27,9 +27,9 @@ VERDICT_FIELDS = ("exact_match", "args_exact_match_lenient", "abstention_correct
 
 
 def _rows(path: Path) -> dict:
-    if not path.exists():
-        return {}
-    return {r["id"]: r for r in (json.loads(line) for line in path.read_text().splitlines() if line.strip())}
+    from fctune.io import read_jsonl
+
+    return {r["id"]: r for r in read_jsonl(path)} if path.exists() else {}
 
 
 def compare_folder(off: Path, on: Path) -> list[dict]:
@@ -65,7 +65,7 @@ def compare_folder(off: Path, on: Path) -> list[dict]:
                     "output_end_off": (pa.get("output") or "")[-160:],
                     "output_end_on": (pb.get("output") or "")[-160:]})
         sa, sb = [json.loads(p.read_text()) if p.exists() else {} for p in (off / f"{stem}.json", on / f"{stem}.json")]
-        rec["exact_match"] = [(s.get("metrics") or {}).get("exact_match") for s in (sa, sb)]
+        rec["exact_match_rate"] = [s.get("exact_match_rate") for s in (sa, sb)]
         rec["wall_s"] = [(s.get("throughput") or {}).get("wall_s") for s in (sa, sb)]
         rec["generated_tokens"] = [sum(r.get("completion_tokens") or 0 for r in a.values()),
                                    sum(r.get("completion_tokens") or 0 for r in b.values())]
