@@ -175,7 +175,8 @@ def _trainer_block(cfg, settings, model, tok, ds, tweaks=None, seen=None, probe=
     "model_loss" (the model's own loss, the default on Unsloth since the seventh session, as with trainable token
     rows), "trl_head" (TRL's fused loss head, the quiet one, the default before), "stock_steps"
     (the stock Trainer's steps, which walk the whole model three times a step: ``lean_steps = False``),
-    "loader_worker" (the batches collated in one data-loader worker process instead of between steps);
+    "loader_worker" (the batches collated in one data-loader worker process instead of between steps), "list_rows"
+    (the rows read as Python lists, not numpy arrays);
     ``options`` replace TrainConfig fields (``padding_free``, ``step_metrics``); ``seen`` gets the first batch
     (shapes, and its tensors) and the trainer's classes; ``probe`` (hostprofile mode) is started when the warm-up
     ends and stopped after the last timed step."""
@@ -234,6 +235,8 @@ def _trainer_block(cfg, settings, model, tok, ds, tweaks=None, seen=None, probe=
         trainer.accelerator.native_amp = False
     if "stock_steps" in tweaks:
         trainer.lean_steps = False
+    if "list_rows" in tweaks:  # the rows read as Python lists, as before the tenth session (numpy_rows)
+        trainer.numpy_rows = False
     if "loader_worker" in tweaks:  # read before the data loader is built, in train()
         trainer.args.dataloader_num_workers = 1
     collate = trainer.data_collator
@@ -357,6 +360,9 @@ ABLATION = {  # what the Trainer does that the raw loop does not, one thing at a
     # parameter), which the project's trainer skips since the seventh session; and collation off the step's thread
     "trainer-lean": {"trainer": {}, "tweaks": ["stock_steps"]},
     "trainer+loader_worker": {"trainer": {}, "tweaks": ["loader_worker"]},
+    # the rows' tokens read as Python lists, which TRL's collator turns into tensors one int at a time (the default
+    # until the tenth session, whose GPU-idle trace found the GPU waiting 4-6 ms a step for it)
+    "trainer-numpy_rows": {"trainer": {}, "tweaks": ["list_rows"]},
     "raw+trainer_batch": {"raw": {}, "trainer_batch": True},
 }
 
@@ -458,10 +464,78 @@ class SyncTrace:
         self._caught.__exit__(None, None, None)
 
 
+def idle_gaps(kernels: list[tuple[float, float]], host_ops: list[tuple[float, float, str]], steps: int,
+              top: int = 25) -> dict:
+    """Where the GPU waits: ``kernels`` are (start, end) of every GPU kernel/copy in µs, ``host_ops`` (start, end,
+    name) the host's top-level operations on the same clock. The kernels' union is the busy time; the holes in it
+    are idle time, split into launch gaps (< 100 µs: the host launching kernels one by one) and waits (≥ 100 µs),
+    and each of the ``top`` longest waits is named by the host operations that overlap it (the host work the GPU
+    waited for)."""
+    spans = sorted(kernels)
+    busy, gaps, cur = 0.0, [], None
+    for s, e in spans:
+        if cur is None:
+            cur = [s, e]
+        elif s > cur[1]:
+            busy += cur[1] - cur[0]
+            gaps.append((cur[1], s))
+            cur = [s, e]
+        else:
+            cur[1] = max(cur[1], e)
+    if cur is None:
+        return {"kernels": 0}
+    busy += cur[1] - cur[0]
+    span = cur[1] - spans[0][0]
+    small = sum(e - s for s, e in gaps if e - s < 100)
+    waits = sorted(((e - s, s, e) for s, e in gaps if e - s >= 100), reverse=True)
+    named = []
+    for length, s, e in waits[:top]:
+        over = sorted(((min(e, he) - max(s, hs), name) for hs, he, name in host_ops if hs < e and he > s),
+                      reverse=True)
+        named.append({"us": round(length), "host": [f"{n} ({round(o)} µs)" for o, n in over[:4]]})
+    per = max(steps, 1) * 1000
+    return {"kernels": len(spans), "span_ms_per_step": round(span / per, 2), "busy_ms_per_step": round(busy / per, 2),
+            "launch_gaps_ms_per_step": round(small / per, 2),
+            "waits_ms_per_step": round(sum(w[0] for w in waits) / per, 2), "waits": len(waits), "longest": named}
+
+
+class GpuIdle:
+    """A probe (torch.profiler, host and GPU activity) whose ``summary`` says how much of the timed steps the GPU
+    sat idle and what the host was doing meanwhile (idle_gaps); ``table`` is the profiler's own per-op table."""
+
+    def __init__(self):
+        import torch
+
+        self.prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU,
+                                                       torch.profiler.ProfilerActivity.CUDA])
+        self.summary, self.table = None, ""
+
+    def start(self):
+        self.prof.start()
+
+    def stop(self):
+        from torch.autograd import DeviceType
+
+        self.prof.stop()
+        events = self.prof.events()
+        kernels = [(e.time_range.start, e.time_range.end) for e in events if e.device_type == DeviceType.CUDA]
+        host = [(e.time_range.start, e.time_range.end, e.name) for e in events
+                if e.device_type == DeviceType.CPU and e.cpu_parent is None]
+        self.summary = idle_gaps(kernels, host, TIMED)
+        self.table = self.prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=40)
+
+
+# the tenth session's question: what the default trainer (the model's own loss, lean steps) still does that the raw
+# loop does not — clipping and autocast are the two left
+HOSTPROFILE_VARIANTS = ("raw", "trainer", "trainer-clip", "trainer-autocast")
+
+
 def host_profile(args) -> None:
-    """Where a step's host time goes, on the GPU host: cProfile over the timed steps of a raw block, a project
-    trainer block and a stock-steps trainer block (Python functions by cumulative and by own time), and the
-    synchronizations each makes (SyncTrace). Files in --out (a folder); a JSON summary on stdout."""
+    """Where a step's host time goes, on the GPU host, for each of --variants (ablation names; default
+    HOSTPROFILE_VARIANTS): the timed steps plain, under cProfile (Python functions by cumulative and by own time),
+    under torch's sync debug mode (SyncTrace: each synchronization's stack) and under torch.profiler (GpuIdle: how
+    long the GPU sat idle a step and what the host was doing then). Files in --out (a folder); a JSON summary on
+    stdout."""
     import cProfile
     import io
     import pstats
@@ -474,21 +548,23 @@ def host_profile(args) -> None:
     loaded = _load_paired(path, args.precision)
     cfg, settings, model, tok, ids, ds = loaded
     init, forwards = _snapshot(model), _forwards(model)
-    runs = {"raw": lambda probe: _raw_block(model, ids, probe=probe),
-            "trainer": lambda probe: _trainer_block(cfg, settings, model, tok, ds, probe=probe),
-            "trainer_stock_steps": lambda probe: _trainer_block(cfg, settings, model, tok, ds, probe=probe,
-                                                                tweaks=["stock_steps"])}
+    def run(v, probe):
+        if "raw" in v:
+            return _raw_block(model, ids, probe=probe, **v["raw"])
+        return _trainer_block(cfg, settings, model, tok, ds, probe=probe, tweaks=v.get("tweaks"), **v["trainer"])
+
     summary = {}
-    for name, run in runs.items():
+    for name in args.variants or HOSTPROFILE_VARIANTS:
+        v = ABLATION[name]
         rec = {}
-        for kind in ("plain", "cprofile", "syncs"):
+        for kind in ("plain", "cprofile", "syncs", "gpu_idle"):
             _restore(model, init)
             _reset_forwards(forwards)
             torch.cuda.synchronize()
             prof = cProfile.Profile()
             probe = {"plain": None, "cprofile": SimpleNamespace(start=prof.enable, stop=prof.disable),
-                     "syncs": SyncTrace()}[kind]
-            times, _ = run(probe)
+                     "syncs": SyncTrace(), "gpu_idle": GpuIdle() if kind == "gpu_idle" else None}[kind]
+            times, _ = run(v, probe)
             rec[f"step_ms_{kind}"] = round(1000 * statistics.median(times), 1)
             if kind == "cprofile":
                 text = io.StringIO()
@@ -500,6 +576,11 @@ def host_profile(args) -> None:
                 rec["syncs_per_step"] = round(sum(probe.stacks.values()) / TIMED, 2)
                 (out / f"syncs_{name}_{args.shape}_{args.precision}.json").write_text(json.dumps(
                     [{"count": n, "stack": st} for st, n in probe.stacks.most_common()], indent=1))
+            if kind == "gpu_idle":
+                rec["gpu_idle"] = {k: v for k, v in probe.summary.items() if k != "longest"}
+                (out / f"gpu_idle_{name}_{args.shape}_{args.precision}.json").write_text(json.dumps(probe.summary,
+                                                                                                  indent=1))
+                (out / f"torchprof_{name}_{args.shape}_{args.precision}.txt").write_text(probe.table)
         summary[name] = rec
     rec = {"shape": args.shape, "precision": args.precision, "steps_timed": TIMED, "sync": SYNC, "runs": summary,
            "gpu": torch.cuda.get_device_name(0), "torch": torch.__version__}
@@ -580,7 +661,8 @@ def main() -> int:
     ap.add_argument("--shape")
     ap.add_argument("--stack")
     ap.add_argument("--precision")
-    ap.add_argument("--variants", nargs="*", help=f"ablation: some of {', '.join(ABLATION)}")
+    ap.add_argument("--variants", nargs="*", choices=list(ABLATION), metavar="VARIANT",
+                    help=f"ablation/hostprofile: some of {', '.join(ABLATION)}")
     ap.add_argument("--extra", nargs="*", default=[], choices=list(ABLATION), metavar="VARIANT",
                     help="one/all: ablation variants interleaved with the unsloth stack's three (records named so)")
     ap.add_argument("--no-profile", action="store_true", help="ablation: the variants only, no profiles")

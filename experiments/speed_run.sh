@@ -49,6 +49,12 @@
 # (failed: no prepared shape on a fresh machine) and Phi-4-mini (out of BUDGET=200 while preparing its shape); on a
 # third, 5 `stash`, `setup` + TAG=phi_default_bf16
 # SHAPES=phi-4-mini PRECISIONS=bf16 EXTRA=trainer+trl_head BUDGET=380 `lean`, then PRECISIONS=4bit (27 minutes).
+# Tenth session (results/h200_2026-11-30_s10): 5 `stash` calls, `setup` + BUDGET=200 `hostprofile` (now with the GPU's
+# idle time, torch.profiler) + STEPS=40 ROUNDS=4 TAG=r40_1b_clip_amp PRECISIONS=bf16 EXTRA="trainer-clip
+# trainer-autocast" `lean` in one call (the profile's files did not come back: too many; the action tars them since),
+# `hostprofile` again; on a second machine 5 `stash`, `setup` + TAG=r40_1b_numpy PRECISIONS="bf16 4bit"
+# EXTRA=trainer-numpy_rows BUDGET=420 `lean` (4-bit out of budget), VARIANTS="raw trainer trainer-numpy_rows"
+# `hostprofile` (25 minutes).
 # The pack is made here with:
 #   tar cf - -C .gpu_exp/s23/stage . | split -b 19M -d -a 1 - .gpu_exp/s23/dN/pack.part-   (one piece per folder)
 # (stage: wheels/ from ../shared/device/wheels.sh plus bfcl-eval, tok/ = SmolLM2's tokenizer saved from its GGUF,
@@ -226,16 +232,20 @@ case "$1" in
       --out "$OUT/train_${TAG:-lean}.jsonl" > "$OUT/${TAG:-lean}.log" 2>&1 || true
     grep '^{' "$OUT/${TAG:-lean}.log" | cut -c1-260 || tail -5 "$OUT/${TAG:-lean}.log"
     nvidia-smi --query-gpu=index,name --format=csv,noheader; nproc ;;
-  hostprofile)  # a step's host time on the GPU host (train_throughput.py hostprofile: cProfile and the
-                # synchronizations of the raw loop, the project trainer and its stock steps), files into $OUT/profile
+  hostprofile)  # a step's host time on the GPU host (train_throughput.py hostprofile: cProfile, the synchronizations
+                # and the GPU's idle time of the raw loop and trainer VARIANTS), files tarred into $OUT/profile.tgz
+                # (a call brings back only a handful of files)
     mkdir -p "$OUT" && cp -r "$REPO"/{fctune,benchmarks} /tmp/b/ && cd /tmp/b
     # on a fresh machine the shape is not there yet (the ninth session's call failed on that)
     [ -d "/tmp/shapes/${SHAPE:-llama-3.2-1b}" ] || python3 benchmarks/train_throughput.py prepare --dir /tmp/shapes \
       --tokenizer /tmp/pk/tok --shapes "${SHAPE:-llama-3.2-1b}" > "$OUT/prepare.log" 2>&1
+    rm -rf /tmp/profile  # a second call on the same machine starts clean
+    # shellcheck disable=SC2086  # the list is meant to split
     timeout "${BUDGET:-300}" python3 benchmarks/train_throughput.py hostprofile --dir /tmp/shapes \
-      --shape "${SHAPE:-llama-3.2-1b}" --precision "${PRECISION:-bf16}" --sync block --out "$OUT/profile" \
-      > "$OUT/hostprofile.log" 2>&1 || true
-    grep '^{' "$OUT/hostprofile.log" || tail -20 "$OUT/hostprofile.log" ;;
+      --shape "${SHAPE:-llama-3.2-1b}" --precision "${PRECISION:-bf16}" --sync block --out /tmp/profile \
+      ${VARIANTS:+--variants $VARIANTS} > /tmp/profile.log 2>&1 || true
+    cp /tmp/profile.log "$OUT/hostprofile.log" && tar czf "$OUT/profile.tgz" -C /tmp profile
+    grep '^{' "$OUT/hostprofile.log" | cut -c1-1500 || tail -20 "$OUT/hostprofile.log" ;;
   waitfile)  # until $2 exists (a path under the jobs folder) or $3 seconds pass
     end=$(( $(date +%s) + ${3:-300} ))
     while [ "$(date +%s)" -lt "$end" ] && ! ls "$J/$2" >/dev/null 2>&1; do sleep 5; done

@@ -657,6 +657,7 @@ def sft_trainer_class(model_loss: bool = False, step_metrics: bool = False):
     the device until a logging step reads it once. (TRL's head still makes the CPU wait where it selects the label
     positions with boolean masks; Unsloth's own loss waits once a step: hence ``choose_loss``.)
     """
+    import datasets
     import torch
     from transformers import Trainer
     from trl import SFTTrainer
@@ -670,12 +671,26 @@ def sft_trainer_class(model_loss: bool = False, step_metrics: bool = False):
         behind ``floating_point_ops`` and in ``clip_grad_norm_(model.parameters())``. On a 2-core CPU that is
         ~15 ms of Python a step (benchmarks/trainer_host_cost.py), which a launch-bound GPU step (Llama-3.2-1B,
         ~160 ms) cannot hide. Every figure is the stock one: same mode, same clipping, same FLOP count.
-        ``lean_steps = False`` on an instance gives the stock steps back (for side-by-side measurements)."""
+        ``lean_steps = False`` on an instance gives the stock steps back (for side-by-side measurements); so does
+        ``numpy_rows = False`` for the rows' format (get_train_dataloader)."""
 
         lean_steps = True
+        numpy_rows = True  # the training rows' token columns read as numpy arrays, not Python lists
         _train_mode_set = False  # whether this trainer has called model.train() once
         _flops_per_token = None  # the Trainer's own figure for one input token, computed once
         _grad_params = None  # the parameters that can have a gradient (requires_grad), listed once
+
+        def get_train_dataloader(self):
+            # TRL's collator makes each row's tensors with torch.tensor(row["input_ids"]): from a Python list that
+            # reads the ints one by one (1.9 ms for a batch of 4 x 2048 tokens on a 2-core CPU; 4-6 ms a step on the
+            # H200 host, where the GPU sat idle for it: benchmarks/results/h200_2026-11-30_s10), from a numpy array
+            # it is one copy (0.1 ms). The same values: datasets' numpy format gives int64, as torch.tensor() of a
+            # list of ints does. Other columns (packing's seq_lengths) stay as they were.
+            ds = self.train_dataset
+            if self.numpy_rows and isinstance(ds, datasets.Dataset) and ds.format["type"] is None:
+                columns = [c for c in ("input_ids", "labels") if c in ds.column_names]
+                self.train_dataset = ds.with_format("numpy", columns=columns, output_all_columns=True)
+            return super().get_train_dataloader()
 
         def _count_tokens(self, inputs) -> None:
             if self.model.training:

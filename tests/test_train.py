@@ -453,7 +453,7 @@ def test_lean_steps_train_as_the_stock_steps_do(tmp_path, tiny_model_dir):
 
         trainer = _make_trainer(cfg, settings, "transformers", model, tok, ds, ds.select(range(2)),
                                 tmp_path / str(lean))
-        trainer.lean_steps = lean
+        trainer.lean_steps = trainer.numpy_rows = lean
         trainer.add_callback(Modes(modes))
         trainer.train()
         logs = [h for h in trainer.state.log_history if "loss" in h]
@@ -467,6 +467,44 @@ def test_lean_steps_train_as_the_stock_steps_do(tmp_path, tiny_model_dir):
     # the stock Trainer walks the model at each of the 6 steps; the lean one at the first step and at the first
     # step after each of the two evaluations' model.eval() (the one at step 6 is followed by no step)
     assert stock["walks"] == 6 and lean["walks"] == 2
+
+
+@pytest.mark.parametrize("padding_free,packing", [("false", "false"), ("true", "true")])
+def test_numpy_rows_give_the_batches_list_rows_give(tmp_path, tiny_model_dir, padding_free, packing):
+    """The trainer reads the rows' tokens as numpy arrays (get_train_dataloader): every batch, padded or packed
+    padding-free (with its seq_lengths column), is the one Python-list rows give, tensor for tensor and dtype for
+    dtype."""
+    import torch
+    from datasets import Dataset
+
+    from fctune.train import _make_trainer, attach_lora, load_transformers, resolved_settings
+
+    cfg = TrainConfig(model=tiny_model_dir, lora_r=4, lora_alpha=8, per_device_train_batch_size=3,
+                      gradient_accumulation_steps=1, max_seq_length=32, max_steps=4, save_steps=100, val_file=None,
+                      seed=0, padding_free=padding_free, packing=packing)
+    g = torch.Generator().manual_seed(1)
+    rows = []
+    for n in torch.randint(4, 32, (9,), generator=g).tolist():  # ragged, so padded batches carry padding
+        ids = torch.randint(5, 1000, (n,), generator=g).tolist()
+        rows.append({"input_ids": ids, "assistant_masks": [0] * (n // 2) + [1] * (n - n // 2)})
+    ds = Dataset.from_list(rows)
+    batches = {}
+    for numpy_rows in (True, False):
+        settings = resolved_settings(cfg, "transformers")
+        settings["trainable_tokens"] = {"ids": [], "tokens": []}
+        model, tok = load_transformers(cfg, settings)
+        model = attach_lora(model, cfg, settings, "transformers", [])
+        trainer = _make_trainer(cfg, settings, "transformers", model, tok, ds, None, tmp_path / str(numpy_rows))
+        trainer.numpy_rows = numpy_rows
+        batches[numpy_rows] = list(trainer.get_train_dataloader())
+        assert (trainer.train_dataset.format["type"] == "numpy") is numpy_rows
+    fast, lists = batches[True], batches[False]
+    assert len(fast) == len(lists) >= 2
+    for a, b in zip(fast, lists, strict=True):
+        assert sorted(a) == sorted(b) and "labels" in a
+        for k in a:
+            assert a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]), k
+    assert any((b["labels"] == -100).any() for b in lists)  # the masks were folded into the labels
 
 
 def test_loss_choice_follows_what_each_path_costs_or_allows():
