@@ -114,12 +114,13 @@ def _restore(model, snap: dict) -> None:
                 p.copy_(snap[n])
 
 
-def _raw_block(model, ids, autocast=False, mask=False, trl_head=False, clip=False,
+def _raw_block(model, ids, autocast=False, mask=False, trl_head=False, clip=False, fused=False,
                batch=None, probe=None) -> tuple[list[float], list[float]]:
     """WARMUP + TIMED plain steps; returns the timed steps' seconds and every step's loss (read after the block).
     The options add one thing the Trainer does (ablation mode): bf16 autocast around the forward, an all-ones
     attention mask, TRL's fused loss head (entropy and top-1 included, as SFTTrainer asks) instead of the model's
-    own loss, gradient-norm clipping at 1.0, or the Trainer's own batch (``batch``: the same rows as the collator
+    own loss, gradient-norm clipping at 1.0, torch's fused AdamW (one kernel for all parameters), or the Trainer's
+    own batch (``batch``: the same rows as the collator
     made them; under Unsloth, padding-free: one row of 4 x 2048 tokens with position ids and sequence lengths).
     ``probe`` (hostprofile mode) is started with the first timed step and stopped after the last."""
     import contextlib
@@ -127,7 +128,7 @@ def _raw_block(model, ids, autocast=False, mask=False, trl_head=False, clip=Fals
     import torch
 
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=LR)
+    opt = torch.optim.AdamW(params, lr=LR, **({"fused": True} if fused else {}))
     kw = {"attention_mask": torch.ones_like(ids)} if mask else {}
     if batch is not None:
         kw.update({k: v for k, v in batch.items() if k != "input_ids"})
@@ -168,6 +169,46 @@ def _raw_block(model, ids, autocast=False, mask=False, trl_head=False, clip=Fals
     return times, [round(float(x), 5) for x in losses]
 
 
+class PrefetchedBatches:
+    """An iterator that pulls the next items of ``source`` on a background thread while the caller works on the
+    current one (up to two ahead), and hands over the source's end (StopIteration) or error in the caller's thread.
+    The trainer variant "prefetch" reads its epoch's batches through one: the collation, pinning and copy of the
+    next batch then overlap the GPU's work instead of leaving it idle between steps."""
+
+    def __init__(self, source):
+        import queue
+        import threading
+
+        self._items = queue.Queue(maxsize=1)
+        self._ended = False
+
+        def pull():
+            while True:
+                try:
+                    item = next(source)
+                except BaseException as e:  # noqa: BLE001 - StopIteration included: handed over as the end
+                    self._items.put(("end", e))
+                    return
+                self._items.put(("item", item))
+
+        # a daemon: a block that stops before the epoch's end leaves it waiting to hand over one more batch
+        threading.Thread(target=pull, daemon=True, name="prefetch-batches").start()
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self._ended:
+            raise StopIteration
+        kind, value = self._items.get()
+        if kind == "end":
+            self._ended = True
+            if isinstance(value, StopIteration):
+                raise StopIteration
+            raise value
+        return value
+
+
 def _trainer_block(cfg, settings, model, tok, ds, tweaks=None, seen=None, probe=None,
                    **options) -> tuple[list[float], list[float]]:
     """The project's trainer (fctune.train._make_trainer) for WARMUP + TIMED steps on the same rows. ``tweaks``
@@ -176,7 +217,8 @@ def _trainer_block(cfg, settings, model, tok, ds, tweaks=None, seen=None, probe=
     rows), "trl_head" (TRL's fused loss head, the quiet one, the default before), "stock_steps"
     (the stock Trainer's steps, which walk the whole model three times a step: ``lean_steps = False``),
     "loader_worker" (the batches collated in one data-loader worker process instead of between steps), "list_rows"
-    (the rows read as Python lists, not numpy arrays);
+    (the rows read as Python lists, not numpy arrays), "prefetch" (the epoch's batches read through
+    PrefetchedBatches), "fused_adamw" (torch's fused AdamW, ``adamw_torch_fused``, instead of the foreach one);
     ``options`` replace TrainConfig fields (``padding_free``, ``step_metrics``); ``seen`` gets the first batch
     (shapes, and its tensors) and the trainer's classes; ``probe`` (hostprofile mode) is started when the warm-up
     ends and stopped after the last timed step."""
@@ -215,8 +257,11 @@ def _trainer_block(cfg, settings, model, tok, ds, tweaks=None, seen=None, probe=
         fctune_train.sft_trainer_class = lambda model_loss=False, step_metrics=False: choose_class(True, step_metrics)
     if "trl_head" in tweaks:  # TRL's fused loss head, nothing read back (Unsloth's default until the seventh session)
         fctune_train.sft_trainer_class = lambda model_loss=False, step_metrics=False: choose_class(False, False)
+    settings = dict(settings)
+    if "fused_adamw" in tweaks:
+        settings["optim"] = "adamw_torch_fused"
     try:
-        trainer = _make_trainer(cfg, dict(settings), "unsloth", model, tok, ds, None, Path("/tmp/fctune-bench-ckpt"))
+        trainer = _make_trainer(cfg, settings, "unsloth", model, tok, ds, None, Path("/tmp/fctune-bench-ckpt"))
     finally:
         fctune_train.sft_trainer_class = choose_class
     trainer.add_callback(Timer())
@@ -237,6 +282,15 @@ def _trainer_block(cfg, settings, model, tok, ds, tweaks=None, seen=None, probe=
         trainer.lean_steps = False
     if "list_rows" in tweaks:  # the rows read as Python lists, as before the tenth session (numpy_rows)
         trainer.numpy_rows = False
+    if "prefetch" in tweaks:  # the Trainer pulls each step's batches from its epoch iterator here
+        fetch, prefetched = trainer.get_batch_samples, {}
+
+        def get_batch_samples(epoch_iterator, num_batches, device):
+            if id(epoch_iterator) not in prefetched:
+                prefetched[id(epoch_iterator)] = PrefetchedBatches(epoch_iterator)
+            return fetch(prefetched[id(epoch_iterator)], num_batches, device)
+
+        trainer.get_batch_samples = get_batch_samples
     if "loader_worker" in tweaks:  # read before the data loader is built, in train()
         trainer.args.dataloader_num_workers = 1
     collate = trainer.data_collator
@@ -364,6 +418,12 @@ ABLATION = {  # what the Trainer does that the raw loop does not, one thing at a
     # until the tenth session, whose GPU-idle trace found the GPU waiting 4-6 ms a step for it)
     "trainer-numpy_rows": {"trainer": {}, "tweaks": ["list_rows"]},
     "raw+trainer_batch": {"raw": {}, "trainer_batch": True},
+    # the two waits the tenth session's GPU-idle trace left (a step's batch, the optimizer's host time), taken off the
+    # GPU's path: the next batch made on a thread while the GPU runs, and one fused AdamW kernel (raw loop too)
+    "trainer+prefetch": {"trainer": {}, "tweaks": ["prefetch"]},
+    "trainer+fused_adamw": {"trainer": {}, "tweaks": ["fused_adamw"]},
+    "trainer+prefetch+fused_adamw": {"trainer": {}, "tweaks": ["prefetch", "fused_adamw"]},
+    "raw+fused_adamw": {"raw": {"fused": True}},
 }
 
 
