@@ -54,7 +54,8 @@
 # trainer-autocast" `lean` in one call (the profile's files did not come back: too many; the action tars them since),
 # `hostprofile` again; on a second machine 5 `stash`, `setup` + TAG=r40_1b_numpy PRECISIONS="bf16 4bit"
 # EXTRA=trainer-numpy_rows BUDGET=420 `lean` (4-bit out of budget), VARIANTS="raw trainer trainer-numpy_rows"
-# `hostprofile` (25 minutes).
+# `hostprofile`; on a third, 5 `stash`, `setup` + STEPS=16 TAG=r16_1b_prefetch_fused EXTRA=trainer+prefetch+fused_adamw
+# BUDGET=165 `lean`, out of the session's device time before its first figure (30 minutes).
 # The pack is made here with:
 #   tar cf - -C .gpu_exp/s23/stage . | split -b 19M -d -a 1 - .gpu_exp/s23/dN/pack.part-   (one piece per folder)
 # (stage: wheels/ from ../shared/device/wheels.sh plus bfcl-eval, tok/ = SmolLM2's tokenizer saved from its GGUF,
