@@ -120,8 +120,8 @@ def _raw_block(model, ids, autocast=False, mask=False, trl_head=False, clip=Fals
     The options add one thing the Trainer does (ablation mode): bf16 autocast around the forward, an all-ones
     attention mask, TRL's fused loss head (entropy and top-1 included, as SFTTrainer asks) instead of the model's
     own loss, gradient-norm clipping at 1.0, torch's fused AdamW (one kernel for all parameters), or the Trainer's
-    own batch (``batch``: the same rows as the collator
-    made them; under Unsloth, padding-free: one row of 4 x 2048 tokens with position ids and sequence lengths).
+    own batch (``batch``: the same rows as the collator made them; under Unsloth, padding-free: one row of 4 x 2048
+    tokens with position ids and sequence lengths).
     ``probe`` (hostprofile mode) is started with the first timed step and stopped after the last."""
     import contextlib
 
@@ -608,6 +608,7 @@ def host_profile(args) -> None:
     loaded = _load_paired(path, args.precision)
     cfg, settings, model, tok, ids, ds = loaded
     init, forwards = _snapshot(model), _forwards(model)
+
     def run(v, probe):
         if "raw" in v:
             return _raw_block(model, ids, probe=probe, **v["raw"])
@@ -637,7 +638,7 @@ def host_profile(args) -> None:
                 (out / f"syncs_{name}_{args.shape}_{args.precision}.json").write_text(json.dumps(
                     [{"count": n, "stack": st} for st, n in probe.stacks.most_common()], indent=1))
             if kind == "gpu_idle":
-                rec["gpu_idle"] = {k: v for k, v in probe.summary.items() if k != "longest"}
+                rec["gpu_idle"] = {k: x for k, x in probe.summary.items() if k != "longest"}
                 (out / f"gpu_idle_{name}_{args.shape}_{args.precision}.json").write_text(json.dumps(probe.summary,
                                                                                                   indent=1))
                 (out / f"torchprof_{name}_{args.shape}_{args.precision}.txt").write_text(probe.table)

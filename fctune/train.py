@@ -682,10 +682,10 @@ def sft_trainer_class(model_loss: bool = False, step_metrics: bool = False):
 
         def get_train_dataloader(self):
             # TRL's collator makes each row's tensors with torch.tensor(row["input_ids"]): from a Python list that
-            # reads the ints one by one (1.9 ms for a batch of 4 x 2048 tokens on a 2-core CPU; 4-6 ms a step on the
-            # H200 host, where the GPU sat idle for it: benchmarks/results/h200_2026-11-30_s10), from a numpy array
-            # it is one copy (0.1 ms). The same values: datasets' numpy format gives int64, as torch.tensor() of a
-            # list of ints does. Other columns (packing's seq_lengths) stay as they were.
+            # reads the ints one by one (1.9 ms for a batch of 4 x 2048 tokens on a 2-core CPU; 4-7 ms a step on the
+            # H200 host under the profiler, the GPU idle meanwhile: benchmarks/results/h200_2026-11-30_s10), from a
+            # numpy array it is one copy (0.1 ms). The same values: datasets' numpy format gives int64, as
+            # torch.tensor() of a list of ints does. Other columns (packing's seq_lengths) stay as they were.
             ds = self.train_dataset
             if self.numpy_rows and isinstance(ds, datasets.Dataset) and ds.format["type"] is None:
                 columns = [c for c in ("input_ids", "labels") if c in ds.column_names]
