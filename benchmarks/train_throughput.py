@@ -169,6 +169,34 @@ def _raw_block(model, ids, autocast=False, mask=False, trl_head=False, clip=Fals
     return times, [round(float(x), 5) for x in losses]
 
 
+class GcPauses:
+    """A probe that counts Python's garbage collections during the timed steps (``gc.callbacks``): how many of each
+    generation and how long they held the host, which a launch-bound step (the 1B shape) cannot hide. ``summary``
+    after ``stop``."""
+
+    def __init__(self):
+        self.summary, self._began, self._counts, self._ms = None, None, [0, 0, 0], 0.0
+
+    def _callback(self, phase, info):
+        if phase == "start":
+            self._began = time.perf_counter()
+        elif self._began is not None:
+            self._ms += 1000 * (time.perf_counter() - self._began)
+            self._counts[info["generation"]] += 1
+            self._began = None
+
+    def start(self):
+        import gc
+
+        gc.callbacks.append(self._callback)
+
+    def stop(self):
+        import gc
+
+        gc.callbacks.remove(self._callback)
+        self.summary = {"collections_by_generation": self._counts, "ms": round(self._ms, 1)}
+
+
 class PrefetchedBatches:
     """An iterator that pulls the next items of ``source`` on a background thread while the caller works on the
     current one (up to two ahead), and hands over the source's end (StopIteration) or error in the caller's thread.
@@ -218,7 +246,8 @@ def _trainer_block(cfg, settings, model, tok, ds, tweaks=None, seen=None, probe=
     (the stock Trainer's steps, which walk the whole model three times a step: ``lean_steps = False``),
     "loader_worker" (the batches collated in one data-loader worker process instead of between steps), "list_rows"
     (the rows read as Python lists, not numpy arrays), "prefetch" (the epoch's batches read through
-    PrefetchedBatches), "fused_adamw" (torch's fused AdamW, ``adamw_torch_fused``, instead of the foreach one);
+    PrefetchedBatches), "fused_adamw" (torch's fused AdamW, ``adamw_torch_fused``, instead of the foreach one),
+    "gc_frozen" (``gc.freeze()`` before training: the objects alive then are never scanned by a collection);
     ``options`` replace TrainConfig fields (``padding_free``, ``step_metrics``); ``seen`` gets the first batch
     (shapes, and its tensors) and the trainer's classes; ``probe`` (hostprofile mode) is started when the warm-up
     ends and stopped after the last timed step."""
@@ -303,11 +332,22 @@ def _trainer_block(cfg, settings, model, tok, ds, tweaks=None, seen=None, probe=
         return batch
 
     trainer.data_collator = collator
+    if "gc_frozen" in tweaks:  # everything alive now (the model, the libraries) moved out of the collector's reach
+        import gc
+
+        gc.collect()
+        gc.freeze()
     if seen is not None:
         seen["trainer_mro"] = [f"{c.__module__}.{c.__qualname__}" for c in type(trainer).__mro__][:6]
         seen["max_grad_norm"] = trainer.args.max_grad_norm
         seen["mixed_precision"] = str(trainer.accelerator.mixed_precision)
-    trainer.train()
+    try:
+        trainer.train()
+    finally:
+        if "gc_frozen" in tweaks:
+            import gc
+
+            gc.unfreeze()
     times = ([b - a for a, b in zip(marks[:-1], marks[1:], strict=True)][WARMUP:] if per_step
              else [(marks[1] - marks[0]) / TIMED] * TIMED)
     return times, [round(float(x), 5) for x in losses]
@@ -355,11 +395,12 @@ PAIRED = {"unsloth": {"raw": {}}, "fctune": {"trainer": {}}, "fctune+step_metric
 
 
 def run_paired(path: Path, precision: str, variants: dict | None = None, loaded: tuple | None = None,
-               batch_shapes: dict | None = None) -> dict:
+               batch_shapes: dict | None = None, gc_rounds: dict | None = None) -> dict:
     """Raw Unsloth and the project's trainer (step metrics off and on) on one model, interleaved (module doc).
     ``variants`` (ablation mode) maps a name to raw-loop options ({"raw": {...}}) or trainer options
     ({"trainer": {...}, "tweaks": [...]}); ``batch_shapes`` gets each trainer variant's batch layout (padded rows
-    or one padding-free row) from its first block."""
+    or one padding-free row) from its first block, ``gc_rounds`` each block's garbage collections in its timed steps
+    (GcPauses)."""
     import torch
 
     cfg, settings, model, tok, ids, ds = loaded or _load_paired(path, precision)
@@ -381,15 +422,18 @@ def run_paired(path: Path, precision: str, variants: dict | None = None, loaded:
             _restore(model, init)
             _reset_forwards(forwards)
             torch.cuda.synchronize()
+            pauses = GcPauses()
             if "raw" in v:
                 batch = seen_batch if v.get("trainer_batch") else None
-                blocks[stack].append(_raw_block(model, ids, batch=batch, **v["raw"]))
+                blocks[stack].append(_raw_block(model, ids, batch=batch, probe=pauses, **v["raw"]))
             else:
                 seen = {} if r == 0 and batch_shapes is not None else None
                 blocks[stack].append(_trainer_block(cfg, settings, model, tok, ds, tweaks=v.get("tweaks"),
-                                                    seen=seen, **v["trainer"]))
+                                                    seen=seen, probe=pauses, **v["trainer"]))
                 if seen is not None:
                     batch_shapes[stack] = seen.get("batch")
+            if gc_rounds is not None:
+                gc_rounds.setdefault(stack, []).append(pauses.summary)
     return blocks
 
 
@@ -424,6 +468,9 @@ ABLATION = {  # what the Trainer does that the raw loop does not, one thing at a
     "trainer+fused_adamw": {"trainer": {}, "tweaks": ["fused_adamw"]},
     "trainer+prefetch+fused_adamw": {"trainer": {}, "tweaks": ["prefetch", "fused_adamw"]},
     "raw+fused_adamw": {"raw": {"fused": True}},
+    # whether Python's collections of a large heap (Unsloth, transformers, the model's modules) are what makes the
+    # trainer's rounds spread 10-20% where the raw loop's spread 2-5% (the records' gc_rounds count them)
+    "trainer+gc_frozen": {"trainer": {}, "tweaks": ["gc_frozen"]},
 }
 
 
@@ -687,9 +734,10 @@ def one(args) -> list[dict]:
     path = Path(args.dir) / args.shape
     torch.cuda.reset_peak_memory_stats()
     batch_shapes = {}  # the trainer variants' batch layouts, so a record says which batches it timed
+    gc_rounds = {}  # each block's garbage collections during its timed steps
     if args.stack == "unsloth":  # the paired stacks, plus any ablation variants asked for (--extra)
         blocks = run_paired(path, args.precision, {**PAIRED, **{n: ABLATION[n] for n in args.extra}},
-                            batch_shapes=batch_shapes)
+                            batch_shapes=batch_shapes, gc_rounds=gc_rounds)
     else:
         blocks = run_transformers(path, args.precision)
     n = int((path / "n_params.txt").read_text())
@@ -702,6 +750,7 @@ def one(args) -> list[dict]:
                     "rounds": len(runs), "steps_timed_per_round": TIMED, "warmup_per_round": WARMUP, "sync": SYNC,
                     "order": "variants rotated by one each round",
                     "loss_curves": [losses for _, losses in runs], "batch": batch_shapes.get(stack),
+                    "gc_rounds": gc_rounds.get(stack),
                     "peak_gib_process": round(torch.cuda.max_memory_allocated() / 2**30, 2),
                     "mfu": round(med * 6 * n / PEAK_FLOPS, 4), "gpu": torch.cuda.get_device_name(0),
                     "torch": torch.__version__, "cuda": torch.version.cuda, "versions": library_versions()})
