@@ -189,7 +189,9 @@ class EvalConfig:
     base_url: str | None = field(default=None, metadata={"help": "openai backend: endpoint (default OPENAI_BASE_URL)"})
     api_key_env: str = field(default="OPENAI_API_KEY", metadata={"help": "environment variable holding the API key"})
     max_concurrency: int = field(default=4, metadata={"min": 1, "help": "API backends: requests in flight (llamacpp: "
-                                                                      "also the server's parallel slots)"})
+                                                                      "also the server's parallel slots; more than "
+                                                                      "one makes its greedy answers depend on which "
+                                                                      "requests share a batch, 1 repeats them)"})
     llama_server: str = field(default="auto", metadata={
         "help": "llamacpp backend, completions mode: cpp = llama.cpp's llama-server, which decodes --max-concurrency "
                 "requests side by side (1.5x llama-cpp-python's rate at 4 on 2 cores); python = llama-cpp-python's "

@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -204,6 +205,14 @@ def _die_with_parent() -> None:
         pass
 
 
+
+def parallel_slots(served_by: str | None) -> int | None:
+    """How many requests llama-server decoded side by side for a run whose metadata says ``served_by``
+    (LlamaServer.served_by); None where another server answered. More than one slot makes greedy answers depend on
+    which requests happened to share a batch, so two runs can differ by a few rows (BENCHMARKS.md, section 3)."""
+    found = re.search(r"\), (\d+) parallel slot\(s\)$", served_by or "")
+    return int(found.group(1)) if found and (served_by or "").startswith("llama.cpp llama-server (") else None
+
 class LlamaServer:
     """``with LlamaServer(gguf) as srv: srv.base_url`` -> a running server, stopped on exit."""
 
@@ -260,7 +269,7 @@ class LlamaServer:
 
     @property
     def served_by(self) -> str:
-        """What serves the model, for the run's metadata."""
+        """What serves the model, for the run's metadata (``parallel_slots`` reads the slots back)."""
         if self.engine == "cpp":
             return f"llama.cpp llama-server ({self.binary}), {self.parallel} parallel slot(s)"
         return "llama.cpp server (llama-cpp-python), one request at a time"

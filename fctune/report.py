@@ -9,6 +9,7 @@ from pathlib import Path
 
 from fctune.compare import capability_tables
 from fctune.io import write_text_atomic
+from fctune.llama_server import parallel_slots
 
 
 def csv_names() -> dict[str, str]:
@@ -250,6 +251,11 @@ def _stand_in_notes(report: dict) -> list[str]:
     if llm.get("backend") == "local" or llm.get("served_by") or "127.0.0.1" in host or "localhost" in host:
         notes.append(f"The LLM baseline is a local model ({llm.get('model_description') or llm.get('model')}), a "
                      "stand-in for a hosted LLM: the verdict says how the SLMs compare with this model, nothing more.")
+    slots = parallel_slots(llm.get("served_by"))
+    if slots and slots > 1:
+        notes.append(f"{report['llm_baseline']} was answered by llama-server decoding {slots} requests side by side: "
+                     "its greedy answers depend on which requests shared a batch, so another run can differ by a few "
+                     "rows; --max-concurrency 1 gives the same answers every run.")
     fams = {}
     for label, m in report["models"].items():
         if m.get("approach") == "paper" and m.get("role") == "finetuned":

@@ -251,3 +251,26 @@ def test_the_report_says_when_one_fine_tune_stood_for_both_families():
                        "paper-llama-ft": {"approach": "paper", "role": "finetuned", "family": "llama", "model": "l"},
                        "llm-gpt": llm}, "llm_baseline": "llm-gpt"}
     assert _stand_in_notes(real) == []
+
+
+@pytest.mark.parametrize("slots", [1, 4])
+def test_the_report_says_when_the_llm_answers_depend_on_batching(slots, tmp_path, monkeypatch):
+    """A llama-server LLM with more than one slot gives answers that can change between runs; the report says so
+    (and how to avoid it), and says nothing of the kind for one slot."""
+    from fctune import llama_server as ls
+    from fctune.report import _stand_in_notes
+
+    binary = tmp_path / "llama-server"  # an executable is all a server description needs; none is started
+    binary.write_text("#!/bin/sh\n")
+    binary.chmod(0o755)
+    monkeypatch.setenv(ls.SERVER_ENV, str(binary))
+    srv = ls.LlamaServer("smollm2", engine="cpp", parallel=slots)
+    llm = {"approach": "llm", "role": "llm", "backend": "llamacpp", "model": "q", "served_by": srv.served_by}
+    notes = _stand_in_notes({"models": {"llm-q": llm}, "llm_baseline": "llm-q"})
+    batching = [n for n in notes if "side by side" in n]
+    if slots == 1:
+        assert batching == []
+    else:
+        assert batching == ["llm-q was answered by llama-server decoding 4 requests side by side: its greedy answers "
+                            "depend on which requests shared a batch, so another run can differ by a few rows; "
+                            "--max-concurrency 1 gives the same answers every run."]

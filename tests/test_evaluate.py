@@ -203,9 +203,11 @@ def test_llama_server_choice_is_named_and_never_silent(monkeypatch, tmp_path):
     srv = ls.LlamaServer("smollm2", engine="auto", parallel=4, n_ctx=2048)
     cmd = srv.command()
     assert srv.engine == "cpp" and cmd[0] == str(binary) and "4 parallel slot(s)" in srv.served_by
+    assert ls.parallel_slots(srv.served_by) == 4  # what the report reads back
     assert cmd[cmd.index("-np") + 1] == "4" and cmd[cmd.index("-c") + 1] == "8192"  # n_ctx per slot
     one = ls.LlamaServer("smollm2", engine="python", parallel=4)
     assert one.engine == "python" and one.parallel == 1 and "--serve" in one.command()
+    assert ls.parallel_slots(one.served_by) is None and ls.parallel_slots(None) is None
     with pytest.raises(ls.ServerError, match="chat handler runs in llama-cpp-python"):
         ls.LlamaServer("smollm2", engine="cpp", tokenizer=str(tmp_path))
     monkeypatch.delenv(ls.SERVER_ENV)
