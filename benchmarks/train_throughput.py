@@ -34,11 +34,14 @@ tokens/s x 6 x N / 989e12 (N = base parameters; LoRA backward through frozen wei
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
+import queue
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -186,13 +189,9 @@ class GcPauses:
             self._began = None
 
     def start(self):
-        import gc
-
         gc.callbacks.append(self._callback)
 
     def stop(self):
-        import gc
-
         gc.callbacks.remove(self._callback)
         self.summary = {"collections_by_generation": self._counts, "ms": round(self._ms, 1)}
 
@@ -204,9 +203,6 @@ class PrefetchedBatches:
     next batch then overlap the GPU's work instead of leaving it idle between steps."""
 
     def __init__(self, source):
-        import queue
-        import threading
-
         self._items = queue.Queue(maxsize=1)
         self._ended = False
 
@@ -333,8 +329,6 @@ def _trainer_block(cfg, settings, model, tok, ds, tweaks=None, seen=None, probe=
 
     trainer.data_collator = collator
     if "gc_frozen" in tweaks:  # everything alive now (the model, the libraries) moved out of the collector's reach
-        import gc
-
         gc.collect()
         gc.freeze()
     if seen is not None:
@@ -345,8 +339,6 @@ def _trainer_block(cfg, settings, model, tok, ds, tweaks=None, seen=None, probe=
         trainer.train()
     finally:
         if "gc_frozen" in tweaks:
-            import gc
-
             gc.unfreeze()
     times = ([b - a for a, b in zip(marks[:-1], marks[1:], strict=True)][WARMUP:] if per_step
              else [(marks[1] - marks[0]) / TIMED] * TIMED)
@@ -670,8 +662,9 @@ def host_profile(args) -> None:
             _reset_forwards(forwards)
             torch.cuda.synchronize()
             prof = cProfile.Profile()
-            probe = {"plain": None, "cprofile": SimpleNamespace(start=prof.enable, stop=prof.disable),
-                     "syncs": SyncTrace(), "gpu_idle": GpuIdle() if kind == "gpu_idle" else None}[kind]
+            profiled = lambda p=prof: SimpleNamespace(start=p.enable, stop=p.disable)  # noqa: E731
+            probe = {"plain": lambda: None, "cprofile": profiled, "syncs": SyncTrace,
+                     "gpu_idle": GpuIdle}[kind]()  # only the probe this kind uses is made
             times, _ = run(v, probe)
             rec[f"step_ms_{kind}"] = round(1000 * statistics.median(times), 1)
             if kind == "cprofile":
