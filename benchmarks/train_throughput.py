@@ -37,11 +37,9 @@ import argparse
 import gc
 import json
 import os
-import queue
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -196,43 +194,6 @@ class GcPauses:
         self.summary = {"collections_by_generation": self._counts, "ms": round(self._ms, 1)}
 
 
-class PrefetchedBatches:
-    """An iterator that pulls the next items of ``source`` on a background thread while the caller works on the
-    current one (up to two ahead), and hands over the source's end (StopIteration) or error in the caller's thread.
-    The trainer variant "prefetch" reads its epoch's batches through one: the collation, pinning and copy of the
-    next batch then overlap the GPU's work instead of leaving it idle between steps."""
-
-    def __init__(self, source):
-        self._items = queue.Queue(maxsize=1)
-        self._ended = False
-
-        def pull():
-            while True:
-                try:
-                    item = next(source)
-                except BaseException as e:  # noqa: BLE001 - StopIteration included: handed over as the end
-                    self._items.put(("end", e))
-                    return
-                self._items.put(("item", item))
-
-        # a daemon: a block that stops before the epoch's end leaves it waiting to hand over one more batch
-        threading.Thread(target=pull, daemon=True, name="prefetch-batches").start()
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        if self._ended:
-            raise StopIteration
-        kind, value = self._items.get()
-        if kind == "end":
-            self._ended = True
-            if isinstance(value, StopIteration):
-                raise StopIteration
-            raise value
-        return value
-
-
 def _trainer_block(cfg, settings, model, tok, ds, tweaks=None, seen=None, probe=None,
                    **options) -> tuple[list[float], list[float]]:
     """The project's trainer (fctune.train._make_trainer) for WARMUP + TIMED steps on the same rows. ``tweaks``
@@ -241,9 +202,9 @@ def _trainer_block(cfg, settings, model, tok, ds, tweaks=None, seen=None, probe=
     rows), "trl_head" (TRL's fused loss head, the quiet one, the default before), "stock_steps"
     (the stock Trainer's steps, which walk the whole model three times a step: ``lean_steps = False``),
     "loader_worker" (the batches collated in one data-loader worker process instead of between steps), "list_rows"
-    (the rows read as Python lists, not numpy arrays), "prefetch" (the epoch's batches read through
-    PrefetchedBatches), "fused_adamw" (torch's fused AdamW, ``adamw_torch_fused``, instead of the foreach one),
-    "gc_frozen" (``gc.freeze()`` before training: the objects alive then are never scanned by a collection);
+    (the rows read as Python lists, not numpy arrays), "no_prefetch" (each step's batches made between steps, not
+    on fctune.train.PrefetchedBatches' thread), "fused_adamw" (torch's fused AdamW, ``adamw_torch_fused``, instead
+    of the foreach one);
     ``options`` replace TrainConfig fields (``padding_free``, ``step_metrics``); ``seen`` gets the first batch
     (shapes, and its tensors) and the trainer's classes; ``probe`` (hostprofile mode) is started when the warm-up
     ends and stopped after the last timed step."""
@@ -307,15 +268,8 @@ def _trainer_block(cfg, settings, model, tok, ds, tweaks=None, seen=None, probe=
         trainer.lean_steps = False
     if "list_rows" in tweaks:  # the rows read as Python lists, as before the tenth session (numpy_rows)
         trainer.numpy_rows = False
-    if "prefetch" in tweaks:  # the Trainer pulls each step's batches from its epoch iterator here
-        fetch, prefetched = trainer.get_batch_samples, {}
-
-        def get_batch_samples(epoch_iterator, num_batches, device):
-            if id(epoch_iterator) not in prefetched:
-                prefetched[id(epoch_iterator)] = PrefetchedBatches(epoch_iterator)
-            return fetch(prefetched[id(epoch_iterator)], num_batches, device)
-
-        trainer.get_batch_samples = get_batch_samples
+    if "no_prefetch" in tweaks:  # as before the eleventh session
+        trainer.prefetch_batches = False
     if "loader_worker" in tweaks:  # read before the data loader is built, in train()
         trainer.args.dataloader_num_workers = 1
     collate = trainer.data_collator
@@ -328,18 +282,11 @@ def _trainer_block(cfg, settings, model, tok, ds, tweaks=None, seen=None, probe=
         return batch
 
     trainer.data_collator = collator
-    if "gc_frozen" in tweaks:  # everything alive now (the model, the libraries) moved out of the collector's reach
-        gc.collect()
-        gc.freeze()
     if seen is not None:
         seen["trainer_mro"] = [f"{c.__module__}.{c.__qualname__}" for c in type(trainer).__mro__][:6]
         seen["max_grad_norm"] = trainer.args.max_grad_norm
         seen["mixed_precision"] = str(trainer.accelerator.mixed_precision)
-    try:
-        trainer.train()
-    finally:
-        if "gc_frozen" in tweaks:
-            gc.unfreeze()
+    trainer.train()
     times = ([b - a for a, b in zip(marks[:-1], marks[1:], strict=True)][WARMUP:] if per_step
              else [(marks[1] - marks[0]) / TIMED] * TIMED)
     return times, [round(float(x), 5) for x in losses]
@@ -454,15 +401,12 @@ ABLATION = {  # what the Trainer does that the raw loop does not, one thing at a
     # until the tenth session, whose GPU-idle trace found the GPU waiting 4-6 ms a step for it)
     "trainer-numpy_rows": {"trainer": {}, "tweaks": ["list_rows"]},
     "raw+trainer_batch": {"raw": {}, "trainer_batch": True},
-    # the two waits the tenth session's GPU-idle trace left (a step's batch, the optimizer's host time), taken off the
-    # GPU's path: the next batch made on a thread while the GPU runs, and one fused AdamW kernel (raw loop too)
-    "trainer+prefetch": {"trainer": {}, "tweaks": ["prefetch"]},
+    # the two waits the tenth session's GPU-idle trace left (a step's batch, the optimizer's host time): the next
+    # step's batches made on a thread while the GPU runs (the default since the eleventh session, whose runs measured
+    # it as "trainer+prefetch"), and one fused AdamW kernel (raw loop too; mixed in the eleventh session, not taken)
+    "trainer-prefetch": {"trainer": {}, "tweaks": ["no_prefetch"]},
     "trainer+fused_adamw": {"trainer": {}, "tweaks": ["fused_adamw"]},
-    "trainer+prefetch+fused_adamw": {"trainer": {}, "tweaks": ["prefetch", "fused_adamw"]},
     "raw+fused_adamw": {"raw": {"fused": True}},
-    # whether Python's collections of a large heap (Unsloth, transformers, the model's modules) are what makes the
-    # trainer's rounds spread 10-20% where the raw loop's spread 2-5% (the records' gc_rounds count them)
-    "trainer+gc_frozen": {"trainer": {}, "tweaks": ["gc_frozen"]},
 }
 
 

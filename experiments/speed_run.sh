@@ -56,6 +56,11 @@
 # EXTRA=trainer-numpy_rows BUDGET=420 `lean` (4-bit out of budget), VARIANTS="raw trainer trainer-numpy_rows"
 # `hostprofile`; on a third, 5 `stash`, `setup` + STEPS=16 TAG=r16_1b_prefetch_fused EXTRA=trainer+prefetch+fused_adamw
 # BUDGET=165 `lean`, out of the session's device time before its first figure (30 minutes).
+# Eleventh session (results/h200_2026-12-01_s11): 5 `stash` calls, `setup` + STEPS=40 ROUNDS=4 TAG=r40_1b_variants
+# SHAPES=llama-3.2-1b PRECISIONS=bf16 EXTRA="trainer+prefetch trainer+fused_adamw trainer+prefetch+fused_adamw
+# raw+fused_adamw trainer+gc_frozen" BUDGET=430 `lean` in one call, then back to back the same `lean` for 4bit
+# (without gc_frozen), ROUNDS=6 bf16 and ROUNDS=5 4bit with trainer+prefetch (27 minutes, one machine). Prefetching
+# became the trainer's default; the variants are now trainer-prefetch, trainer+fused_adamw and raw+fused_adamw.
 # The pack is made here with:
 #   tar cf - -C .gpu_exp/s23/stage . | split -b 19M -d -a 1 - .gpu_exp/s23/dN/pack.part-   (one piece per folder)
 # (stage: wheels/ from ../shared/device/wheels.sh plus bfcl-eval, tok/ = SmolLM2's tokenizer saved from its GGUF,

@@ -13,12 +13,15 @@ tokens/s, peak memory). Checkpoints in ``<name>/checkpoints/`` let a crashed run
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import logging
 import math
 import os
+import queue
 import resource
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -140,6 +143,11 @@ class TrainConfig:
                 f"{int(PADDING_FREE_MIN_SAVING * 100)}% of a batch's tokens, else padding-free (its attention costs "
                 "more: on an H200 without flash-attn, padding-free batches of equal rows trained 8% slower, "
                 "BENCHMARKS.md)", "choices": ["auto", "true", "false"]})
+    prefetch_batches: str = field(default="auto", metadata={
+        "help": "collate and copy the next optimizer step's batches on a background thread while the GPU works on "
+                "this one (auto = on GPU; on Llama-3.2-1B it took the trainer from 0.94-0.97x raw Unsloth's speed to "
+                "0.98-1.02x, BENCHMARKS.md); off, they are made between steps, the GPU idle meanwhile",
+        "choices": ["auto", "true", "false"]})
     gradient_checkpointing: str = field(default="auto", metadata={
         "help": "recompute activations (auto = on GPU)", "choices": ["auto", "true", "false"]})
     optim: str = field(default="auto", metadata={"help": "optimizer (auto = adamw_8bit on GPU with bitsandbytes, "
@@ -214,8 +222,10 @@ def resolved_settings(cfg: TrainConfig, backend: str) -> dict:
     gc = cfg.gradient_checkpointing == "true" or (cfg.gradient_checkpointing == "auto" and cuda)
     has_bnb = importlib.util.find_spec("bitsandbytes") is not None
     optim = cfg.optim if cfg.optim != "auto" else ("adamw_8bit" if cuda and has_bnb else "adamw_torch")
+    # a CPU step holds the host until it ends, so a batch made on a thread meanwhile would only take cores from it
+    prefetch = cfg.prefetch_batches == "true" or (cfg.prefetch_batches == "auto" and cuda)
     return {"precision": precision, "quantization": quant, "packing": packing, "gradient_checkpointing": gc,
-            "optim": optim, "device": "cuda" if cuda else "cpu"}
+            "optim": optim, "prefetch_batches": prefetch, "device": "cuda" if cuda else "cpu"}
 
 
 def adapter_name(cfg: TrainConfig) -> str:
@@ -229,10 +239,10 @@ def adapter_name(cfg: TrainConfig) -> str:
 def version_id(cfg: TrainConfig, data_hash: str) -> str:
     """Derived from base model + data + training config: same inputs, same id. Fields that change how the run is
     logged, saved or batched but not what it learns are left out (padding_free: the same rows and loss, laid out
-    differently; the loss curves agreed within 0.002 on an H200)."""
+    differently; the loss curves agreed within 0.002 on an H200; prefetch_batches: the same batches, made earlier)."""
     keys = {k: v for k, v in config_to_dict(cfg).items()
             if k not in ("output_dir", "name", "resume", "logging_steps", "eval_steps", "save_steps",
-                         "save_total_limit", "step_metrics", "padding_free")}
+                         "save_total_limit", "step_metrics", "padding_free", "prefetch_batches")}
     return sha256_json({"model": cfg.model, "data": data_hash, "config": keys}, 12)
 
 
@@ -593,8 +603,13 @@ def _make_trainer(cfg, settings, backend, model, tokenizer, train_ds, val_ds, ck
     settings["step_metrics"] = ("entropy and token accuracy every step (TRL)" if trainer_class.__name__ == "SFTTrainer"
                                 else "off (loss, gradient norm and tokens at each logging step)" if not cfg.step_metrics
                                 else "not available with the model's cross-entropy (TRL computes them in its head)")
-    return trainer_class(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
-                         processing_class=tokenizer, callbacks=[divergence_guard()])
+    trainer = trainer_class(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
+                            processing_class=tokenizer, callbacks=[divergence_guard()])
+    if hasattr(trainer, "prefetch_batches"):
+        trainer.prefetch_batches = settings["prefetch_batches"]
+    else:  # TRL's own SFTTrainer (--step-metrics) makes its batches between steps
+        settings["prefetch_batches"] = False
+    return trainer
 
 
 def choose_loss(backend: str, trainable_token_ids: list, step_metrics: bool) -> tuple[bool, str]:
@@ -640,6 +655,73 @@ def divergence_guard():
     return DivergenceGuard()
 
 
+# accelerate's data loaders register with one process-wide GradientState as their iteration starts and ends, and the
+# active one decides how gather_for_metrics trims an evaluation's last batch. A training loader read on the prefetch
+# thread and an evaluation's loader in the main thread would change that list at once; holding this lock around both
+# keeps them apart (re-entrant: Trainer.evaluate calls itself once per evaluation set).
+_DATA_LOADER_STATE = threading.RLock()
+
+
+class PrefetchedBatches:
+    """An iterator over ``source`` whose next items are pulled on a background thread, up to ``ahead`` of the
+    caller plus the one being made; the source's end (StopIteration) or error is raised in the caller's thread,
+    at the point the caller reaches it; ``lock``, if given, is held around each ``next(source)``. ``close()``
+    stops the thread and drops what it had made (a run that ends mid-epoch leaves its epoch's iterator unfinished).
+
+    Why a thread is enough: the work it overlaps (collating a batch, copying it to the GPU) runs in numpy and
+    torch calls that release the GIL, while the caller's thread is queueing the GPU's kernels."""
+
+    def __init__(self, source, ahead: int = 1, lock=None):
+        self.source = source
+        self._lock = lock or contextlib.nullcontext()  # held around each next(source)
+        self._items = queue.Queue(maxsize=max(1, ahead))
+        self._closed = threading.Event()
+        self._ended = False
+        # a daemon, so that a thread still blocked in next(source) never keeps the interpreter from exiting
+        self._thread = threading.Thread(target=self._pull, daemon=True, name="fctune-prefetch-batches")
+        self._thread.start()
+
+    def _pull(self):
+        while not self._closed.is_set():
+            try:
+                with self._lock:
+                    entry = ("item", next(self.source))
+            except BaseException as e:  # noqa: BLE001 - StopIteration included: handed over as the end
+                entry = ("end", e)
+            while not self._closed.is_set():  # wait for room, but give up once closed
+                try:
+                    self._items.put(entry, timeout=0.05)
+                    break
+                except queue.Full:
+                    continue
+            if entry[0] == "end":
+                return
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self._ended:
+            raise StopIteration
+        kind, value = self._items.get()
+        if kind == "end":
+            self._ended = True
+            if isinstance(value, StopIteration):
+                raise StopIteration
+            raise value
+        return value
+
+    def close(self) -> None:
+        self._closed.set()
+        # the thread gives up waiting for room within 50 ms; one making an item finishes it first
+        self._thread.join(timeout=5)
+        while True:  # the made batches (GPU tensors) go now, not when this object does
+            try:
+                self._items.get_nowait()
+            except queue.Empty:
+                break
+
+
 def sft_trainer_class(model_loss: bool = False, step_metrics: bool = False):
     """TRL's SFTTrainer (``step_metrics``), one that keeps TRL's fused loss head but reads nothing back from the
     GPU per step, or one that uses the model's own loss: where TRL's Triton loss kernel cannot load (CPU), or when
@@ -672,10 +754,13 @@ def sft_trainer_class(model_loss: bool = False, step_metrics: bool = False):
         ~15 ms of Python a step (benchmarks/trainer_host_cost.py), which a launch-bound GPU step (Llama-3.2-1B,
         ~160 ms) cannot hide. Every figure is the stock one: same mode, same clipping, same FLOP count.
         ``lean_steps = False`` on an instance gives the stock steps back (for side-by-side measurements); so does
-        ``numpy_rows = False`` for the rows' format (get_train_dataloader)."""
+        ``numpy_rows = False`` for the rows' format (get_train_dataloader). ``prefetch_batches`` (set from the
+        config; off by default on the class) makes each optimizer step's batches on a thread (get_batch_samples)."""
 
         lean_steps = True
         numpy_rows = True  # the training rows' token columns read as numpy arrays, not Python lists
+        prefetch_batches = False
+        _prefetched = None  # the PrefetchedBatches over the current epoch's iterator
         _train_mode_set = False  # whether this trainer has called model.train() once
         _flops_per_token = None  # the Trainer's own figure for one input token, computed once
         _grad_params = None  # the parameters that can have a gradient (requires_grad), listed once
@@ -691,6 +776,34 @@ def sft_trainer_class(model_loss: bool = False, step_metrics: bool = False):
                 columns = [c for c in ("input_ids", "labels") if c in ds.column_names]
                 self.train_dataset = ds.with_format("numpy", columns=columns, output_all_columns=True)
             return super().get_train_dataloader()
+
+        def get_batch_samples(self, epoch_iterator, num_batches, device):
+            # The Trainer makes the next step's batches (collation, then the copy to the GPU) after queueing this
+            # step's optimizer update, and the GPU, done with its queue, idles meanwhile (Llama-3.2-1B on an H200:
+            # 2-6 ms a step under the profiler). Made on a thread, one step's batches ahead, they are ready when
+            # the step starts. The same batches in the same order: the thread only calls next() earlier.
+            if not self.prefetch_batches:
+                return super().get_batch_samples(epoch_iterator, num_batches, device)
+            if self._prefetched is None or self._prefetched.source is not epoch_iterator:
+                self._stop_prefetching()  # a new epoch: the last one's thread has ended or is dropped here
+                self._prefetched = PrefetchedBatches(epoch_iterator, ahead=self.args.gradient_accumulation_steps,
+                                                     lock=_DATA_LOADER_STATE)
+            return super().get_batch_samples(self._prefetched, num_batches, device)
+
+        def evaluate(self, *args, **kwargs):
+            with _DATA_LOADER_STATE:  # the prefetch thread's loader waits while the evaluation's runs
+                return super().evaluate(*args, **kwargs)
+
+        def _stop_prefetching(self) -> None:
+            if self._prefetched is not None:
+                self._prefetched.close()
+                self._prefetched = None
+
+        def train(self, *args, **kwargs):
+            try:
+                return super().train(*args, **kwargs)
+            finally:  # max_steps can end a run mid-epoch, its thread waiting to hand over a batch
+                self._stop_prefetching()
 
         def _count_tokens(self, inputs) -> None:
             if self.model.training:

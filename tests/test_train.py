@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -505,6 +506,108 @@ def test_numpy_rows_give_the_batches_list_rows_give(tmp_path, tiny_model_dir, pa
         for k in a:
             assert a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]), k
     assert any((b["labels"] == -100).any() for b in lists)  # the masks were folded into the labels
+
+
+def test_prefetched_batches_hand_over_items_end_and_errors_in_order():
+    """PrefetchedBatches gives the source's items in order, then its end; an error comes after the items made
+    before it, in the caller's thread; close() stops a thread that waits with a full queue;
+    one given a lock pulls nothing while another holds it."""
+    import threading
+
+    from fctune.train import PrefetchedBatches
+
+    items = PrefetchedBatches(iter(range(7)), ahead=2)
+    assert list(items) == list(range(7))
+    with pytest.raises(StopIteration):
+        next(items)
+
+    def failing():
+        yield "a"
+        yield "b"
+        raise ValueError("row 3: no labels")
+
+    items = PrefetchedBatches(failing())
+    assert next(items) == "a" and next(items) == "b"
+    with pytest.raises(ValueError, match="row 3: no labels"):
+        next(items)
+
+    pulled = []
+
+    def endless():
+        while True:
+            pulled.append(len(pulled))
+            yield pulled[-1]
+
+    items = PrefetchedBatches(endless(), ahead=2)
+    assert next(items) == 0
+    deadline = time.time() + 5
+    while len(pulled) < 4 and time.time() < deadline:  # 1 handed over, 2 queued, 1 made and waiting for room
+        time.sleep(0.01)
+    time.sleep(0.1)
+    assert len(pulled) == 4  # never more than `ahead` queued plus the one in hand
+    items.close()
+    assert not items._thread.is_alive() and items._items.empty()
+
+    # with a lock (the trainer's: held while it evaluates), nothing is pulled while someone else holds it
+    lock, pulled[:] = threading.RLock(), []
+    with lock:
+        items = PrefetchedBatches(endless(), lock=lock)
+        time.sleep(0.2)
+        assert pulled == []
+    assert next(items) == 0
+    items.close()
+
+
+def test_prefetched_batches_train_as_batches_made_between_steps(tmp_path, tiny_model_dir):
+    """--prefetch-batches true (the default on a GPU) trains on the same batches as false: the same losses and
+    gradient norms over three shuffled epochs with accumulation and evaluations between steps, its threads gone
+    when train() returns; the version id does not depend on it."""
+    import torch
+    from datasets import Dataset
+
+    from fctune.train import _make_trainer, attach_lora, load_transformers, resolved_settings, version_id
+
+    base = TrainConfig(model=tiny_model_dir, lora_r=4, lora_alpha=8, lora_dropout=0.0, per_device_train_batch_size=2,
+                       gradient_accumulation_steps=2, max_seq_length=32, learning_rate=5e-2, warmup_ratio=0.0,
+                       num_train_epochs=3, max_steps=-1, logging_steps=1, eval_steps=2, save_steps=100,
+                       val_file=None, seed=0)
+    g = torch.Generator().manual_seed(2)
+    rows = []
+    for n in torch.randint(6, 32, (10,), generator=g).tolist():
+        rows.append({"input_ids": torch.randint(5, 1000, (n,), generator=g).tolist(), "assistant_masks": [1] * n})
+    ds = Dataset.from_list(rows)
+    runs, threads = {}, {}
+    for prefetch in ("true", "false"):
+        cfg = replace(base, prefetch_batches=prefetch)
+        settings = resolved_settings(cfg, "transformers")
+        assert settings["prefetch_batches"] is (prefetch == "true")
+        settings["trainable_tokens"] = {"ids": [], "tokens": []}
+        torch.manual_seed(0)
+        model, tok = load_transformers(cfg, settings)
+        model = attach_lora(model, cfg, settings, "transformers", [])
+        trainer = _make_trainer(cfg, settings, "transformers", model, tok, ds, ds.select(range(2)), tmp_path / prefetch)
+        assert trainer.prefetch_batches is (prefetch == "true")
+        started = []
+        make = type(trainer).get_batch_samples
+
+        def spy(self, epoch_iterator, num_batches, device, make=make, started=started):
+            out = make(self, epoch_iterator, num_batches, device)
+            if self._prefetched is not None and self._prefetched._thread not in started:
+                started.append(self._prefetched._thread)
+            return out
+
+        trainer.get_batch_samples = spy.__get__(trainer)
+        trainer.train()
+        logs = [h for h in trainer.state.log_history if "loss" in h]
+        runs[prefetch] = ([h["loss"] for h in logs], [h["grad_norm"] for h in logs],
+                          [h["eval_loss"] for h in trainer.state.log_history if "eval_loss" in h])
+        threads[prefetch] = started
+    assert len(runs["true"][0]) == 9 and len(runs["true"][2]) >= 4  # 3 epochs x 3 updates, evaluations between
+    assert runs["true"] == runs["false"]
+    assert len(threads["true"]) == 3 and not threads["false"]  # one thread an epoch, none when off
+    assert not any(t.is_alive() for t in threads["true"])
+    ids = {version_id(replace(base, prefetch_batches=p), "data") for p in ("true", "false", "auto")}
+    assert len(ids) == 1
 
 
 def test_loss_choice_follows_what_each_path_costs_or_allows():
