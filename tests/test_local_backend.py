@@ -112,3 +112,53 @@ def test_stop_repeats_ends_looping_answers_early_and_leaves_the_others_alone(tin
         LocalBackend(tiny_model_dir, engine="continuous", stop_repeats=16)
     with pytest.raises(UserError, match="at least 8"):
         LocalBackend(tiny_model_dir, stop_repeats=4)
+
+
+def test_preallocated_cache_decodes_the_tokens_dynamic_cache_does(tiny_model_dir, monkeypatch):
+    """The CPU's padded engine writes keys and values into growing buffers instead of concatenating the cache every
+    step: greedy answers of a left-padded batch are the same tokens as with transformers' DynamicCache while the
+    buffers grow many times over (growth forced down to 2 tokens); a layer whose rows were selected or cropped
+    (replaced tensors) is copied into a new buffer and goes on with the right values."""
+    import torch
+    from transformers import AutoModelForCausalLM, DynamicCache
+
+    import fctune.backends.local as local
+
+    monkeypatch.setattr(local, "KV_GROWTH_MIN", 2)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+    ids = torch.randint(5, 1000, (3, 12), generator=torch.Generator().manual_seed(3))
+    mask = torch.ones_like(ids)
+    mask[1, :4] = 0  # left padding, as the padded engine makes it
+    mask[2, :9] = 0
+    layer_class = local._preallocated_layer_class()
+    update, buffers = layer_class.update, []
+
+    def spy(self, *a, **kw):  # every buffer the first layer wrote into
+        result = update(self, *a, **kw)
+        if self is cache.layers[0] and self._keys_buffer.data_ptr() not in buffers:
+            buffers.append(self._keys_buffer.data_ptr())
+        return result
+
+    monkeypatch.setattr(layer_class, "update", spy)
+    out = {}
+    for kind in ("dynamic", "preallocated"):
+        cache = DynamicCache(config=model.config) if kind == "dynamic" else local.preallocated_cache(model.config)
+        with torch.inference_mode():
+            out[kind] = model.generate(input_ids=ids, attention_mask=mask, past_key_values=cache, max_new_tokens=40,
+                                       min_new_tokens=40, do_sample=False, pad_token_id=0)
+    layer = cache.layers[0]
+    assert isinstance(layer, layer_class) and layer.keys.shape[-2] == 12 + 40 - 1  # the last token is never fed back
+    assert layer.keys.data_ptr() == layer._keys_buffer.data_ptr()  # a view of the buffer, not a copy
+    assert len(buffers) == 4  # room for 18, 28, 43, then 66 tokens: the buffer grew three times while decoding
+    assert torch.equal(out["dynamic"], out["preallocated"])
+
+    layer = local.preallocated_cache(model.config).layers[0]
+    k = torch.randn(3, 2, 5, 4)
+    layer.update(k, k + 1)
+    layer.batch_select_indices(torch.tensor([0, 2]))  # rows 0 and 2 kept: tensors of their own now
+    layer.crop(-1)  # and the last position dropped
+    new = torch.randn(2, 2, 1, 4)
+    keys, values = layer.update(new, new + 1)
+    assert torch.equal(keys, torch.cat([k[[0, 2], :, :4], new], dim=-2))
+    assert torch.equal(values, torch.cat([k[[0, 2], :, :4] + 1, new + 1], dim=-2))
+    assert keys.data_ptr() == layer._keys_buffer.data_ptr()
