@@ -791,7 +791,7 @@ def sft_trainer_class(model_loss: bool = False, step_metrics: bool = False):
             return super().get_batch_samples(self._prefetched, num_batches, device)
 
         def evaluate(self, *args, **kwargs):
-            with _DATA_LOADER_STATE:  # the prefetch thread's loader waits while the evaluation's runs
+            with _DATA_LOADER_STATE:  # the prefetch thread's loader waits while the evaluation's loader runs
                 return super().evaluate(*args, **kwargs)
 
         def _stop_prefetching(self) -> None:
