@@ -665,14 +665,17 @@ _DATA_LOADER_STATE = threading.RLock()
 class PrefetchedBatches:
     """An iterator over ``source`` whose next items are pulled on a background thread, up to ``ahead`` of the
     caller plus the one being made; the source's end (StopIteration) or error is raised in the caller's thread,
-    at the point the caller reaches it; ``lock``, if given, is held around each ``next(source)``. ``close()``
+    at the point the caller reaches it; ``lock``, if given, is held around each ``next(source)``; ``cuda_device``
+    is made the thread's current CUDA device (torch keeps one per thread, and a new thread's is GPU 0: a data-parallel
+    rank's thread pinning batches could otherwise open a CUDA context on another rank's GPU; not measured). ``close()``
     stops the thread and drops what it had made (a run that ends mid-epoch leaves its epoch's iterator unfinished).
 
     Why a thread is enough: the work it overlaps (collating a batch, copying it to the GPU) runs in numpy and
     torch calls that release the GIL, while the caller's thread is queueing the GPU's kernels."""
 
-    def __init__(self, source, ahead: int = 1, lock=None):
+    def __init__(self, source, ahead: int = 1, lock=None, cuda_device=None):
         self.source = source
+        self._cuda_device = cuda_device
         self._lock = lock or contextlib.nullcontext()  # held around each next(source)
         self._items = queue.Queue(maxsize=max(1, ahead))
         self._closed = threading.Event()
@@ -682,20 +685,31 @@ class PrefetchedBatches:
         self._thread.start()
 
     def _pull(self):
+        try:
+            if self._cuda_device is not None:
+                import torch
+
+                torch.cuda.set_device(self._cuda_device)
+        except BaseException as e:  # noqa: BLE001 - the caller gets it at its first next(), never a silent hang
+            self._hand_over(("end", e))
+            return
         while not self._closed.is_set():
             try:
                 with self._lock:
                     entry = ("item", next(self.source))
             except BaseException as e:  # noqa: BLE001 - StopIteration included: handed over as the end
                 entry = ("end", e)
-            while not self._closed.is_set():  # wait for room, but give up once closed
-                try:
-                    self._items.put(entry, timeout=0.05)
-                    break
-                except queue.Full:
-                    continue
+            self._hand_over(entry)
             if entry[0] == "end":
                 return
+
+    def _hand_over(self, entry) -> None:
+        while not self._closed.is_set():  # wait for room, but give up once closed
+            try:
+                self._items.put(entry, timeout=0.05)
+                return
+            except queue.Full:
+                continue
 
     def __iter__(self):
         return self
@@ -786,8 +800,9 @@ def sft_trainer_class(model_loss: bool = False, step_metrics: bool = False):
                 return super().get_batch_samples(epoch_iterator, num_batches, device)
             if self._prefetched is None or self._prefetched.source is not epoch_iterator:
                 self._stop_prefetching()  # a new epoch: the last one's thread has ended or is dropped here
+                cuda = device if getattr(device, "type", None) == "cuda" else None
                 self._prefetched = PrefetchedBatches(epoch_iterator, ahead=self.args.gradient_accumulation_steps,
-                                                     lock=_DATA_LOADER_STATE)
+                                                     lock=_DATA_LOADER_STATE, cuda_device=cuda)
             return super().get_batch_samples(self._prefetched, num_batches, device)
 
         def evaluate(self, *args, **kwargs):

@@ -557,6 +557,18 @@ def test_prefetched_batches_hand_over_items_end_and_errors_in_order():
     assert next(items) == 0
     items.close()
 
+    # a thread that cannot take the caller's CUDA device (none here) hands that error over instead of hanging
+    import torch
+
+    if not torch.cuda.is_available():
+        with pytest.raises(Exception) as direct:  # what this torch build raises (its type differs between builds)
+            torch.cuda.set_device(torch.device("cuda", 0))
+        items = PrefetchedBatches(iter(range(3)), cuda_device=torch.device("cuda", 0))
+        items._thread.join(timeout=5)
+        assert not items._thread.is_alive()
+        with pytest.raises(type(direct.value)):
+            next(items)
+
 
 def test_prefetched_batches_train_as_batches_made_between_steps(tmp_path, tiny_model_dir):
     """--prefetch-batches true (the default on a GPU) trains on the same batches as false: the same losses and
