@@ -19,8 +19,9 @@ blocks: raw loop, trainer with its default (``step_metrics`` off; on Unsloth, si
 model's own fused loss), trainer with ``--step-metrics`` (TRL's loss head and its per-step metrics), then again,
 ``ROUNDS`` times (since the eighth session the order turns by one each round); each block starts from the same
 LoRA weights and optimizer state (fresh), so the blocks' loss curves are comparable step by step and a drift of
-the machine falls on every stack alike. A block is ``WARMUP``
-untimed steps then ``TIMED`` timed ones. A raw step is forward + backward + AdamW step, closed by
+the machine falls on every stack alike. Since the twelfth session a block starts from the model exactly as loaded
+(``ModelState``: before it, every trainer block after a process's first ran without accelerate's autocast).
+A block is ``WARMUP`` untimed steps then ``TIMED`` timed ones. A raw step is forward + backward + AdamW step, closed by
 ``torch.cuda.synchronize()``; a trainer step is the time from one step's end to the next (the Trainer's data
 loading, clipping, scheduler and callbacks included), also closed by a synchronize (``--sync block``: one
 synchronize before and one after the timed steps instead, as in a real run; each step counts as the block's
@@ -102,17 +103,61 @@ def _batch(vocab: int):
     return ids.cuda()
 
 
-def _snapshot(model) -> dict:
-    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+class ModelState:
+    """The model as loaded and given LoRA, so every block starts from it: the trainable weights (values and dtype),
+    the ``forward`` attributes each Trainer wraps again (accelerate's autocast, TRL's fused head), and accelerate's
+    mark of a prepared model. ``restore()`` puts them back and returns what else differs from the capture (the
+    model's instance attributes, trainable dtypes, hooks on the input embeddings), which each record keeps.
 
+    Why the mark: accelerate's ``prepare_model`` wraps ``forward`` in autocast once per model and marks it
+    (``_is_accelerate_prepared``); a later Trainer on the same model then skips the wrapping. With only ``forward``
+    restored, every trainer block after a process's first ran without autocast, which no real run (one Trainer per
+    model) does: on Phi-4-mini bf16 (LoRA weights in fp32) the first block was 18-20% faster than the rest, and its
+    loss curve 0.13 apart, in five sessions (found in the twelfth; BENCHMARKS.md). Why the dtype: TRL's SFTTrainer
+    casts a quantized model's LoRA weights to bf16 when it is built, so without it a raw block after the first
+    trainer trained bf16 weights where a fresh raw run trains fp32 ones."""
 
-def _restore(model, snap: dict) -> None:
-    import torch
+    ACCELERATE_MARKS = ("_is_accelerate_prepared", "_original_forward")
 
-    with torch.no_grad():
-        for n, p in model.named_parameters():
-            if n in snap:
-                p.copy_(snap[n])
+    def __init__(self, model):
+        self.model = model
+        self.params = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+        self.modules = [model] + ([model.get_base_model()] if hasattr(model, "get_base_model") else [])
+        self.forwards = [(m, m.__dict__.get("forward")) for m in self.modules]
+        self.marks = self._marks()
+
+    def _marks(self) -> dict:
+        emb = self.model.get_input_embeddings() if hasattr(self.model, "get_input_embeddings") else None
+        return {"attrs": {f"{type(m).__name__}.{k}" for m in self.modules for k in m.__dict__},
+                "dtypes": {n: str(p.dtype) for n, p in self.model.named_parameters() if p.requires_grad},
+                "embedding_hooks": len(emb._forward_hooks) if emb is not None else 0}
+
+    def restore(self) -> list[str]:
+        import torch
+
+        with torch.no_grad():
+            for n, p in self.model.named_parameters():
+                if n in self.params:
+                    if p.dtype != self.params[n].dtype:
+                        p.data = self.params[n].clone()
+                    else:
+                        p.copy_(self.params[n])
+        for m, fwd in self.forwards:
+            for k in self.ACCELERATE_MARKS:
+                m.__dict__.pop(k, None)
+            if fwd is None:
+                m.__dict__.pop("forward", None)
+            else:
+                m.forward = fwd
+        now, was = self._marks(), self.marks
+        drift = [f"+{a}" for a in sorted(now["attrs"] - was["attrs"])]
+        drift += [f"-{a}" for a in sorted(was["attrs"] - now["attrs"])]
+        old = was["dtypes"]
+        drift += [f"trainable dtype {c}" for c in sorted({f"{old.get(n)}->{d}" for n, d in now["dtypes"].items()
+                                                          if old.get(n) != d})]
+        if now["embedding_hooks"] != was["embedding_hooks"]:
+            drift.append(f"input embedding hooks {was['embedding_hooks']}->{now['embedding_hooks']}")
+        return drift
 
 
 def _raw_block(model, ids, autocast=False, mask=False, trl_head=False, clip=False, fused=False,
@@ -292,20 +337,6 @@ def _trainer_block(cfg, settings, model, tok, ds, tweaks=None, seen=None, probe=
     return times, [round(float(x), 5) for x in losses]
 
 
-def _forwards(model) -> list:
-    """The model's and its base model's own ``forward`` attributes: each Trainer wraps them again (accelerate's
-    autocast when it prepares the model, TRL's fused head when it is built), so every block starts from these."""
-    return [(m, m.__dict__.get("forward")) for m in (model, model.get_base_model())]
-
-
-def _reset_forwards(saved: list) -> None:
-    for m, fwd in saved:
-        if fwd is None:
-            m.__dict__.pop("forward", None)
-        else:
-            m.forward = fwd
-
-
 def _load_paired(path: Path, precision: str):
     """fctune.train's own loading and LoRA on one shape, a fixed random batch, and the same rows as a dataset."""
     import unsloth  # noqa: F401 - before transformers/trl, so its patches apply
@@ -334,17 +365,18 @@ PAIRED = {"unsloth": {"raw": {}}, "fctune": {"trainer": {}}, "fctune+step_metric
 
 
 def run_paired(path: Path, precision: str, variants: dict | None = None, loaded: tuple | None = None,
-               batch_shapes: dict | None = None, gc_rounds: dict | None = None) -> dict:
+               batch_shapes: dict | None = None, gc_rounds: dict | None = None, drift: dict | None = None) -> dict:
     """Raw Unsloth and the project's trainer (step metrics off and on) on one model, interleaved (module doc).
     ``variants`` (ablation mode) maps a name to raw-loop options ({"raw": {...}}) or trainer options
     ({"trainer": {...}, "tweaks": [...]}); ``batch_shapes`` gets each trainer variant's batch layout (padded rows
     or one padding-free row) from its first block, ``gc_rounds`` each block's garbage collections in its timed steps
-    (GcPauses)."""
+    (GcPauses), ``drift`` what each block found changed from the loaded model beyond what ModelState restores.
+    """
     import torch
 
     cfg, settings, model, tok, ids, ds = loaded or _load_paired(path, precision)
     variants = variants or PAIRED
-    init, forwards = _snapshot(model), _forwards(model)
+    state = ModelState(model)
     seen_batch = None
     if any(v.get("trainer_batch") for v in variants.values()):  # the collator's batch, made once, untimed
         seen = {}
@@ -358,8 +390,9 @@ def run_paired(path: Path, precision: str, variants: dict | None = None, loaded:
         # variants, each runs once in every position
         for stack in names[r % len(names):] + names[:r % len(names)]:
             v = variants[stack]
-            _restore(model, init)
-            _reset_forwards(forwards)
+            changed = state.restore()
+            if drift is not None:
+                drift.setdefault(stack, []).append(changed)
             torch.cuda.synchronize()
             pauses = GcPauses()
             if "raw" in v:
@@ -410,7 +443,7 @@ ABLATION = {  # what the Trainer does that the raw loop does not, one thing at a
 }
 
 
-def _profiles(args, out: Path, loaded: tuple, init: dict, forwards: list, seen: dict) -> None:
+def _profiles(args, out: Path, loaded: tuple, state: ModelState, seen: dict) -> None:
     """torch.profiler over one raw block and one trainer block (operator tables by CPU and by GPU time), cProfile
     over one trainer block (Python functions by cumulative time); ``seen`` gets the trainer's batch and classes."""
     import cProfile
@@ -419,16 +452,15 @@ def _profiles(args, out: Path, loaded: tuple, init: dict, forwards: list, seen: 
     from torch.profiler import ProfilerActivity, profile
 
     cfg, settings, model, tok, ids, ds = loaded
-    _restore(model, init)
-    _reset_forwards(forwards)
+    state.restore()
     prof_raw = profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA])
     with prof_raw:
         _raw_block(model, ids)
     prof_tr = profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA])
-    _reset_forwards(forwards)
+    state.restore()
     with prof_tr:
         _trainer_block(cfg, settings, model, tok, ds, seen=seen)
-    _reset_forwards(forwards)
+    state.restore()
     seen.pop("tensors", None)
     for name, prof in (("raw", prof_raw), ("trainer", prof_tr)):
         ka = prof.key_averages()
@@ -455,7 +487,7 @@ def ablation(args) -> None:
     path = Path(args.dir) / args.shape
     names = args.variants or list(ABLATION)
     loaded = _load_paired(path, args.precision)
-    init, forwards = _snapshot(loaded[2]), _forwards(loaded[2])
+    state = ModelState(loaded[2])
     blocks = run_paired(path, args.precision, {n: ABLATION[n] for n in names}, loaded)
     summary = {n: {"tokens_per_s": round(statistics.median(statistics.median(BATCH * SEQ / t for t in times)
                                                            for times, _ in runs)),
@@ -463,7 +495,7 @@ def ablation(args) -> None:
                    "loss_first_round": runs[0][1]} for n, runs in blocks.items()}
     seen = {}
     if not args.no_profile:
-        _profiles(args, out, loaded, init, forwards, seen)
+        _profiles(args, out, loaded, state, seen)
     rec = {"shape": args.shape, "precision": args.precision, "steps": f"{WARMUP}+{TIMED} x {ROUNDS} rounds",
            "variants": summary, "seen": seen, "gpu": torch.cuda.get_device_name(0), "torch": torch.__version__}
     (out / f"ablation_{args.shape}_{args.precision}.json").write_text(json.dumps(rec, indent=1))
@@ -590,7 +622,7 @@ def host_profile(args) -> None:
     path = Path(args.dir) / args.shape
     loaded = _load_paired(path, args.precision)
     cfg, settings, model, tok, ids, ds = loaded
-    init, forwards = _snapshot(model), _forwards(model)
+    state = ModelState(model)
 
     def run(v, probe):
         if "raw" in v:
@@ -602,8 +634,7 @@ def host_profile(args) -> None:
         v = ABLATION[name]
         rec = {}
         for kind in ("plain", "cprofile", "syncs", "gpu_idle"):
-            _restore(model, init)
-            _reset_forwards(forwards)
+            state.restore()
             torch.cuda.synchronize()
             prof = cProfile.Profile()
             profiled = lambda p=prof: SimpleNamespace(start=p.enable, stop=p.disable)  # noqa: E731
@@ -654,10 +685,10 @@ def run_transformers(path: Path, precision: str) -> dict:
     model = get_peft_model(model, LoraConfig(target_modules=present_targets(model, TrainConfig()),
                                              task_type="CAUSAL_LM", **LORA))
     ids = _batch(model.config.vocab_size)
-    init = _snapshot(model)
+    state = ModelState(model)
     blocks = []
     for _ in range(ROUNDS):
-        _restore(model, init)
+        state.restore()
         blocks.append(_raw_block(model, ids))
     return {"transformers": blocks}
 
@@ -672,9 +703,10 @@ def one(args) -> list[dict]:
     torch.cuda.reset_peak_memory_stats()
     batch_shapes = {}  # the trainer variants' batch layouts, so a record says which batches it timed
     gc_rounds = {}  # each block's garbage collections during its timed steps
+    drift = {}  # what each block found changed in the model beyond what ModelState restores (none expected)
     if args.stack == "unsloth":  # the paired stacks, plus any ablation variants asked for (--extra)
         blocks = run_paired(path, args.precision, {**PAIRED, **{n: ABLATION[n] for n in args.extra}},
-                            batch_shapes=batch_shapes, gc_rounds=gc_rounds)
+                            batch_shapes=batch_shapes, gc_rounds=gc_rounds, drift=drift)
     else:
         blocks = run_transformers(path, args.precision)
     n = int((path / "n_params.txt").read_text())
@@ -687,7 +719,7 @@ def one(args) -> list[dict]:
                     "rounds": len(runs), "steps_timed_per_round": TIMED, "warmup_per_round": WARMUP, "sync": SYNC,
                     "order": "variants rotated by one each round",
                     "loss_curves": [losses for _, losses in runs], "batch": batch_shapes.get(stack),
-                    "gc_rounds": gc_rounds.get(stack),
+                    "gc_rounds": gc_rounds.get(stack), "state_drift": drift.get(stack),
                     "peak_gib_process": round(torch.cuda.max_memory_allocated() / 2**30, 2),
                     "mfu": round(med * 6 * n / PEAK_FLOPS, 4), "gpu": torch.cuda.get_device_name(0),
                     "torch": torch.__version__, "cuda": torch.version.cuda, "versions": library_versions()})

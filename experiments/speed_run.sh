@@ -61,6 +61,11 @@
 # raw+fused_adamw trainer+gc_frozen" BUDGET=430 `lean` in one call, then back to back the same `lean` for 4bit
 # (without gc_frozen), ROUNDS=6 bf16 and ROUNDS=5 4bit with trainer+prefetch (27 minutes, one machine). Prefetching
 # became the trainer's default; the variants are now trainer-prefetch, trainer+fused_adamw and raw+fused_adamw.
+# Twelfth session (results/h200_2026-12-01_s12): 5 `stash` calls, `setup` + TAG=phi_prefetch SHAPES=phi-4-mini
+# PRECISIONS="bf16 4bit" EXTRA=trainer-prefetch BUDGET=500 `lean` in one call, then back to back TAG=8b_prefetch_bf16
+# and TAG=8b_prefetch_4bit (SHAPES=llama-3.1-8b, BUDGET=540) and STEPS=40 ROUNDS=4 TAG=r40_1b_prefetch_default
+# (llama-3.2-1b; 4-bit out of BUDGET=480); a last call found a fresh machine (26 minutes). Found afterwards: trainer
+# blocks after a process's first had run without accelerate's autocast (train_throughput.ModelState since).
 # The pack is made here with:
 #   tar cf - -C .gpu_exp/s23/stage . | split -b 19M -d -a 1 - .gpu_exp/s23/dN/pack.part-   (one piece per folder)
 # (stage: wheels/ from ../shared/device/wheels.sh plus bfcl-eval, tok/ = SmolLM2's tokenizer saved from its GGUF,
