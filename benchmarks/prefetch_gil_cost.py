@@ -2,9 +2,11 @@
 """Can a thread hide a batch's making from a host-bound training loop? A CPU proxy for the 1B shape's launch-bound
 steps: the main thread dispatches OPS small torch ops (each releases Python's GIL while it runs, as a kernel launch
 does), and one batch of train_throughput.py's shape (4 x 2048 rows read as numpy from the Arrow dataset, TRL's
-collator, a torch DataLoader: the trainer's path since the tenth session) is made either after the ops (inline) or
-on a waiting thread started with them (fctune.train.PrefetchedBatches' way). ``hidden_ms`` = inline - threaded: what
-the thread saved the main thread (negative: it cost more than making the batch inline). Python's switch interval
+collator, a torch DataLoader: the trainer's path since the tenth session) is made either after the ops (inline), on
+a waiting thread started with them (fctune.train.PrefetchedBatches' way), or by a persistent DataLoader worker
+process, the main thread only taking it over after the ops (``dataloader_num_workers=1``, no shared GIL).
+``hidden_ms`` = inline - threaded: what the thread saved the main thread (negative: it cost more than making the
+batch inline); ``worker_hidden_ms`` the same for the worker process. Python's switch interval
 (how long a thread waits for the GIL before asking its holder to drop it) and the ops' size are varied. A proxy
 only: a GPU step's launches release the GIL for longer than these ops, and the GPU may leave the host idle; the
 device figures (BENCHMARKS.md) decide.
@@ -28,8 +30,9 @@ from pathlib import Path
 BATCH, SEQ, ROUNDS, OPS = 4, 2048, 21, 2000
 
 
-def batch_maker():
-    """One batch per call, as the trainer's data loader makes them (a new epoch when one ends)."""
+def batch_maker(workers: int = 0):
+    """One batch per call, as the trainer's data loader makes them (a new epoch when one ends); ``workers`` > 0: made
+    ahead by that many persistent worker processes."""
     import numpy as np
     from datasets import Dataset
     from torch.utils.data import DataLoader
@@ -46,13 +49,14 @@ def batch_maker():
         try:
             return next(state["it"])
         except (StopIteration, TypeError):  # TypeError: no iterator yet
-            state["it"] = iter(DataLoader(ds, batch_size=BATCH, collate_fn=collate, shuffle=False))
+            state["it"] = iter(DataLoader(ds, batch_size=BATCH, collate_fn=collate, shuffle=False,
+                                          num_workers=workers, persistent_workers=workers > 0))
             return next(state["it"])
 
     return one
 
 
-def measure(one_batch, switch_s: float, op_size: int) -> dict:
+def measure(one_batch, from_worker, switch_s: float, op_size: int) -> dict:
     import torch
 
     sys.setswitchinterval(switch_s)
@@ -75,7 +79,8 @@ def measure(one_batch, switch_s: float, op_size: int) -> dict:
     for _ in range(3):  # warm-up
         ops()
         one_batch()
-    t = {"ops_alone": [], "batch_alone": [], "inline": [], "threaded": [], "batch_in_thread": []}
+        from_worker()
+    t = {"ops_alone": [], "batch_alone": [], "inline": [], "threaded": [], "batch_in_thread": [], "worker": []}
     for _ in range(ROUNDS):  # interleaved, so a drift of the machine falls on all alike
         t0 = time.perf_counter()
         ops()
@@ -92,10 +97,15 @@ def measure(one_batch, switch_s: float, op_size: int) -> dict:
         ops()
         t["threaded"].append(time.perf_counter() - t0)
         t["batch_in_thread"].append(made.get())  # the thread's batch is done before the next round starts
+        t0 = time.perf_counter()
+        ops()  # meanwhile the worker process has the next batch ready (it makes two ahead)
+        from_worker()
+        t["worker"].append(time.perf_counter() - t0)
     go.put(False)
     thread.join()
     ms = {k: round(1000 * statistics.median(v), 3) for k, v in t.items()}
     ms["hidden_ms"] = round(ms["inline"] - ms["threaded"], 3)
+    ms["worker_hidden_ms"] = round(ms["inline"] - ms["worker"], 3)
     return {"switch_interval_s": switch_s, "op_size": op_size, **ms}
 
 
@@ -106,9 +116,9 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(1)  # the main thread's ops on one core, the other free for the batch thread
-    one_batch = batch_maker()
+    one_batch, from_worker = batch_maker(), batch_maker(workers=1)
     default_switch = sys.getswitchinterval()
-    runs = [measure(one_batch, s, n) for s in (default_switch, 0.001) for n in (8, 32_768)]
+    runs = [measure(one_batch, from_worker, s, n) for s in (default_switch, 0.001) for n in (8, 32_768)]
     sys.setswitchinterval(default_switch)
     rec = {"what": __doc__.splitlines()[0], "ops": OPS, "rounds": ROUNDS, "batch": [BATCH, SEQ],
            "unit": "ms, median of the rounds", "runs": runs, "cpu": platform.processor() or platform.machine(),
