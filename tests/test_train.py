@@ -622,6 +622,33 @@ def test_prefetched_batches_train_as_batches_made_between_steps(tmp_path, tiny_m
     assert len(ids) == 1
 
 
+@pytest.mark.slow
+def test_prefetched_batches_train_data_parallel_as_batches_made_between_steps(tmp_path, tiny_model_dir):
+    """Two data-parallel processes (torchrun, gloo on the CPU) train the same with --prefetch-batches true as with
+    false: each rank's thread reads its shard of accelerate's data loader (three batches of one row an epoch) with
+    accumulation 2 per process, so every other step ends an epoch on a one-batch accumulation and a new epoch's
+    thread starts mid-run (three epochs). The thread's CUDA device (torch keeps one per thread) is not exercised
+    here: no GPU."""
+    train_file, _ = _tiny_split(tmp_path)
+    curves = {}
+    for prefetch in ("true", "false"):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "docker/unsloth-paper/scripts/train_function_call.py", "--model", tiny_model_dir, "--name", prefetch,
+               "--train-file", str(train_file), "--val-file", "", "--output-dir", str(tmp_path / "adapters"),
+               "--max-steps", "6", "--per-device-train-batch-size", "1", "--gradient-accumulation-steps", "4",
+               "--warmup-ratio", "0", "--learning-rate", "1e-2", "--logging-steps", "1", "--max-seq-length", "512",
+               "--prefetch-batches", prefetch]
+        done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "data-parallel over 2 processes: gradient accumulation 4 -> 2 per process" in done.stderr
+        meta = json.loads((tmp_path / "adapters" / prefetch / "metadata.json").read_text())
+        assert meta["world_size"] == 2 and meta["settings"]["prefetch_batches"] is (prefetch == "true")
+        curves[prefetch] = [p["loss"] for p in meta["train_loss_curve"]]
+    assert len(curves["true"]) == 6
+    assert curves["true"] == curves["false"]
+    assert curves["true"][-1] < curves["true"][0]  # it trained
+
+
 def test_loss_choice_follows_what_each_path_costs_or_allows():
     from fctune.train import choose_loss
 
