@@ -18,25 +18,9 @@ import tempfile
 from pathlib import Path
 
 from train_throughput import ModelState  # the benchmark's own class, beside this file
+from trainer_host_cost import VOCAB, tiny_model  # its tiny Llama (16 layers of width 16), beside this file
 
 STEPS, ROWS, SEQ = 6, 12, 32
-
-
-def tiny_model(folder: Path) -> None:
-    """A 2-layer random-weight Llama with SmolLM2's tokenizer (as the tests' tiny model)."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from fctune.models import materialize, resolve_model
-
-    torch.manual_seed(0)
-    tok = AutoTokenizer.from_pretrained(materialize(resolve_model("smollm2")))
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-                      bos_token_id=tok.bos_token_id, eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"),
-                      tie_word_embeddings=True, initializer_range=0.2)
-    LlamaForCausalLM(cfg).save_pretrained(folder)
-    tok.save_pretrained(folder)
 
 
 def put_back_values_and_forward(model, state: ModelState) -> None:
@@ -75,7 +59,7 @@ def main() -> int:
     settings = resolved_settings(cfg, "transformers")  # raises on a CPU without native bf16
     settings["trainable_tokens"] = {"ids": [], "tokens": []}
     g = torch.Generator().manual_seed(2)
-    ds = Dataset.from_list([{"input_ids": torch.randint(5, 1000, (SEQ,), generator=g).tolist(),
+    ds = Dataset.from_list([{"input_ids": torch.randint(5, VOCAB, (SEQ,), generator=g).tolist(),
                              "assistant_masks": [1] * SEQ} for _ in range(ROWS)])
     torch.manual_seed(0)
     model, tok = load_transformers(cfg, settings)
@@ -98,7 +82,8 @@ def main() -> int:
                            "drift": drift})
             print(json.dumps(blocks[-1]), flush=True)
     first = blocks[0]["losses"]
-    rec = {"what": __doc__.splitlines()[0], "steps": STEPS, "model": "2-layer Llama, width 64, bf16, LoRA r 4 (fp32)",
+    rec = {"what": __doc__.splitlines()[0], "steps": STEPS,
+           "model": "trainer_host_cost.tiny_model (16 layers, width 16), bf16, LoRA r 4 (fp32)",
            "trainable_dtypes": sorted({str(p.dtype) for p in model.parameters() if p.requires_grad}),
            "blocks": blocks,
            "like_the_first": {how: [b["losses"] == first for b in blocks if b["restore"] == how]
