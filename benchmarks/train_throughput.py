@@ -15,8 +15,9 @@ carry no padding here), as the raw loop's; ``--extra trainer+padding_free`` adds
 
 The project's trainer and raw Unsloth run in ONE process on ONE model (loaded and given LoRA by fctune.train's own
 ``load_unsloth`` + ``attach_lora``, which are Unsloth's ``from_pretrained`` + ``get_peft_model``), in interleaved
-blocks: raw loop, trainer with its default (``step_metrics`` off; on Unsloth, since the seventh session, the
-model's own fused loss), trainer with ``--step-metrics`` (TRL's loss head and its per-step metrics), then again,
+blocks: raw loop (without and, since the thirteenth session, with bf16 autocast), trainer with its default
+(``step_metrics`` off; on Unsloth, since the seventh session, the model's own fused loss), trainer with
+``--step-metrics`` (TRL's loss head and its per-step metrics), then again,
 ``ROUNDS`` times (since the eighth session the order turns by one each round); each block starts from the same
 LoRA weights and optimizer state (fresh), so the blocks' loss curves are comparable step by step and a drift of
 the machine falls on every stack alike. Since the twelfth session a block starts from the model exactly as loaded
@@ -361,7 +362,13 @@ def _load_paired(path: Path, precision: str):
     return cfg, settings, model, tok, ids, ds
 
 
-PAIRED = {"unsloth": {"raw": {}}, "fctune": {"trainer": {}}, "fctune+step_metrics": {"trainer": {"step_metrics": True}}}
+# raw Unsloth is timed with and without bf16 autocast: every Trainer run autocasts (accelerate, --bf16), so the raw
+# loop with autocast is the like-for-like baseline; where a model's LoRA weights are fp32 (Phi-4-mini bf16) the raw
+# loop without it trains them in fp32 and is 16% slower (thirteenth session). "unsloth" keeps its name (every
+# earlier record's baseline).
+PAIRED = {"unsloth": {"raw": {}}, "raw+autocast": {"raw": {"autocast": True}}, "fctune": {"trainer": {}},
+          "fctune+step_metrics": {"trainer": {"step_metrics": True}}}
+BASELINES = ("unsloth", "raw+autocast")  # each record's tokens/s is also given as a ratio to these (same run)
 
 
 def run_paired(path: Path, precision: str, variants: dict | None = None, loaded: tuple | None = None,
@@ -723,6 +730,9 @@ def one(args) -> list[dict]:
                     "peak_gib_process": round(torch.cuda.max_memory_allocated() / 2**30, 2),
                     "mfu": round(med * 6 * n / PEAK_FLOPS, 4), "gpu": torch.cuda.get_device_name(0),
                     "torch": torch.__version__, "cuda": torch.version.cuda, "versions": library_versions()})
+    rates = {r["stack"]: r["tokens_per_s"] for r in out}
+    for r in out:  # the goal's ratio, against both raw loops of the same process
+        r["ratio_to"] = {b: round(r["tokens_per_s"] / rates[b], 3) for b in BASELINES if rates.get(b)}
     return out
 
 

@@ -66,6 +66,12 @@
 # and TAG=8b_prefetch_4bit (SHAPES=llama-3.1-8b, BUDGET=540) and STEPS=40 ROUNDS=4 TAG=r40_1b_prefetch_default
 # (llama-3.2-1b; 4-bit out of BUDGET=480); a last call found a fresh machine (26 minutes). Found afterwards: trainer
 # blocks after a process's first had run without accelerate's autocast (train_throughput.ModelState since).
+# Thirteenth session (results/h200_2026-12-01_s13): 5 `stash` calls, `setup` + TAG=phi_bf16_fixed SHAPES=phi-4-mini
+# PRECISIONS=bf16 EXTRA="raw+autocast trainer-prefetch" BUDGET=470 `lean` in one call (the benchmark corrected), then
+# back to back STEPS=40 ROUNDS=4 TAG=r40_1b_fixed SHAPES=llama-3.2-1b PRECISIONS="4bit bf16" (bf16 out of BUDGET=540),
+# TAG=r40_1b_bf16_fixed (bf16, BUDGET=330), TAG=phi_4bit_fixed (Phi-4-mini 4bit, BUDGET=420) and TAG=r40_1b_bf16_fixed2
+# (EXTRA=raw+autocast, BUDGET=270), all with the same EXTRA unless said (28 minutes, one machine). raw+autocast is one
+# of the paired stacks since (train_throughput.PAIRED), so EXTRA no longer needs it.
 # The pack is made here with:
 #   tar cf - -C .gpu_exp/s23/stage . | split -b 19M -d -a 1 - .gpu_exp/s23/dN/pack.part-   (one piece per folder)
 # (stage: wheels/ from ../shared/device/wheels.sh plus bfcl-eval, tok/ = SmolLM2's tokenizer saved from its GGUF,
@@ -232,13 +238,13 @@ case "$1" in
   lean)  # seventh session, a quiet 1-GPU host, in the foreground, records straight into $OUT: SHAPES (default
          # llama-3.2-1b) x PRECISIONS (default bf16 4bit), the unsloth stack timed in blocks of STEPS (8) steps,
          # ROUNDS (3) rounds, with EXTRA variants
-         # interleaved (default: the stock Trainer's steps, and collation in a loader worker); no configuration starts
+         # interleaved (default: the trainer without prefetching and without autocast); no configuration starts
          # after BUDGET seconds, and one still running then is stopped (its process killed) and recorded as such
     mkdir -p "$OUT" && cp -r "$REPO"/{fctune,benchmarks} /tmp/b/ && cd /tmp/b
     # shellcheck disable=SC2086  # the lists are meant to split
     python3 benchmarks/train_throughput.py all --dir /tmp/shapes --tokenizer /tmp/pk/tok --stacks unsloth \
       --shapes ${SHAPES:-llama-3.2-1b} --precisions ${PRECISIONS:-bf16 4bit} --sync block \
-      --extra ${EXTRA:-trainer-lean trainer+loader_worker} --budget-s "${BUDGET:-480}" \
+      --extra ${EXTRA:-trainer-prefetch trainer-autocast} --budget-s "${BUDGET:-480}" \
       --timed-steps "${STEPS:-8}" --rounds "${ROUNDS:-3}" \
       --out "$OUT/train_${TAG:-lean}.jsonl" > "$OUT/${TAG:-lean}.log" 2>&1 || true
     grep '^{' "$OUT/${TAG:-lean}.log" | cut -c1-260 || tail -5 "$OUT/${TAG:-lean}.log"
