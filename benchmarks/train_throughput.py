@@ -362,15 +362,6 @@ def _load_paired(path: Path, precision: str):
     return cfg, settings, model, tok, ids, ds
 
 
-# raw Unsloth is timed with and without bf16 autocast: every Trainer run autocasts (accelerate, --bf16), so the raw
-# loop with autocast is the like-for-like baseline; where a model's LoRA weights are fp32 (Phi-4-mini bf16) the raw
-# loop without it trains them in fp32 and is 16% slower (thirteenth session). "unsloth" keeps its name (every
-# earlier record's baseline).
-PAIRED = {"unsloth": {"raw": {}}, "raw+autocast": {"raw": {"autocast": True}}, "fctune": {"trainer": {}},
-          "fctune+step_metrics": {"trainer": {"step_metrics": True}}}
-BASELINES = ("unsloth", "raw+autocast")  # each record's tokens/s is also given as a ratio to these (same run)
-
-
 def run_paired(path: Path, precision: str, variants: dict | None = None, loaded: tuple | None = None,
                batch_shapes: dict | None = None, gc_rounds: dict | None = None, drift: dict | None = None) -> dict:
     """Raw Unsloth and the project's trainer (step metrics off and on) on one model, interleaved (module doc).
@@ -448,6 +439,14 @@ ABLATION = {  # what the Trainer does that the raw loop does not, one thing at a
     "trainer+fused_adamw": {"trainer": {}, "tweaks": ["fused_adamw"]},
     "raw+fused_adamw": {"raw": {"fused": True}},
 }
+
+# raw Unsloth is timed with and without bf16 autocast: every Trainer run autocasts (accelerate, --bf16), so the raw
+# loop with autocast is the like-for-like baseline; where a model's LoRA weights are fp32 (Phi-4-mini bf16) the raw
+# loop without it trains them in fp32 and is 16% slower (thirteenth session). "unsloth" keeps its name (every
+# earlier record's baseline).
+PAIRED = {"unsloth": ABLATION["raw"], "raw+autocast": ABLATION["raw+autocast"], "fctune": ABLATION["trainer"],
+          "fctune+step_metrics": {"trainer": {"step_metrics": True}}}
+BASELINES = ("unsloth", "raw+autocast")  # each record's tokens/s is also given as a ratio to these (same run)
 
 
 def _profiles(args, out: Path, loaded: tuple, state: ModelState, seen: dict) -> None:
