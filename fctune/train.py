@@ -145,9 +145,9 @@ class TrainConfig:
                 "BENCHMARKS.md)", "choices": ["auto", "true", "false"]})
     prefetch_batches: str = field(default="auto", metadata={
         "help": "collate and copy the next optimizer step's batches on a background thread while the GPU works on "
-                "this one (auto = on GPU; on an H200, Llama-3.2-1B, faster than without in four runs of five, 6% "
-                "slower in the fifth; no difference on Phi-4-mini or 8B, BENCHMARKS.md); off, they are made between "
-                "steps, the GPU idle meanwhile",
+                "this one (auto = on GPU; on an H200, Llama-3.2-1B, faster than without in five runs of seven, 1-6% "
+                "slower in the other two; Phi-4-mini and 8B within 1.3% either way, BENCHMARKS.md); off, they are "
+                "made between steps, the GPU idle meanwhile",
         "choices": ["auto", "true", "false"]})
     gradient_checkpointing: str = field(default="auto", metadata={
         "help": "recompute activations (auto = on GPU)", "choices": ["auto", "true", "false"]})
