@@ -363,12 +363,14 @@ def _load_paired(path: Path, precision: str):
 
 
 def run_paired(path: Path, precision: str, variants: dict | None = None, loaded: tuple | None = None,
-               batch_shapes: dict | None = None, gc_rounds: dict | None = None, drift: dict | None = None) -> dict:
+               batch_shapes: dict | None = None, gc_rounds: dict | None = None, drift: dict | None = None,
+               on_round=None) -> dict:
     """Raw Unsloth and the project's trainer (step metrics off and on) on one model, interleaved (module doc).
     ``variants`` (ablation mode) maps a name to raw-loop options ({"raw": {...}}) or trainer options
     ({"trainer": {...}, "tweaks": [...]}); ``batch_shapes`` gets each trainer variant's batch layout (padded rows
     or one padding-free row) from its first block, ``gc_rounds`` each block's garbage collections in its timed steps
-    (GcPauses), ``drift`` what each block found changed from the loaded model beyond what ModelState restores.
+    (GcPauses), ``drift`` what each block found changed from the loaded model beyond what ModelState restores;
+    ``on_round`` is called with the blocks so far after each complete round (one block of every variant).
     """
     import torch
 
@@ -404,6 +406,8 @@ def run_paired(path: Path, precision: str, variants: dict | None = None, loaded:
                     batch_shapes[stack] = seen.get("batch")
             if gc_rounds is not None:
                 gc_rounds.setdefault(stack, []).append(pauses.summary)
+        if on_round is not None:
+            on_round(blocks)
     return blocks
 
 
@@ -703,19 +707,35 @@ def one(args) -> list[dict]:
     """One process: the stacks of one shape and precision, one record per stack."""
     import torch
 
-    from fctune.config import library_versions
-
     path = Path(args.dir) / args.shape
     torch.cuda.reset_peak_memory_stats()
     batch_shapes = {}  # the trainer variants' batch layouts, so a record says which batches it timed
     gc_rounds = {}  # each block's garbage collections during its timed steps
     drift = {}  # what each block found changed in the model beyond what ModelState restores (none expected)
+    n = int((path / "n_params.txt").read_text())
+
+    def records(blocks: dict) -> list[dict]:
+        return _records(args, n, blocks, batch_shapes, gc_rounds, drift)
+
+    def show_round(blocks: dict) -> None:
+        # every complete round's records so far, so a run stopped by the budget keeps the rounds it finished ("all"
+        # reads the last of these lines; three of the fourteenth session's five device calls lost whole runs)
+        print("ROUND " + json.dumps(records(blocks)), flush=True)
+
     if args.stack == "unsloth":  # the paired stacks, plus any ablation variants asked for (--extra)
-        blocks = run_paired(path, args.precision, {**PAIRED, **{n: ABLATION[n] for n in args.extra}},
-                            batch_shapes=batch_shapes, gc_rounds=gc_rounds, drift=drift)
+        blocks = run_paired(path, args.precision, {**PAIRED, **{name: ABLATION[name] for name in args.extra}},
+                            batch_shapes=batch_shapes, gc_rounds=gc_rounds, drift=drift, on_round=show_round)
     else:
         blocks = run_transformers(path, args.precision)
-    n = int((path / "n_params.txt").read_text())
+    return records(blocks)
+
+
+def _records(args, n: int, blocks: dict, batch_shapes: dict, gc_rounds: dict, drift: dict) -> list[dict]:
+    """One record per stack from its blocks (tokens/s per round, their median, loss curves, what changed)."""
+    import torch
+
+    from fctune.config import library_versions
+
     out = []
     for stack, runs in blocks.items():
         per_round = [statistics.median(BATCH * SEQ / t for t in times) for times, _ in runs]
@@ -733,6 +753,21 @@ def one(args) -> list[dict]:
     for r in out:  # the goal's ratio, against both raw loops of the same process
         r["ratio_to"] = {b: round(r["tokens_per_s"] / rates[b], 3) for b in BASELINES if rates.get(b)}
     return out
+
+
+def _stopped_records(output, shape: str, stack: str, precision: str) -> list[dict]:
+    """What a configuration stopped by the budget leaves: the records of its last complete round, each marked
+    ``partial``, or one error record when no round finished. ``output`` is the child's stdout so far (bytes:
+    subprocess.run's TimeoutExpired carries it undecoded)."""
+    if isinstance(output, bytes):
+        output = output.decode("utf-8", "replace")
+    last = [x for x in (output or "").splitlines() if x.startswith("ROUND ")]
+    if not last:
+        return [{"shape": shape, "stack": stack, "precision": precision, "error": "budget spent while running"}]
+    recs = json.loads(last[-1][6:])
+    for rec in recs:
+        rec["partial"] = f"budget spent after {rec['rounds']} of {ROUNDS} rounds"
+    return recs
 
 
 def main() -> int:
@@ -784,7 +819,7 @@ def main() -> int:
     if Path(args.out).exists():
         for line in Path(args.out).read_text().splitlines():
             r = json.loads(line)
-            if "error" not in r:
+            if "error" not in r and "partial" not in r:  # a partial record's configuration runs again
                 done.add((r["shape"], r["stack"], r["precision"], r.get("sync", "step")))
     deadline = time.time() + args.budget_s if args.budget_s else None
     for shape in args.shapes:
@@ -805,15 +840,15 @@ def main() -> int:
                 recs = [json.loads(x[7:]) for x in p.stdout.splitlines() if x.startswith("RESULT ")]
                 recs = recs or [{"shape": shape, "stack": stack, "precision": precision,
                                  "error": (p.stderr or p.stdout)[-1500:]}]
-            except subprocess.TimeoutExpired:
-                recs = [{"shape": shape, "stack": stack, "precision": precision,
-                         "error": "budget spent while running"}]
+            except subprocess.TimeoutExpired as stopped:
+                recs = _stopped_records(stopped.stdout, shape, stack, precision)
             for rec in recs:
                 rec["process_wall_s"] = round(time.time() - t0, 1)
                 with open(args.out, "a") as f:
                     f.write(json.dumps(rec) + "\n")
                 print(json.dumps({k: rec.get(k) for k in ("shape", "stack", "precision", "tokens_per_s",
-                                                          "tokens_per_s_rounds", "mfu", "error")})[:600], flush=True)
+                                                          "tokens_per_s_rounds", "mfu", "error", "partial")})[:600],
+                      flush=True)
     return 0
 
 

@@ -72,6 +72,12 @@
 # TAG=r40_1b_bf16_fixed (bf16, BUDGET=330), TAG=phi_4bit_fixed (Phi-4-mini 4bit, BUDGET=420) and TAG=r40_1b_bf16_fixed2
 # (EXTRA=raw+autocast, BUDGET=270), all with the same EXTRA unless said (28 minutes, one machine). raw+autocast is one
 # of the paired stacks since (train_throughput.PAIRED), so EXTRA no longer needs it.
+# Fourteenth session (results/h200_2026-12-01_s14): 5 `stash` calls, `setup` + STEPS=40 ROUNDS=6 TAG=r40_1b_autocast
+# SHAPES=llama-3.2-1b PRECISIONS=bf16 BUDGET=420 `lean` (out of budget, nothing kept); the machine went back during a
+# pause; on a second, 5 `stash`, `setup` + STEPS=40 ROUNDS=4 TAG=r40_1b_autocast2 (same shape) EXTRA=trainer-autocast
+# BUDGET=430 `lean`, then TAG=r40_1b_bf16_r3 EXTRA="" BUDGET=300 (then the default's six variants: out of budget);
+# a third machine, the same as r40_1b_autocast2 with BUDGET=300 (out of budget). Since, a stopped configuration keeps
+# its completed rounds and EXTRA="" means none (30 minutes).
 # The pack is made here with:
 #   tar cf - -C .gpu_exp/s23/stage . | split -b 19M -d -a 1 - .gpu_exp/s23/dN/pack.part-   (one piece per folder)
 # (stage: wheels/ from ../shared/device/wheels.sh plus bfcl-eval, tok/ = SmolLM2's tokenizer saved from its GGUF,
@@ -238,13 +244,15 @@ case "$1" in
   lean)  # seventh session, a quiet 1-GPU host, in the foreground, records straight into $OUT: SHAPES (default
          # llama-3.2-1b) x PRECISIONS (default bf16 4bit), the unsloth stack timed in blocks of STEPS (8) steps,
          # ROUNDS (3) rounds, with EXTRA variants
-         # interleaved (default: the trainer without prefetching and without autocast); no configuration starts
-         # after BUDGET seconds, and one still running then is stopped (its process killed) and recorded as such
+         # interleaved (unset: the trainer without prefetching and without autocast; EXTRA="" none: before the
+         # fourteenth session an empty EXTRA meant the default); no configuration starts after BUDGET seconds (which
+         # count the shape's preparation on a fresh machine, ~10 s), and one still running then is stopped (its
+         # process killed) and recorded with the rounds it completed ("partial"; before, nothing of it was kept)
     mkdir -p "$OUT" && cp -r "$REPO"/{fctune,benchmarks} /tmp/b/ && cd /tmp/b
     # shellcheck disable=SC2086  # the lists are meant to split
     python3 benchmarks/train_throughput.py all --dir /tmp/shapes --tokenizer /tmp/pk/tok --stacks unsloth \
       --shapes ${SHAPES:-llama-3.2-1b} --precisions ${PRECISIONS:-bf16 4bit} --sync block \
-      --extra ${EXTRA:-trainer-prefetch trainer-autocast} --budget-s "${BUDGET:-480}" \
+      --extra ${EXTRA-trainer-prefetch trainer-autocast} --budget-s "${BUDGET:-480}" \
       --timed-steps "${STEPS:-8}" --rounds "${ROUNDS:-3}" \
       --out "$OUT/train_${TAG:-lean}.jsonl" > "$OUT/${TAG:-lean}.log" 2>&1 || true
     grep '^{' "$OUT/${TAG:-lean}.log" | cut -c1-260 || tail -5 "$OUT/${TAG:-lean}.log"
