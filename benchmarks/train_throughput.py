@@ -620,7 +620,14 @@ def host_profile(args) -> None:
     HOSTPROFILE_VARIANTS): the timed steps plain, under cProfile (Python functions by cumulative and by own time),
     under torch's sync debug mode (SyncTrace: each synchronization's stack) and under torch.profiler (GpuIdle: how
     long the GPU sat idle a step and what the host was doing then). Files in --out (a folder); a JSON summary on
-    stdout."""
+    stdout.
+
+    The torch.profiler runs come last, after the other runs of every variant: a profiler session can leave CUDA's
+    profiling interface (CUPTI) attached, which slows every later kernel launch's host time (pytorch/pytorch#144455).
+    Until the fourteenth session each variant ran all four kinds in turn, so every variant after the first was timed
+    after a profiler session: the tenth session's cProfile texts show the same 6,016 ``torch.mm`` calls taking 0.124 s
+    (raw, first), 0.169 s (second) and 0.193 s (third) of host time, as such a leftover would (not shown to be its
+    cause). ``TEARDOWN_CUPTI=1`` (unless set) asks the profiler to detach CUPTI at each session's end as well."""
     import cProfile
     import io
     import pstats
@@ -640,35 +647,37 @@ def host_profile(args) -> None:
         return _trainer_block(cfg, settings, model, tok, ds, probe=probe, tweaks=v.get("tweaks"), **v["trainer"])
 
     summary = {}
-    for name in args.variants or HOSTPROFILE_VARIANTS:
+    names = args.variants or HOSTPROFILE_VARIANTS
+    runs = [(kind, name) for kind in ("plain", "cprofile", "syncs") for name in names]
+    for kind, name in runs + [("gpu_idle", name) for name in names]:  # the profiler last (docstring)
         v = ABLATION[name]
-        rec = {}
-        for kind in ("plain", "cprofile", "syncs", "gpu_idle"):
-            state.restore()
-            torch.cuda.synchronize()
-            prof = cProfile.Profile()
-            profiled = lambda p=prof: SimpleNamespace(start=p.enable, stop=p.disable)  # noqa: E731
-            probe = {"plain": lambda: None, "cprofile": profiled, "syncs": SyncTrace,
-                     "gpu_idle": GpuIdle}[kind]()  # only the probe this kind uses is made
-            times, _ = run(v, probe)
-            rec[f"step_ms_{kind}"] = round(1000 * statistics.median(times), 1)
-            if kind == "cprofile":
-                text = io.StringIO()
-                stats = pstats.Stats(prof, stream=text)
-                stats.sort_stats("cumulative").print_stats(60)
-                stats.sort_stats("tottime").print_stats(40)
-                (out / f"cprofile_{name}_{args.shape}_{args.precision}.txt").write_text(text.getvalue())
-            if kind == "syncs":
-                rec["syncs_per_step"] = round(sum(probe.stacks.values()) / TIMED, 2)
-                (out / f"syncs_{name}_{args.shape}_{args.precision}.json").write_text(json.dumps(
-                    [{"count": n, "stack": st} for st, n in probe.stacks.most_common()], indent=1))
-            if kind == "gpu_idle":
-                rec["gpu_idle"] = {k: x for k, x in probe.summary.items() if k != "longest"}
-                (out / f"gpu_idle_{name}_{args.shape}_{args.precision}.json").write_text(json.dumps(probe.summary,
-                                                                                                  indent=1))
-                (out / f"torchprof_{name}_{args.shape}_{args.precision}.txt").write_text(probe.table)
-        summary[name] = rec
+        rec = summary.setdefault(name, {})
+        state.restore()
+        torch.cuda.synchronize()
+        prof = cProfile.Profile()
+        profiled = lambda p=prof: SimpleNamespace(start=p.enable, stop=p.disable)  # noqa: E731
+        probe = {"plain": lambda: None, "cprofile": profiled, "syncs": SyncTrace,
+                 "gpu_idle": GpuIdle}[kind]()  # only the probe this kind uses is made
+        times, _ = run(v, probe)
+        rec[f"step_ms_{kind}"] = round(1000 * statistics.median(times), 1)
+        if kind == "cprofile":
+            text = io.StringIO()
+            stats = pstats.Stats(prof, stream=text)
+            stats.sort_stats("cumulative").print_stats(60)
+            stats.sort_stats("tottime").print_stats(40)
+            (out / f"cprofile_{name}_{args.shape}_{args.precision}.txt").write_text(text.getvalue())
+        if kind == "syncs":
+            rec["syncs_per_step"] = round(sum(probe.stacks.values()) / TIMED, 2)
+            (out / f"syncs_{name}_{args.shape}_{args.precision}.json").write_text(json.dumps(
+                [{"count": n, "stack": st} for st, n in probe.stacks.most_common()], indent=1))
+        if kind == "gpu_idle":
+            rec["gpu_idle"] = {k: x for k, x in probe.summary.items() if k != "longest"}
+            (out / f"gpu_idle_{name}_{args.shape}_{args.precision}.json").write_text(json.dumps(probe.summary,
+                                                                                              indent=1))
+            (out / f"torchprof_{name}_{args.shape}_{args.precision}.txt").write_text(probe.table)
     rec = {"shape": args.shape, "precision": args.precision, "steps_timed": TIMED, "sync": SYNC, "runs": summary,
+           "order": "plain, cProfile and sync-trace runs of every variant in turn, then the torch.profiler runs",
+           "TEARDOWN_CUPTI": os.environ.get("TEARDOWN_CUPTI"),
            "gpu": torch.cuda.get_device_name(0), "torch": torch.__version__}
     (out / f"hostprofile_{args.shape}_{args.precision}.json").write_text(json.dumps(rec, indent=1))
     print(json.dumps(rec), flush=True)
@@ -808,6 +817,7 @@ def main() -> int:
         ablation(args)
         return 0
     if args.mode == "hostprofile":
+        os.environ.setdefault("TEARDOWN_CUPTI", "1")  # read by the profiler's Kineto; see host_profile's docstring
         host_profile(args)
         return 0
     if args.mode == "one":
