@@ -626,8 +626,10 @@ def host_profile(args) -> None:
     profiling interface (CUPTI) attached, which slows every later kernel launch's host time (pytorch/pytorch#144455).
     Until the fourteenth session each variant ran all four kinds in turn, so every variant after the first was timed
     after a profiler session: the tenth session's cProfile texts show the same 6,016 ``torch.mm`` calls taking 0.124 s
-    (raw, first), 0.169 s (second) and 0.193 s (third) of host time, as such a leftover would (not shown to be its
-    cause). ``TEARDOWN_CUPTI=1`` (unless set) asks the profiler to detach CUPTI at each session's end as well."""
+    (raw, first), 0.169 s (second) and 0.193 s (third) of host time, as such a leftover would — though the host
+    alone moved the same calls between 0.126 and 0.206 s in the seventh session, before any profiler ran, so it is
+    not shown to be the cause. ``TEARDOWN_CUPTI=1`` (unless set) asks the profiler to detach CUPTI at each session's
+    end as well."""
     import cProfile
     import io
     import pstats
