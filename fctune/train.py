@@ -766,10 +766,11 @@ def sft_trainer_class(model_loss: bool = False, step_metrics: bool = False):
         """SFTTrainer with its per-step host work cut to what a step needs. It reads nothing back from the GPU
         (the batches' token count stays on the device until a logging step reads it once), and it does not walk
         the model: a LoRA model has many modules (1,337 for a 16-layer Llama with all seven projections wrapped)
-        and the stock Trainer walks them all three times a step, in ``model.train()``, in the parameter count
-        behind ``floating_point_ops`` and in ``clip_grad_norm_(model.parameters())``. On a 2-core CPU that is
-        ~15 ms of Python a step (benchmarks/trainer_host_cost.py), which a launch-bound GPU step (Llama-3.2-1B,
-        ~160 ms) cannot hide. Every figure is the stock one: same mode, same clipping, same FLOP count.
+        and the stock Trainer walks them all four times a step, in ``model.train()``, in the parameter count
+        behind ``floating_point_ops``, in ``clip_grad_norm_(model.parameters())`` and in ``model.zero_grad()``. On
+        a 2-core CPU that is ~15 ms of Python a step (benchmarks/trainer_host_cost.py; ``zero_grad`` alone 1.3 ms),
+        which a launch-bound GPU step (Llama-3.2-1B, ~160 ms) cannot hide. Every figure is the stock one: same
+        mode, same clipping, same FLOP count, the same gradients cleared.
         ``lean_steps = False`` on an instance gives the stock steps back (for side-by-side measurements); so does
         ``numpy_rows = False`` for the rows' format (get_train_dataloader). ``prefetch_batches`` (set from the
         config; off by default on the class) makes each optimizer step's batches on a thread (get_batch_samples)."""
@@ -781,6 +782,7 @@ def sft_trainer_class(model_loss: bool = False, step_metrics: bool = False):
         _train_mode_set = False  # whether this trainer has called model.train() once
         _flops_per_token = None  # the Trainer's own figure for one input token, computed once
         _grad_params = None  # the parameters that can have a gradient (requires_grad), listed once
+        _all_params = None  # every parameter of the model, listed once a run (zero_grad)
 
         def get_train_dataloader(self):
             # TRL's collator makes each row's tensors with torch.tensor(row["input_ids"]): from a Python list that
@@ -818,10 +820,33 @@ def sft_trainer_class(model_loss: bool = False, step_metrics: bool = False):
                 self._prefetched = None
 
         def train(self, *args, **kwargs):
+            # The Trainer calls model.zero_grad() after every optimizer step: Module.zero_grad walks every module
+            # for the parameters holding a gradient (1.3 ms for the 1,337 modules above on a 2-core CPU, 0.04 ms
+            # over a list). Unsloth's loaders already give their models a zero_grad over a cached list
+            # (unsloth_zoo.fast_grad_params, an instance attribute); a model whose zero_grad is still its class's gets
+            # this trainer's for the run only. A data-parallel run calls its wrapper's, which stays the stock one.
+            model, self._all_params = self.model, None
+            lean_zero_grad = (self.lean_steps and isinstance(model, torch.nn.Module)
+                              and "zero_grad" not in vars(model))
+            if lean_zero_grad:
+                model.zero_grad = lambda set_to_none=True: self._zero_grad(model, set_to_none)
             try:
                 return super().train(*args, **kwargs)
             finally:  # max_steps can end a run mid-epoch, its thread waiting to hand over a batch
                 self._stop_prefetching()
+                if lean_zero_grad:
+                    del model.zero_grad  # the class's method again
+
+        def _zero_grad(self, model, set_to_none: bool = True) -> None:
+            # Module.zero_grad's effect (every parameter holding a gradient loses it, frozen ones included), over
+            # the parameters listed at the run's first call; the parameters do not change within a run
+            if not set_to_none:
+                return type(model).zero_grad(model, set_to_none)
+            if self._all_params is None:
+                self._all_params = list(model.parameters())
+            for p in self._all_params:
+                if p.grad is not None:
+                    p.grad = None
 
         def _count_tokens(self, inputs) -> None:
             if self.model.training:

@@ -419,10 +419,11 @@ def test_cpu_precision_bf16_only_with_native_bf16(monkeypatch):
     assert resolved_settings(TrainConfig(), "transformers")["precision"] == "fp32"  # the default stays fp32 on CPU
 
 
-def test_lean_steps_train_as_the_stock_steps_do(tmp_path, tiny_model_dir):
+def test_lean_steps_train_as_the_stock_steps_do(tmp_path, tiny_model_dir, monkeypatch):
     """The project's trainer skips the Trainer's per-step walks over the model (``model.train()``, the FLOP count,
-    clipping over every parameter) and nothing else: the same losses, gradient norms and FLOP count as the stock
-    steps, every module in training mode at every step, the walk done again after an evaluation."""
+    clipping over every parameter, ``model.zero_grad()``) and nothing else: the same losses, gradient norms and FLOP
+    count as the stock steps, every module in training mode and no gradient left at every step's start, the walk
+    done again after an evaluation, the model's own zero_grad back after the run."""
     import torch
     from datasets import Dataset
     from transformers import TrainerCallback
@@ -434,20 +435,32 @@ def test_lean_steps_train_as_the_stock_steps_do(tmp_path, tiny_model_dir):
                       max_steps=6, logging_steps=1, eval_steps=3, save_steps=100, val_file=None, seed=0)
     rows = torch.randint(5, 1000, (8, 32), generator=torch.Generator().manual_seed(0)).tolist()
     ds = Dataset.from_list([{"input_ids": r, "assistant_masks": [1] * 32} for r in rows])
+    module_zero_grad = torch.nn.Module.zero_grad
+    class_zero_grads = []  # Module.zero_grad's own calls: its walk over every module
+
+    def counted_zero_grad(self, set_to_none=True):
+        class_zero_grads.append(type(self).__name__)
+        return module_zero_grad(self, set_to_none)
+
+    monkeypatch.setattr(torch.nn.Module, "zero_grad", counted_zero_grad)
     runs = {}
     for lean in (True, False):
+        class_zero_grads.clear()
         settings = resolved_settings(cfg, "transformers")
         settings["trainable_tokens"] = {"ids": [], "tokens": []}
         torch.manual_seed(0)  # the same LoRA initialisation for both
         model, tok = load_transformers(cfg, settings)
         model = attach_lora(model, cfg, settings, "transformers", [])
         leaf = model.get_base_model().model.layers[0].mlp.down_proj.lora_A["default"]
-        walks, modes = [], []
+        walks, modes, cleared = [], [], []
         leaf.train = lambda mode=True, leaf=leaf, walks=walks: walks.append(mode) or type(leaf).train(leaf, mode)
 
         class Modes(TrainerCallback):
-            def __init__(self, modes):
-                self.modes = modes
+            def __init__(self, modes, cleared):
+                self.modes, self.cleared = modes, cleared
+
+            def on_step_begin(self, args, state, control, model=None, **kw):
+                self.cleared.append(all(p.grad is None for p in model.parameters()))
 
             def on_step_end(self, args, state, control, model=None, **kw):
                 self.modes.append(all(m.training for m in model.modules()))
@@ -455,11 +468,13 @@ def test_lean_steps_train_as_the_stock_steps_do(tmp_path, tiny_model_dir):
         trainer = _make_trainer(cfg, settings, "transformers", model, tok, ds, ds.select(range(2)),
                                 tmp_path / str(lean))
         trainer.lean_steps = trainer.numpy_rows = lean
-        trainer.add_callback(Modes(modes))
+        trainer.add_callback(Modes(modes, cleared))
         trainer.train()
         logs = [h for h in trainer.state.log_history if "loss" in h]
         runs[lean] = {"loss": [h["loss"] for h in logs], "grad_norm": [h["grad_norm"] for h in logs],
-                      "flos": trainer.state.total_flos, "walks": walks.count(True), "modes": modes}
+                      "flos": trainer.state.total_flos, "walks": walks.count(True), "modes": modes,
+                      "cleared": cleared, "class_zero_grads": len(class_zero_grads),
+                      "own_zero_grad_after": "zero_grad" not in vars(model)}
     lean, stock = runs[True], runs[False]
     assert len(lean["loss"]) == 6 and lean["loss"] == stock["loss"] and lean["grad_norm"] == stock["grad_norm"]
     assert max(stock["grad_norm"]) > 1.0  # so the clipping (max_grad_norm 1.0) did change the steps it compared
@@ -468,6 +483,11 @@ def test_lean_steps_train_as_the_stock_steps_do(tmp_path, tiny_model_dir):
     # the stock Trainer walks the model at each of the 6 steps; the lean one at the first step and at the first
     # step after each of the two evaluations' model.eval() (the one at step 6 is followed by no step)
     assert stock["walks"] == 6 and lean["walks"] == 2
+    # the gradients are gone at every step's start either way; the stock Trainer clears them by walking the model
+    # (at the start and after each of the 6 steps), the lean one never does, and the model keeps no trace of it
+    assert lean["cleared"] == stock["cleared"] == [True] * 6
+    assert stock["class_zero_grads"] >= 6 and lean["class_zero_grads"] == 0
+    assert lean["own_zero_grad_after"] and stock["own_zero_grad_after"]
 
 
 @pytest.mark.parametrize("padding_free,packing", [("false", "false"), ("true", "true")])
