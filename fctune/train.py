@@ -768,7 +768,8 @@ def sft_trainer_class(model_loss: bool = False, step_metrics: bool = False):
         the model: a LoRA model has many modules (1,337 for a 16-layer Llama with all seven projections wrapped)
         and the stock Trainer walks them all four times a step, in ``model.train()``, in the parameter count
         behind ``floating_point_ops``, in ``clip_grad_norm_(model.parameters())`` and in ``model.zero_grad()``. On
-        a 2-core CPU that is ~15 ms of Python a step (benchmarks/trainer_host_cost.py; ``zero_grad`` alone 1.3 ms),
+        a 2-core CPU that is 7-13 ms of Python a step (benchmarks/trainer_host_cost.py, stock steps against these,
+        in the seventh and fourteenth sessions; ``zero_grad`` alone 1.3 ms),
         which a launch-bound GPU step (Llama-3.2-1B, ~160 ms) cannot hide. Every figure is the stock one: same
         mode, same clipping, same FLOP count, the same gradients cleared.
         ``lean_steps = False`` on an instance gives the stock steps back (for side-by-side measurements); so does
