@@ -162,13 +162,16 @@ class ModelState:
 
 
 def _raw_block(model, ids, autocast=False, mask=False, trl_head=False, clip=False, fused=False,
-               batch=None, probe=None) -> tuple[list[float], list[float]]:
+               batch=None, marks=False, num_items=False, probe=None) -> tuple[list[float], list[float]]:
     """WARMUP + TIMED plain steps; returns the timed steps' seconds and every step's loss (read after the block).
     The options add one thing the Trainer does (ablation mode): bf16 autocast around the forward, an all-ones
     attention mask, TRL's fused loss head (entropy and top-1 included, as SFTTrainer asks) instead of the model's
     own loss, gradient-norm clipping at 1.0, torch's fused AdamW (one kernel for all parameters), or the Trainer's
     own batch (``batch``: the same rows as the collator made them; under Unsloth, padding-free: one row of 4 x 2048
-    tokens with position ids and sequence lengths).
+    tokens with position ids and sequence lengths); or what a Trainer's batch carries under Unsloth: new tensors
+    every step, the input ids and an all-ones attention mask marked for torch.compile as Unsloth's
+    ``get_batch_samples`` marks them (batch dimension static, sequence dimension dynamic: ``marks``), and the
+    batch's label-token count as a device tensor for the loss (``num_items``: ``num_items_in_batch``).
     ``probe`` (hostprofile mode) is started with the first timed step and stopped after the last."""
     import contextlib
 
@@ -197,8 +200,17 @@ def _raw_block(model, ids, autocast=False, mask=False, trl_head=False, clip=Fals
             t0 = time.perf_counter()
         if probe and step == WARMUP:
             probe.start()
+        step_kw = {"input_ids": ids, "labels": ids, **kw}
+        if marks:  # the raw loop's one tensor reused every step is unmarked; a Trainer's are new and marked
+            step_kw = {k: v.clone() for k, v in step_kw.items()}
+            step_kw.setdefault("attention_mask", torch.ones_like(ids))
+            for name in ("input_ids", "attention_mask"):
+                torch._dynamo.mark_static(step_kw[name], 0)
+                torch._dynamo.mark_dynamic(step_kw[name], 1)
+        if num_items:  # the Trainer's count: label tokens after the shift (none is -100 here)
+            step_kw["num_items_in_batch"] = (step_kw["labels"][..., 1:] != -100).sum()
         with torch.autocast("cuda", dtype=torch.bfloat16) if autocast else contextlib.nullcontext():
-            loss = model(**{"input_ids": ids, "labels": ids, **kw}).loss
+            loss = model(**step_kw).loss
         loss.backward()
         if clip:
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -436,6 +448,11 @@ ABLATION = {  # what the Trainer does that the raw loop does not, one thing at a
     # until the tenth session, whose GPU-idle trace found the GPU waiting 4-6 ms a step for it)
     "trainer-numpy_rows": {"trainer": {}, "tweaks": ["list_rows"]},
     "raw+trainer_batch": {"raw": {}, "trainer_batch": True},
+    # what a Trainer's batch carries under Unsloth that the raw loop's does not (fourteenth session, read from
+    # unsloth_zoo.loss_utils._unsloth_get_batch_samples; not yet run): new tensors each step with torch.compile's
+    # dynamic-sequence marks, and the label-token count passed to the loss; with autocast, as the trainer runs
+    "raw+autocast+batch_marks": {"raw": {"autocast": True, "marks": True}},
+    "raw+autocast+num_items": {"raw": {"autocast": True, "num_items": True}},
     # the two waits the tenth session's GPU-idle trace left (a step's batch, the optimizer's host time): the next
     # step's batches made on a thread while the GPU runs (the default since the eleventh session, whose runs measured
     # it as "trainer+prefetch"), and one fused AdamW kernel (raw loop too; mixed in the eleventh session, not taken)
@@ -766,18 +783,18 @@ def _records(args, n: int, blocks: dict, batch_shapes: dict, gc_rounds: dict, dr
     return out
 
 
-def _stopped_records(output, shape: str, stack: str, precision: str) -> list[dict]:
-    """What a configuration stopped by the budget leaves: the records of its last complete round, each marked
-    ``partial``, or one error record when no round finished. ``output`` is the child's stdout so far (bytes:
-    subprocess.run's TimeoutExpired carries it undecoded)."""
+def _stopped_records(output, shape: str, stack: str, precision: str, why: str) -> list[dict]:
+    """What a configuration that did not finish leaves (``why``: the budget ran out, or the error that ended it):
+    the records of its last complete round, each marked ``partial``, or one error record when no round finished.
+    ``output`` is the child's stdout so far (bytes: subprocess.run's TimeoutExpired carries it undecoded)."""
     if isinstance(output, bytes):
         output = output.decode("utf-8", "replace")
     last = [x for x in (output or "").splitlines() if x.startswith("ROUND ")]
     if not last:
-        return [{"shape": shape, "stack": stack, "precision": precision, "error": "budget spent while running"}]
+        return [{"shape": shape, "stack": stack, "precision": precision, "error": why}]
     recs = json.loads(last[-1][6:])
     for rec in recs:
-        rec["partial"] = f"budget spent after {rec['rounds']} of {ROUNDS} rounds"
+        rec["partial"] = f"{rec['rounds']} of {ROUNDS} rounds, then: {why}"
     return recs
 
 
@@ -850,10 +867,9 @@ def main() -> int:
             try:  # subprocess.run kills the child when the budget runs out, so no process keeps the GPU
                 p = subprocess.run(cmd, capture_output=True, text=True, timeout=left)
                 recs = [json.loads(x[7:]) for x in p.stdout.splitlines() if x.startswith("RESULT ")]
-                recs = recs or [{"shape": shape, "stack": stack, "precision": precision,
-                                 "error": (p.stderr or p.stdout)[-1500:]}]
+                recs = recs or _stopped_records(p.stdout, shape, stack, precision, (p.stderr or p.stdout)[-1500:])
             except subprocess.TimeoutExpired as stopped:
-                recs = _stopped_records(stopped.stdout, shape, stack, precision)
+                recs = _stopped_records(stopped.stdout, shape, stack, precision, "budget spent while running")
             for rec in recs:
                 rec["process_wall_s"] = round(time.time() - t0, 1)
                 with open(args.out, "a") as f:

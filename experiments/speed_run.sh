@@ -77,7 +77,8 @@
 # pause; on a second, 5 `stash`, `setup` + STEPS=40 ROUNDS=4 TAG=r40_1b_autocast2 (same shape) EXTRA=trainer-autocast
 # BUDGET=430 `lean`, then TAG=r40_1b_bf16_r3 EXTRA="" BUDGET=300 (then the default's six variants: out of budget);
 # a third machine, the same as r40_1b_autocast2 with BUDGET=300 (out of budget). Since, a stopped configuration keeps
-# its completed rounds and EXTRA="" means none (30 minutes).
+# its completed rounds and EXTRA="" means none (30 minutes). Prepared for the next: STEPS=40 ROUNDS=4 SHAPES=llama-3.2-1b
+# PRECISIONS=bf16 EXTRA="raw+autocast+batch_marks raw+autocast+num_items" BUDGET=360 `lean` (a fresh machine: ~300 s).
 # The pack is made here with:
 #   tar cf - -C .gpu_exp/s23/stage . | split -b 19M -d -a 1 - .gpu_exp/s23/dN/pack.part-   (one piece per folder)
 # (stage: wheels/ from ../shared/device/wheels.sh plus bfcl-eval, tok/ = SmolLM2's tokenizer saved from its GGUF,
