@@ -58,13 +58,19 @@ def main() -> int:
         raise SystemExit(__doc__)
     clone, log, done, out = (Path(a) for a in sys.argv[1:5])
     note = sys.argv[5]
+    timings = clone / "paper_approach/logs/timings.json"
+    for path in (timings, log, done):
+        if not path.is_file():
+            raise SystemExit(f"{path}: no such file (the job's step times, its log, its rc/wall line)")
+    wall = re.search(r"wall=(\d+)", done.read_text())
+    if not wall:
+        raise SystemExit(f"{done}: no 'wall=SECONDS' (the line the command in this script's usage writes: rc=N wall=S)")
     text = log.read_text(errors="replace")
     head = subprocess.run(["git", "-C", str(clone), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                           check=True).stdout.strip()
     command = f"FCTUNE_CACHE=<empty> ./run_phase1_experiment.sh (fresh clone, {os.cpu_count()} cores)"
     record = {"clone_of": head, "command": command,
-              "cpu": cpu(), "timings": json.loads((clone / "paper_approach/logs/timings.json").read_text()),
-              "wall_s_with_bootstrap": int(re.search(r"wall=(\d+)", done.read_text()).group(1)),
+              "cpu": cpu(), "timings": json.loads(timings.read_text()), "wall_s_with_bootstrap": int(wall.group(1)),
               "evaluation_jobs_log_span": job_spans(text), "note": note, "evaluations": evaluations(clone),
               "verdict_line": next((x for x in text.splitlines() if x.startswith("phase 1 verdict")), None)}
     out.write_text(json.dumps(record, indent=1) + "\n")

@@ -45,6 +45,25 @@ def compare(runs: dict[str, dict[str, dict]], stack: str, against: str) -> dict:
             "sign_test_p": round(sign_test(below, len(rounds)), 4) if rounds else None}
 
 
+def read_records(path: Path, shape: str, precision: str) -> dict[str, dict]:
+    """stack -> record for one shape and precision (records of failed configurations, without rounds, left out); a
+    line that is not a train_throughput.py record stops with its file and line."""
+    records = {}
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            r = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise SystemExit(f"{path}:{n}: not a JSON record ({e.msg})") from None
+        missing = [k for k in ("shape", "stack", "precision") if not isinstance(r, dict) or k not in r]
+        if missing:
+            raise SystemExit(f"{path}:{n}: no {missing[0]!r} field: not a train_throughput.py record")
+        if r["shape"] == shape and r["precision"] == precision and "tokens_per_s_rounds" in r:
+            records[r["stack"]] = r
+    return records
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("files", nargs="+", type=Path, help="train_throughput.py records (jsonl)")
@@ -52,11 +71,10 @@ def main() -> int:
     ap.add_argument("--precision", required=True)
     ap.add_argument("--out", type=Path, help="write the comparisons here as JSON")
     args = ap.parse_args()
-    runs = {}
     for f in args.files:
-        records = [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
-        runs[str(f)] = {r["stack"]: r for r in records
-                        if r["shape"] == args.shape and r["precision"] == args.precision and "tokens_per_s_rounds" in r}
+        if not f.is_file():
+            ap.error(f"{f}: no such file")
+    runs = {str(f): read_records(f, args.shape, args.precision) for f in args.files}
     result = {"shape": args.shape, "precision": args.precision, "files": [str(f) for f in args.files],
               "comparisons": [compare(runs, s, a) for s, a in PAIRS]}
     for c in result["comparisons"]:

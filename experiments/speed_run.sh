@@ -78,11 +78,12 @@
 # BUDGET=430 `lean`, then TAG=r40_1b_bf16_r3 EXTRA="" BUDGET=300 (then the default's six variants: out of budget);
 # a third machine, the same as r40_1b_autocast2 with BUDGET=300 (out of budget). Since, a stopped configuration keeps
 # its completed rounds and EXTRA="" means none (30 minutes).
-# Fifteenth session (results/h200_2026-12-01_s15): a new pack (the same recipe, below), 5 `stash` calls, `setup` + STEPS=40
-# ROUNDS=4 TAG=r40_1b_batch SHAPES=llama-3.2-1b PRECISIONS=bf16 EXTRA="raw+autocast+batch_marks raw+autocast+num_items"
-# BUDGET=360 `lean` in one call (376 s with the setup), then back to back TAG=r40_1b_numitems2 (EXTRA=raw+autocast+num_items,
-# BUDGET=300), VARIANTS="raw raw+autocast trainer" BUDGET=240 `hostprofile`, and STEPS=16 ROUNDS=3 SHAPES=llama-3.1-8b
-# EXTRA="" `lean` for TAG=8b_bf16_s15 (bf16, BUDGET=420) and TAG=8b_4bit_s15 (4bit, BUDGET=360): 26 minutes, one machine.
+# Fifteenth session (results/h200_2026-12-01_s15): a new pack (the same recipe, below), 5 `stash` calls, `setup` +
+# STEPS=40 ROUNDS=4 TAG=r40_1b_batch SHAPES=llama-3.2-1b PRECISIONS=bf16 EXTRA="raw+autocast+batch_marks
+# raw+autocast+num_items" BUDGET=360 `lean` in one call (376 s with the setup), then back to back TAG=r40_1b_numitems2
+# (EXTRA=raw+autocast+num_items, BUDGET=300), VARIANTS="raw raw+autocast trainer" BUDGET=240 `hostprofile`, and
+# STEPS=16 ROUNDS=3 SHAPES=llama-3.1-8b EXTRA="" `lean` for TAG=8b_bf16_s15 (bf16, BUDGET=420) and TAG=8b_4bit_s15
+# (4bit, BUDGET=360): 26 minutes, one machine.
 # The pack is made here with:
 #   tar cf - -C .gpu_exp/s23/stage . | split -b 19M -d -a 1 - .gpu_exp/s23/dN/pack.part-   (one piece per folder)
 # (stage: wheels/ from ../shared/device/wheels.sh plus bfcl-eval, tok/ = SmolLM2's tokenizer saved from its GGUF,
