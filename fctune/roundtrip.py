@@ -73,17 +73,10 @@ def _latency(served_dir: Path, label: str) -> dict:
 
 def machine() -> dict:
     """The serving machine, named: its GPU, else its CPU model and core count."""
-    import platform
-
     from fctune.config import hardware
 
     info = hardware()
-    cpu = platform.processor() or ""
-    try:
-        cpu = next(ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                   if ln.startswith("model name")) or cpu
-    except (OSError, StopIteration):
-        pass
+    cpu = info["cpu"]["model_name"]
     gpus = info.get("gpus") or []
     # llama.cpp here runs on the CPU even where a GPU exists (llama-cpp-python is built for the CPU)
     info["description"] = f"{cpu or 'CPU'} ({info.get('cpu_count')} cores), llama.cpp on the CPU" + (

@@ -162,3 +162,42 @@ def test_preallocated_cache_decodes_the_tokens_dynamic_cache_does(tiny_model_dir
     assert torch.equal(keys, torch.cat([k[[0, 2], :, :4], new], dim=-2))
     assert torch.equal(values, torch.cat([k[[0, 2], :, :4] + 1, new + 1], dim=-2))
     assert keys.data_ptr() == layer._keys_buffer.data_ptr()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_grouped_kv_attention_decodes_the_tokens_sdpa_does(tiny_model_dir, monkeypatch, dtype):
+    """On a CPU the padded and static engines hand the grouped keys and values (the tiny model: 2 KV heads for 4
+    query heads) to torch's attention as they are: greedy answers of a left-padded batch are the same tokens as with
+    transformers' SDPA attention, which repeats them per query head at every masked call, and this one never does."""
+    import torch
+    import transformers.integrations.sdpa_attention as sdpa_attention
+    from transformers import AutoModelForCausalLM
+
+    from fctune.backends import local
+
+    repeats = []
+    repeat_kv = sdpa_attention.repeat_kv
+    monkeypatch.setattr(sdpa_attention, "repeat_kv", lambda x, n: repeats.append(n) or repeat_kv(x, n))
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=getattr(torch, dtype)).eval()
+    ids = torch.randint(5, 1000, (3, 12), generator=torch.Generator().manual_seed(4))
+    mask = torch.ones_like(ids)
+    mask[1, :3] = 0  # left padding, as the padded engine makes it
+    mask[2, :8] = 0
+    out, copies = {}, {}
+    for impl in ("sdpa", local._register_grouped_kv_sdpa()):
+        model.set_attn_implementation(impl)
+        repeats.clear()
+        with torch.inference_mode():
+            out[impl] = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=24, min_new_tokens=24,
+                                       do_sample=False, pad_token_id=0)
+        copies[impl] = len(repeats)
+    assert copies == {"sdpa": 2 * 2 * 24, local.GROUPED_KV_SDPA: 0}  # 2 layers x keys and values x 24 steps
+    assert torch.equal(out["sdpa"], out[local.GROUPED_KV_SDPA])
+
+
+def test_cpu_engines_use_grouped_kv_attention_but_continuous_batching(tiny_model_dir):
+    from fctune.backends.local import GROUPED_KV_SDPA, LocalBackend
+
+    implementations = {engine: LocalBackend(tiny_model_dir, dtype="fp32", engine=engine).model.config
+                       ._attn_implementation for engine in ("padded", "static", "continuous")}
+    assert implementations == {"padded": GROUPED_KV_SDPA, "static": GROUPED_KV_SDPA, "continuous": "sdpa"}
