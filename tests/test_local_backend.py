@@ -201,3 +201,29 @@ def test_cpu_engines_use_grouped_kv_attention_but_continuous_batching(tiny_model
     implementations = {engine: LocalBackend(tiny_model_dir, dtype="fp32", engine=engine).model.config
                        ._attn_implementation for engine in ("padded", "static", "continuous")}
     assert implementations == {"padded": GROUPED_KV_SDPA, "static": GROUPED_KV_SDPA, "continuous": "sdpa"}
+
+
+def test_prefilling_each_prompt_alone_gives_the_padded_batch_answers(tiny_model_dir, monkeypatch):
+    """The CPU's padded engine prefills each prompt on its own, laid out as the left-padded batch: the same answers
+    as prefilling the padded batch at once, and the prefill really ran one row at a time, without padding."""
+    from fctune.backends.local import LocalBackend
+
+    rows = generate_examples(12, seed=7)[:5]
+    backend = LocalBackend(tiny_model_dir, max_new_tokens=24, batch_size=5, dtype="fp32")
+    lengths = [len(backend.tokenizer(backend.prompt_for(e), add_special_tokens=False)["input_ids"]) for e in rows]
+    assert len(set(lengths)) > 1  # prompts of different lengths: the batch is padded
+    passes = []
+    backend.model.register_forward_pre_hook(lambda m, a, kw: passes.append(tuple(kw["input_ids"].shape)),
+                                            with_kwargs=True)
+    answers = {}
+    for rows_alone in (False, True):
+        backend.prefill_rows = rows_alone
+        passes.clear()
+        answers[rows_alone] = {g.id: (g.output, g.completion_tokens, g.finish_reason) for g in backend.generate(rows)}
+        prefill = sorted(shape for shape in passes if shape[1] > 1)
+        if rows_alone:
+            assert prefill == sorted((1, n - 1) for n in lengths)
+        else:
+            assert prefill == [(5, max(lengths))]
+    assert answers[True] == answers[False]
+    assert any(n > 1 for _, n, _ in answers[True].values())
