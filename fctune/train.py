@@ -599,6 +599,8 @@ def _make_trainer(cfg, settings, backend, model, tokenizer, train_ds, val_ds, ck
     trainer_class = sft_trainer_class(model_loss=model_loss, step_metrics=cfg.step_metrics)
     if trainer_class.__name__ == "KernelFreeSFTTrainer" and not model_loss:
         why = "TRL's fused LM head needs Triton (a GPU)"
+        if settings["device"] == "cpu":
+            why += "; the output layer at label positions only"
     settings["loss"] = f"the model's cross-entropy: {why}" if trainer_class.__name__ == "KernelFreeSFTTrainer" \
         else f"TRL's fused LM head: {why}"
     settings["step_metrics"] = ("entropy and token accuracy every step (TRL)" if trainer_class.__name__ == "SFTTrainer"
@@ -882,6 +884,12 @@ def sft_trainer_class(model_loss: bool = False, step_metrics: bool = False):
                 self._flops_per_token = super().floating_point_ops({main: torch.empty(1)})
             return self._flops_per_token * inputs[main].numel()
 
+        def _plain_loss(self) -> bool:
+            """The configurations whose loss is the mean log-probability of the label tokens alone; the others
+            (evaluation, label smoothing, DFT, a custom loss, MoE aux loss) go through the stock computation."""
+            return (self.model.training and self.compute_loss_func is None and self.label_smoother is None
+                    and self.args.loss_type == "nll" and not self.aux_loss_enabled)
+
         def _clip_grad_norm(self, model):
             # the same norm over the same gradients (a frozen parameter has none), without listing every
             # parameter of the model again; sharded and distributed setups keep the Trainer's own path
@@ -896,12 +904,6 @@ def sft_trainer_class(model_loss: bool = False, step_metrics: bool = False):
             return SFTTrainer
 
         class QuietSFTTrainer(LeanSFTTrainer):
-            def _plain_loss(self) -> bool:
-                """The configurations whose loss is the mean log-probability of the label tokens alone; the
-                others (evaluation, label smoothing, DFT, a custom loss, MoE aux loss) go through TRL's own."""
-                return (self.model.training and self.compute_loss_func is None and self.label_smoother is None
-                        and self.args.loss_type == "nll" and not self.aux_loss_enabled)
-
             def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
                 if return_outputs or not self._plain_loss():
                     return super().compute_loss(model, inputs, return_outputs=return_outputs,
@@ -920,10 +922,54 @@ def sft_trainer_class(model_loss: bool = False, step_metrics: bool = False):
         return QuietSFTTrainer
 
     class KernelFreeSFTTrainer(LeanSFTTrainer):
+        """The model's own cross-entropy (Trainer's loss); on a CPU, with the plain loss, the output layer runs
+        only at the positions that predict a label token. The stock forward computes logits over the whole
+        vocabulary at every position, prompt included, and backpropagates through them all: on SmolLM2-135M that
+        is a fifth of a step's matrix products (49,152 x 576 per token), and a function-calling row's labels are
+        its short answer. The same positions' logits, the same sum over the same targets divided by the same count:
+        the same loss and gradients (bit for bit on SmolLM2-135M, fp32, 2 x 800 tokens). ``label_positions_only
+        = False`` on an instance gives the stock forward back; Unsloth's fused forward is never changed."""
+
+        label_positions_only = True
+
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             self._count_tokens(inputs)
+            labels = inputs.get("labels")
+            if (self.label_positions_only and not return_outputs and labels is not None
+                    and labels.device.type == "cpu" and self._plain_loss() and self._takes_logits_to_keep(model)):
+                # a position's logits predict the next token: keep those whose next token is a label in any row
+                targets = torch.nn.functional.pad(labels, (0, 1), value=-100)[:, 1:]
+                keep = torch.nonzero((targets != -100).any(dim=0)).squeeze(1)
+                if keep.numel():
+                    return self._label_positions_loss(model, inputs, targets[:, keep], keep, num_items_in_batch)
             return Trainer.compute_loss(self, model, inputs, return_outputs=return_outputs,
                                         num_items_in_batch=num_items_in_batch)
+
+        def _label_positions_loss(self, model, inputs, targets, keep, num_items_in_batch):
+            from transformers.loss.loss_utils import fixed_cross_entropy
+
+            outputs = model(**{k: v for k, v in inputs.items() if k != "labels"}, use_cache=False,
+                            logits_to_keep=keep)
+            logits = outputs.logits.float()
+            # as Trainer.compute_loss and the model's ForCausalLMLoss: a sum over the accumulated batch's label
+            # tokens when the model takes that count, else the mean; scaled back up where DDP averages ranks
+            n = num_items_in_batch if self.model_accepts_loss_kwargs else None
+            loss = fixed_cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), n)
+            if self.args.average_tokens_across_devices and self.model_accepts_loss_kwargs and n is not None:
+                loss = loss * self.accelerator.num_processes
+            return loss
+
+        _logits_to_keep = None  # whether the model's forward takes logits_to_keep, found once
+
+        def _takes_logits_to_keep(self, model) -> bool:
+            if self._logits_to_keep is None:
+                import inspect
+
+                base = self.accelerator.unwrap_model(model)
+                base = base.get_base_model() if hasattr(base, "get_base_model") else base
+                self._logits_to_keep = (type(base).__module__.startswith("transformers.")
+                                        and "logits_to_keep" in inspect.signature(base.forward).parameters)
+            return self._logits_to_keep
 
     return KernelFreeSFTTrainer
 

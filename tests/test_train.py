@@ -683,3 +683,49 @@ def test_loss_choice_follows_what_each_path_costs_or_allows():
     assert choose_loss("unsloth", [], True)[0] is False
     # transformers + peft: the model's loss would hold the full logits; TRL's head computes label positions only
     assert choose_loss("transformers", [], False) == (False, "label positions only, no full logits")
+
+
+@pytest.mark.parametrize("padding_free,packing", [("false", "false"), ("true", "true")])
+def test_label_positions_only_train_as_the_full_output_layer_does(tmp_path, tiny_model_dir, padding_free, packing):
+    """On a CPU the trainer runs the output layer only where the next token is a label: the same losses and
+    gradient norms as the stock forward's logits over every position (ragged rows, half of each a prompt; padded, or
+    packed without padding), and the output layer really saw fewer positions; the evaluation's loss is the stock
+    one."""
+    import torch
+    from datasets import Dataset
+
+    from fctune.train import _make_trainer, attach_lora, load_transformers, resolved_settings
+
+    cfg = TrainConfig(model=tiny_model_dir, lora_r=4, lora_alpha=8, lora_dropout=0.0, per_device_train_batch_size=3,
+                      gradient_accumulation_steps=2, max_seq_length=32, learning_rate=5e-2, warmup_ratio=0.0,
+                      max_steps=4, logging_steps=1, eval_steps=2, save_steps=100, val_file=None, seed=0,
+                      padding_free=padding_free, packing=packing)
+    g = torch.Generator().manual_seed(2)
+    rows = []
+    for n in torch.randint(8, 32, (12,), generator=g).tolist():
+        ids = torch.randint(5, 1000, (n,), generator=g).tolist()
+        rows.append({"input_ids": ids, "assistant_masks": [0] * (n // 2) + [1] * (n - n // 2)})
+    ds = Dataset.from_list(rows)
+    runs = {}
+    for only in (True, False):
+        settings = resolved_settings(cfg, "transformers")
+        settings["trainable_tokens"] = {"ids": [], "tokens": []}
+        torch.manual_seed(0)
+        model, tok = load_transformers(cfg, settings)
+        model = attach_lora(model, cfg, settings, "transformers", [])
+        seen = []  # positions the output layer computed, per forward
+        model.get_base_model().lm_head.register_forward_hook(lambda m, a, out, seen=seen: seen.append(a[0].shape[-2]))
+        trainer = _make_trainer(cfg, settings, "transformers", model, tok, ds, ds.select(range(3)),
+                                tmp_path / str(only))
+        assert type(trainer).__name__ == "KernelFreeSFTTrainer"
+        trainer.label_positions_only = only
+        trainer.train()
+        logs = trainer.state.log_history
+        runs[only] = {"loss": [h["loss"] for h in logs if "loss" in h],
+                      "grad_norm": [h["grad_norm"] for h in logs if "grad_norm" in h],
+                      "eval_loss": [h["eval_loss"] for h in logs if "eval_loss" in h], "seen": sum(seen)}
+    only, stock = runs[True], runs[False]
+    assert len(only["loss"]) == 4 and only["loss"] == pytest.approx(stock["loss"], rel=1e-6)
+    assert only["grad_norm"] == pytest.approx(stock["grad_norm"], rel=1e-5)
+    assert only["eval_loss"] == pytest.approx(stock["eval_loss"], rel=1e-6) and len(only["eval_loss"]) == 2
+    assert only["seen"] < 0.8 * stock["seen"]
