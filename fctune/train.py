@@ -926,9 +926,10 @@ def sft_trainer_class(model_loss: bool = False, step_metrics: bool = False):
         only at the positions that predict a label token. The stock forward computes logits over the whole
         vocabulary at every position, prompt included, and backpropagates through them all: on SmolLM2-135M that
         is a fifth of a step's matrix products (49,152 x 576 per token), and a function-calling row's labels are
-        its short answer. The same positions' logits, the same sum over the same targets divided by the same count:
-        the same loss and gradients (bit for bit on SmolLM2-135M, fp32, 2 x 800 tokens). ``label_positions_only
-        = False`` on an instance gives the stock forward back; Unsloth's fused forward is never changed."""
+        only its answer (the smoke training: 0.89x the time, BENCHMARKS.md). The same positions' logits, the same
+        sum over the same targets divided by the same count: the same loss and gradients (bit for bit in a step of
+        SmolLM2-135M, fp32, 2 x 800 tokens). ``label_positions_only = False`` on an instance gives the stock forward
+        back; Unsloth's fused forward is never changed."""
 
         label_positions_only = True
 
