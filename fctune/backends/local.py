@@ -333,8 +333,9 @@ class LocalBackend:
                 if len(ids) > 1:
                     self.model(input_ids=torch.tensor([ids[:-1]], device=self.device), past_key_values=c,
                                use_cache=True, logits_to_keep=1)
+            widest = own[[len(r) for r in rows].index(longest)]  # its tensors give the shapes
             for i, layer in enumerate(cache.layers):
-                full = next(c.layers[i] for ids, c in zip(rows, own, strict=True) if len(ids) == longest)
+                full = widest.layers[i]
                 keys = full.keys.new_zeros(len(rows), full.keys.shape[1], longest - 1, full.keys.shape[3])
                 values = full.values.new_zeros(len(rows), full.values.shape[1], longest - 1, full.values.shape[3])
                 for row, (ids, c) in enumerate(zip(rows, own, strict=True)):
