@@ -490,6 +490,19 @@ def test_lean_steps_train_as_the_stock_steps_do(tmp_path, tiny_model_dir, monkey
     assert lean["own_zero_grad_after"] and stock["own_zero_grad_after"]
 
 
+def _ragged_rows(n: int, shortest: int, seed: int) -> list[dict]:
+    """``n`` tokenised rows of random lengths from ``shortest`` to 31 tokens, the first half of each a prompt (no
+    label), the rest its answer."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    rows = []
+    for length in torch.randint(shortest, 32, (n,), generator=g).tolist():
+        ids = torch.randint(5, 1000, (length,), generator=g).tolist()
+        rows.append({"input_ids": ids, "assistant_masks": [0] * (length // 2) + [1] * (length - length // 2)})
+    return rows
+
+
 @pytest.mark.parametrize("padding_free,packing", [("false", "false"), ("true", "true")])
 def test_numpy_rows_give_the_batches_list_rows_give(tmp_path, tiny_model_dir, padding_free, packing):
     """The trainer reads the rows' tokens as numpy arrays (get_train_dataloader): every batch, padded or packed
@@ -503,12 +516,7 @@ def test_numpy_rows_give_the_batches_list_rows_give(tmp_path, tiny_model_dir, pa
     cfg = TrainConfig(model=tiny_model_dir, lora_r=4, lora_alpha=8, per_device_train_batch_size=3,
                       gradient_accumulation_steps=1, max_seq_length=32, max_steps=4, save_steps=100, val_file=None,
                       seed=0, padding_free=padding_free, packing=packing)
-    g = torch.Generator().manual_seed(1)
-    rows = []
-    for n in torch.randint(4, 32, (9,), generator=g).tolist():  # ragged, so padded batches carry padding
-        ids = torch.randint(5, 1000, (n,), generator=g).tolist()
-        rows.append({"input_ids": ids, "assistant_masks": [0] * (n // 2) + [1] * (n - n // 2)})
-    ds = Dataset.from_list(rows)
+    ds = Dataset.from_list(_ragged_rows(9, shortest=4, seed=1))  # ragged, so padded batches carry padding
     batches = {}
     for numpy_rows in (True, False):
         settings = resolved_settings(cfg, "transformers")
@@ -700,12 +708,7 @@ def test_label_positions_only_train_as_the_full_output_layer_does(tmp_path, tiny
                       gradient_accumulation_steps=2, max_seq_length=32, learning_rate=5e-2, warmup_ratio=0.0,
                       max_steps=4, logging_steps=1, eval_steps=2, save_steps=100, val_file=None, seed=0,
                       padding_free=padding_free, packing=packing)
-    g = torch.Generator().manual_seed(2)
-    rows = []
-    for n in torch.randint(8, 32, (12,), generator=g).tolist():
-        ids = torch.randint(5, 1000, (n,), generator=g).tolist()
-        rows.append({"input_ids": ids, "assistant_masks": [0] * (n // 2) + [1] * (n - n // 2)})
-    ds = Dataset.from_list(rows)
+    ds = Dataset.from_list(_ragged_rows(12, shortest=8, seed=2))
     runs = {}
     for only in (True, False):
         settings = resolved_settings(cfg, "transformers")
