@@ -72,12 +72,16 @@ def main() -> int:
     if not Path(args.split).is_file():
         sys.exit(f"--split {args.split}: no such file")
     from fctune.config import hardware, library_versions
+    from fctune.errors import UserError
     from fctune.io import sha256_file
 
     runs = []
     for _ in range(args.rounds):
         for variant in args.variants:
-            runs.append(one_run(args.split, variant, args.limit, args.max_new_tokens, args.batch_size))
+            try:
+                runs.append(one_run(args.split, variant, args.limit, args.max_new_tokens, args.batch_size))
+            except UserError as e:  # a bad row: the library's message names the file, row and field
+                sys.exit(str(e))
             print(json.dumps({k: v for k, v in runs[-1].items() if k != "answers"}), flush=True)
     same = all(r["answers"] == runs[0]["answers"] for r in runs)
     by = {v: [r["generation_s"] for r in runs if r["variant"] == v] for v in args.variants}

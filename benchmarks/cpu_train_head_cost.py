@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -48,19 +49,29 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=1)
     args = ap.parse_args()
     data = Path(args.data)
-    if not (data / "hermes_train.jsonl").is_file():
-        sys.exit(f"--data {data}: no hermes_train.jsonl there")
+    missing = [f for f in ("hermes_train.jsonl", "hermes_val.jsonl") if not (data / f).is_file()]
+    if missing:
+        sys.exit(f"--data {data}: no {' or '.join(missing)} there")
     from fctune.config import hardware, library_versions
+    from fctune.errors import UserError
     from fctune.io import sha256_file
 
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
             for only in (False, True):
-                runs.append(one_run(data, only, f"{tmp}/{r}"))
+                try:
+                    runs.append(one_run(data, only, f"{tmp}/{r}"))
+                except UserError as e:  # a bad row or setting: the library's message names the file, row and field
+                    sys.exit(str(e))
                 print(json.dumps({k: v for k, v in runs[-1].items() if not k.endswith("curve")}), flush=True)
+    median = {key: round(statistics.median(r["train_runtime_s"] for r in runs if r["label_positions_only"] == only), 2)
+              for key, only in (("stock", False), ("label_positions_only", True))}
+    curves = {tuple(round(x["loss"], 5) for x in r["train_loss_curve"]) for r in runs}
     rec = {"command": " ".join(sys.argv), "data_sha256": sha256_file(data / "hermes_train.jsonl"),
-           "hardware": hardware(), "versions": library_versions(), "runs": runs}
+           "hardware": hardware(), "versions": library_versions(), "train_runtime_s_median": median,
+           "label_positions_over_stock": round(median["label_positions_only"] / median["stock"], 3),
+           "same_loss_curves_to_5_decimals": len(curves) == 1, "runs": runs}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(rec, indent=1) + "\n")
     return 0
