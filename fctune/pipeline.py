@@ -361,7 +361,19 @@ def _pump(proc: subprocess.Popen, log_file, prefix: str, echo: bool) -> None:
             sys.stdout.flush()
 
 
-def run_group(step: Step, group, logs: Path, tagged: bool = False) -> None:
+def _pump_and_time(proc: subprocess.Popen, log_file, prefix: str, times: dict, tag: str, step_t0: float) -> None:
+    """Copy the command's output, then note when it ended (seconds from the step's start): the pool's timeline."""
+    _pump(proc, log_file, prefix, True)
+    proc.wait()
+    times[tag]["seconds"] = round(time.time() - step_t0 - times[tag]["start_s"], 1)
+
+
+def run_group(step: Step, group, logs: Path, tagged: bool = False, times: dict | None = None,
+              step_t0: float | None = None) -> None:
+    """Run one group's commands side by side; ``times`` gets each command's start (seconds from ``step_t0``, the
+    step's start) and duration."""
+    times = {} if times is None else times
+    step_t0 = time.time() if step_t0 is None else step_t0
     procs = []
     # a group's commands run side by side (two GPUs); steps and groups run in order, unless the step has workers
     parallel = len(group) > 1 or tagged
@@ -376,7 +388,9 @@ def run_group(step: Step, group, logs: Path, tagged: bool = False) -> None:
                                                                                           "PYTHONUNBUFFERED": "1"},
                              start_new_session=True)
         _children.append(p)
-        t = threading.Thread(target=_pump, args=(p, f, f"[{tag}] " if parallel else "", True), daemon=True)
+        times[tag] = {"start_s": round(time.time() - step_t0, 1)}
+        t = threading.Thread(target=_pump_and_time, args=(p, f, f"[{tag}] " if parallel else "", times, tag, step_t0),
+                             daemon=True)
         t.start()
         procs.append((tag, p, t, f, log_path))
     failed = None
@@ -392,9 +406,12 @@ def run_group(step: Step, group, logs: Path, tagged: bool = False) -> None:
         raise failed
 
 
-def run_pool(step: Step, logs: Path) -> None:
+def run_pool(step: Step, logs: Path, times: dict | None = None, step_t0: float | None = None) -> None:
     """The step's groups, ``step.workers`` at a time, each started once the group it must follow (``step.after``)
-    is done. The first failure stops the running groups and starts no new one; it is raised once all have ended."""
+    is done. The first failure stops the running groups and starts no new one; it is raised once all have ended.
+    ``times`` gets each command's start and duration, as :func:`run_group` gives them."""
+    times = {} if times is None else times
+    step_t0 = time.time() if step_t0 is None else step_t0
     pending = list(step.groups)
     known = {g[0][0] for g in pending}
     done: set[str] = set()
@@ -414,7 +431,8 @@ def run_pool(step: Step, logs: Path) -> None:
     def worker():
         while (group := next_group()) is not None:
             try:
-                run_group(step, group, logs, tagged=True)  # a failure there stops every running command
+                # a failure there stops every running command
+                run_group(step, group, logs, tagged=True, times=times, step_t0=step_t0)
             except StepFailed as e:
                 with lock:
                     failures.append(e)
@@ -467,20 +485,22 @@ def run(cfg: PipelineConfig) -> dict:
             timings[s.name] = {"skipped": True}
             continue
         t0 = time.time()
+        # each command's start and duration within the step: where a pool waited, and its critical path
+        commands: dict[str, dict] = {}
         try:
             if s.workers > 1:
-                run_pool(s, logs)
+                run_pool(s, logs, commands, t0)
             else:
                 for g in s.groups:
-                    run_group(s, g, logs)
+                    run_group(s, g, logs, times=commands, step_t0=t0)
         except StepFailed as e:
             print(f"\n[step {s.number} {s.name}] FAILED (exit {e.code}). Last lines of {e.log_path}:\n"
                   f"{tail(e.log_path)}", file=sys.stderr, flush=True)
-            timings[s.name] = {"failed": True, "seconds": round(time.time() - t0, 1)}
+            timings[s.name] = {"failed": True, "seconds": round(time.time() - t0, 1), "commands": commands}
             timings_path.write_text(json.dumps(timings, indent=1))
             raise SystemExit(e.code) from None
         mark_done(s, stamps)  # only after every group succeeded: a failed step reruns in full
-        timings[s.name] = {"seconds": round(time.time() - t0, 1)}
+        timings[s.name] = {"seconds": round(time.time() - t0, 1), "commands": commands}
         timings_path.write_text(json.dumps(timings, indent=1))
         print(f"[step {s.number} {s.name}] done in {time.time() - t0:.0f}s", flush=True)
     timings["total_seconds"] = round(time.time() - t_all, 1)

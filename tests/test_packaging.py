@@ -162,7 +162,9 @@ def test_worker_pool_runs_two_at_a_time_and_keeps_the_order_it_is_given(tmp_path
     log = tmp_path / "times"
     step = Step(6, "evaluate", [_timed("a", 1.5, log), _timed("b", 0.3, log), _timed("b-roundtrip", 0.3, log),
                                 _timed("c", 0.3, log)], workers=2, after={"b-roundtrip": "b"})
-    run_pool(step, tmp_path)
+    t0 = time.time()
+    times = {}
+    run_pool(step, tmp_path, times, t0)
     t = _spans(log)
     assert t["b"]["start"] < t["a"]["end"]  # side by side
     assert t["b-roundtrip"]["start"] >= t["b"]["end"]  # after what it follows
@@ -174,6 +176,12 @@ def test_worker_pool_runs_two_at_a_time_and_keeps_the_order_it_is_given(tmp_path
         peak = max(peak, level)
     assert peak == 2
     assert (tmp_path / "evaluate_b-roundtrip.log").exists()
+    # the pool's own timeline (timings.json) brackets what each command saw of itself
+    assert times.keys() == t.keys()
+    for tag, span in t.items():
+        start, end = t0 + times[tag]["start_s"], t0 + times[tag]["start_s"] + times[tag]["seconds"]
+        assert start - 0.1 <= span["start"] and span["end"] <= end + 0.1, (tag, times[tag], span)
+    assert times["a"]["seconds"] >= 1.4 and times["c"]["start_s"] >= times["b-roundtrip"]["start_s"]
 
 
 def test_worker_pool_stops_at_the_first_failure_and_names_it(tmp_path):
