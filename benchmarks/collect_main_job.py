@@ -5,9 +5,10 @@ r"""One fresh clone's main job as a record under benchmarks/results/cpu_main_job
         > /tmp/X.log 2>&1; echo "rc=$? wall=$(( $(date +%s)-s ))" > /tmp/X.done
     python benchmarks/collect_main_job.py /tmp/X /tmp/X.log /tmp/X.done benchmarks/results/cpu_main_job/DATE.json "NOTE"
 
-What it keeps: the job's step times (paper_approach/logs/timings.json), the wall time with the bootstrap, each
-evaluation job's first and last log line, every suite's rows, seconds and generated tokens (the evaluation
-summaries; equal tokens across runs mean equal answers), the verdict line, and the machine's CPU — the same job
+What it keeps: the job's step times (paper_approach/logs/timings.json) and, where they have their commands' times,
+how busy each step kept its workers (``step_use``), the wall time with the bootstrap, each evaluation job's first
+and last log line, every suite's rows, seconds and generated tokens (the evaluation summaries; equal tokens across
+runs mean equal answers), the verdict line, and the machine's CPU — the same job
 took 521 s of steps on one 2-core machine and 1,603 s on another (BENCHMARKS.md), so a time means little without it.
 """
 import json
@@ -32,6 +33,28 @@ def job_spans(log: str) -> dict:
     for m in re.finditer(r"^\[([\w.-]+)\] (\d\d:\d\d:\d\d) ", log, re.M):
         spans.setdefault(m.group(1), {"first_log": m.group(2)})["last_log"] = m.group(2)
     return spans
+
+
+def step_use(timings: dict) -> dict:
+    """Per step with command times (timings.json since the seventeenth session): how many commands ran at once at
+    most, the sum of their seconds (the step's work, in worker-seconds) and the worker-seconds left idle. The sum over
+    the peak is the least the step could take with that many workers, whatever the order."""
+    use = {}
+    for name, t in timings.items():
+        cmds = t.get("commands") if isinstance(t, dict) else None
+        if not cmds or any("seconds" not in c for c in cmds.values()):
+            continue  # older records, or a step that failed midway
+        edges = sorted([(c["start_s"], 1) for c in cmds.values()] + [(c["start_s"] + c["seconds"], -1)
+                                                                         for c in cmds.values()])
+        level = peak = 0
+        for _, d in edges:
+            level += d
+            peak = max(peak, level)
+        work = sum(c["seconds"] for c in cmds.values())
+        use[name] = {"seconds": t["seconds"], "peak_commands_at_once": peak, "command_seconds_sum": round(work, 1),
+                     "idle_worker_seconds": round(peak * t["seconds"] - work, 1),
+                     "least_seconds_at_that_width": round(work / peak, 1)}
+    return use
 
 
 def evaluations(clone: Path) -> dict:
@@ -71,6 +94,7 @@ def main() -> int:
     command = f"FCTUNE_CACHE=<empty> ./run_phase1_experiment.sh (fresh clone, {os.cpu_count()} cores)"
     record = {"clone_of": head, "command": command,
               "cpu": cpu(), "timings": json.loads(timings.read_text()), "wall_s_with_bootstrap": int(wall.group(1)),
+              "step_use": step_use(json.loads(timings.read_text())),
               "evaluation_jobs_log_span": job_spans(text), "note": note, "evaluations": evaluations(clone),
               "verdict_line": next((x for x in text.splitlines() if x.startswith("phase 1 verdict")), None)}
     out.write_text(json.dumps(record, indent=1) + "\n")
