@@ -3,6 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/bootstrap.sh --test
-# One worker a core, at most 4 (tests/conftest.py gives each its share of the cores): on the 2-core machines the
-# suite took 573-582 s against 684 s one test at a time on the 2-core AMD EPYC (BENCHMARKS.md). Pass -n 0 to run in one process.
+# One worker a core, at most 4 (tests/conftest.py gives each its share of the cores): 485 tests in 573-582 s against
+# 684 s in one process on the 2-core AMD EPYC (BENCHMARKS.md). -n 0 runs them in one process.
 exec .venv/bin/python -m pytest -n auto --maxprocesses 4 --dist worksteal "$@"

@@ -352,18 +352,14 @@ def _stop_children(*_):
             os.killpg(p.pid, signal.SIGKILL)
 
 
-def _pump(proc: subprocess.Popen, log_file, prefix: str, echo: bool) -> None:
+def _pump(proc: subprocess.Popen, log_file, prefix: str, times: dict, tag: str, step_t0: float) -> None:
+    """Copy the command's output to its log and the console, then note when it ended (seconds from the step's
+    start): the step's timeline in timings.json."""
     for raw in iter(proc.stdout.readline, b""):
         log_file.write(raw)
         log_file.flush()
-        if echo:
-            sys.stdout.write(prefix + raw.decode("utf-8", "replace"))
-            sys.stdout.flush()
-
-
-def _pump_and_time(proc: subprocess.Popen, log_file, prefix: str, times: dict, tag: str, step_t0: float) -> None:
-    """Copy the command's output, then note when it ended (seconds from the step's start): the pool's timeline."""
-    _pump(proc, log_file, prefix, True)
+        sys.stdout.write(prefix + raw.decode("utf-8", "replace"))
+        sys.stdout.flush()
     proc.wait()
     times[tag]["seconds"] = round(time.time() - step_t0 - times[tag]["start_s"], 1)
 
@@ -389,7 +385,7 @@ def run_group(step: Step, group, logs: Path, tagged: bool = False, times: dict |
                              start_new_session=True)
         _children.append(p)
         times[tag] = {"start_s": round(time.time() - step_t0, 1)}
-        t = threading.Thread(target=_pump_and_time, args=(p, f, f"[{tag}] " if parallel else "", times, tag, step_t0),
+        t = threading.Thread(target=_pump, args=(p, f, f"[{tag}] " if parallel else "", times, tag, step_t0),
                              daemon=True)
         t.start()
         procs.append((tag, p, t, f, log_path))
