@@ -20,6 +20,7 @@ Their tokenizers come from transformers' GGUF conversion, except SentencePiece v
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
 import shutil
@@ -29,6 +30,7 @@ from pathlib import Path
 
 from fctune.errors import UserError
 from fctune.gguf_tokenizer import needs_rebuild, read_gguf_vocab, register_added_tokens, tokenizer_from_gguf
+from fctune.io import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -171,8 +173,29 @@ def _gguf_tokenizer(src: Path):
 
 
 def _cache_name(src: Path) -> str:
+    """The cache folder of a GGUF's conversion, named by the file's content: the same file installed again (a new
+    virtual environment, a fresh clone; a new modification time) reuses its conversion instead of adding another
+    (~0.5 GB for SmolLM2, ~50 s to make on 2 cores), and a changed file at the same path gets its own."""
+    return f"{src.stem}-{_content_digest(src)}-c{CONVERSION_VERSION}"
+
+
+def _content_digest(src: Path) -> str:
+    """The file's sha256 (16 hex digits), hashed once for each path, size and modification time: what was hashed is
+    kept in the cache (``models/digests.json``), so a multi-GB GGUF is not read again by every process."""
     st = src.stat()
-    return f"{src.stem}-{st.st_size:x}-{int(st.st_mtime):x}-c{CONVERSION_VERSION}"
+    key = f"{src.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+    index_path = cache_dir() / "models" / "digests.json"
+    try:
+        index = json.loads(index_path.read_text())
+    except (OSError, ValueError):  # none yet, or unreadable: hash again and write a new one
+        index = {}
+    if key not in index:
+        index[key] = sha256_file(src)
+        index_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = index_path.with_name(f"digests.json.tmp{os.getpid()}")  # a concurrent writer never leaves half a file
+        tmp.write_text(json.dumps(index, indent=0))
+        tmp.replace(index_path)
+    return index[key]
 
 
 def gguf_tokenizer_folder(ref: ModelRef) -> str:
