@@ -8,8 +8,8 @@ r"""One fresh clone's main job as a record under benchmarks/results/cpu_main_job
 What it keeps: the job's step times (paper_approach/logs/timings.json) and, where they have their commands' times,
 how busy each step kept its workers (``step_use``), the wall time with the bootstrap, each evaluation job's first
 and last log line, every suite's rows, seconds and generated tokens (the evaluation summaries; equal tokens across
-runs mean equal answers), the verdict line, and the machine's CPU — the same job
-took 521 s of steps on one 2-core machine and 1,603 s on another (BENCHMARKS.md), so a time means little without it.
+runs mean equal answers), the verdict line, and the machine's CPU — the same job took 521 s of steps on one 2-core
+machine and 1,603 s on another (BENCHMARKS.md), so a time means little without it.
 """
 import json
 import os
@@ -92,9 +92,9 @@ def main() -> int:
     head = subprocess.run(["git", "-C", str(clone), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                           check=True).stdout.strip()
     command = f"FCTUNE_CACHE=<empty> ./run_phase1_experiment.sh (fresh clone, {os.cpu_count()} cores)"
+    steps = json.loads(timings.read_text())
     record = {"clone_of": head, "command": command,
-              "cpu": cpu(), "timings": json.loads(timings.read_text()), "wall_s_with_bootstrap": int(wall.group(1)),
-              "step_use": step_use(json.loads(timings.read_text())),
+              "cpu": cpu(), "timings": steps, "wall_s_with_bootstrap": int(wall.group(1)), "step_use": step_use(steps),
               "evaluation_jobs_log_span": job_spans(text), "note": note, "evaluations": evaluations(clone),
               "verdict_line": next((x for x in text.splitlines() if x.startswith("phase 1 verdict")), None)}
     out.write_text(json.dumps(record, indent=1) + "\n")
