@@ -189,6 +189,8 @@ def _content_digest(src: Path) -> str:
         index = json.loads(index_path.read_text())
     except (OSError, ValueError):  # none yet, or unreadable: hash again and write a new one
         index = {}
+    if not isinstance(index, dict):  # not what this function writes: start a new one
+        index = {}
     if key not in index:
         index[key] = sha256_file(src)
         index_path.parent.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@ import shutil
 import pytest
 
 from fctune import models
+from fctune.io import sha256_file
 
 
 def test_a_gguf_conversion_is_cached_by_content_not_by_path_or_time(tmp_path, monkeypatch):
@@ -28,4 +29,10 @@ def test_a_gguf_conversion_is_cached_by_content_not_by_path_or_time(tmp_path, mo
     assert len(index) == 3  # (path, size, time) -> digest: both copies, and the changed first one
     # asked again, a file is not read again: its digest comes from the index
     monkeypatch.setattr(models, "sha256_file", lambda path: pytest.fail(f"{path} hashed again"))
+    assert models._cache_name(again) == name
+    # an index that is not one (damaged, or written by something else) is replaced, not an error
+    (tmp_path / "cache" / "models" / "digests.json").write_text("[1, 2]")
+    monkeypatch.setattr(models, "sha256_file", sha256_file)
+    assert models._cache_name(again) == name
+    (tmp_path / "cache" / "models" / "digests.json").write_text("{not json")
     assert models._cache_name(again) == name
