@@ -219,8 +219,10 @@ class EvalConfig:
     pool_tasks: str = field(default="auto", metadata={
         "help": "answer consecutive splits (BFCL: categories) that share a generation budget in one generation pass, "
                 "so wide batches run across their boundaries (each keeps its own predictions file, resume and score); "
-                "auto = with the local backend's static engine, whose every batch costs a full --batch-size (on an "
-                "H200 it took BFCL non-live from 6 batches of 256 to 5, BENCHMARKS.md)",
+                "on a CPU the padded engine, whose finished rows leave a batch, pools splits of any budgets, each row "
+                "cut at its own. auto = with the local backend's static engine, whose every batch costs a full "
+                "--batch-size (on an H200 it took BFCL non-live from 6 batches of 256 to 5), and its padded engine on "
+                "a CPU (the main job's five suites for one model: 0.44x the decoding time; BENCHMARKS.md)",
         "choices": ["auto", "true", "false"]})
     max_error_rate: float = field(default=0.1, metadata={"min": 0, "max": 1, "help": (
         "fail (exit 2, no summary) when more than this share of a split's rows, or all of them, ended in a backend "
@@ -310,11 +312,14 @@ def task_budget(cfg: EvalConfig, examples) -> int:
     return cfg.max_new_tokens or answer_budget(examples)
 
 
-def pools_tasks(cfg: EvalConfig) -> bool:
-    """Whether :func:`run_tasks` answers consecutive tasks of one budget in one pass (``--pool-tasks``)."""
+def pools_tasks(cfg: EvalConfig, backend) -> tuple[bool, bool]:
+    """Whether :func:`run_tasks` answers consecutive tasks in one pass (``--pool-tasks``), and whether tasks of
+    different budgets may share it (a backend whose rows leave a batch at their own budget, ``mixes_budgets``: the
+    CPU's padded engine); otherwise only tasks of one budget do."""
+    mixed = bool(getattr(backend, "mixes_budgets", False))
     if cfg.pool_tasks != "auto":
-        return cfg.pool_tasks == "true"
-    return cfg.backend == "local" and cfg.engine == "static"
+        return cfg.pool_tasks == "true", mixed
+    return cfg.backend == "local" and (cfg.engine == "static" or mixed), mixed
 
 
 def completions_renderer(cfg: EvalConfig) -> dict:
@@ -391,12 +396,13 @@ def close_predictions(examples, pred_path: Path) -> list[dict]:
     return wanted
 
 
-def generate_pooled(backend, jobs: list[tuple[list, Path, dict]], resume: bool = True,
-                    desc: str = "") -> list[tuple[list[dict], dict]]:
+def generate_pooled(backend, jobs: list[tuple[list, Path, dict]], resume: bool = True, desc: str = "",
+                    budgets: list[int] | None = None) -> list[tuple[list[dict], dict]]:
     """Generate every row of the jobs (examples, predictions file, run identity) not already answered
     (:func:`open_predictions`) in one ``backend.generate`` call, which batches them as one list; each answer is
     written as one JSONL line, as it comes, to its own job's file. Row ids must be unique across the jobs (an
-    answer names only its row). Returns, per job in order, its final predictions and its counts (resumed rows,
+    answer names only its row). ``budgets``, one per job, gives each job's rows their own generation budget (a
+    backend that ``mixes_budgets``). Returns, per job in order, its final predictions and its counts (resumed rows,
     torn lines, generated rows and their completion tokens)."""
     from contextlib import ExitStack
 
@@ -410,7 +416,8 @@ def generate_pooled(backend, jobs: list[tuple[list, Path, dict]], resume: bool =
     with ExitStack() as stack:
         files = [stack.enter_context(JsonlAppender(path)) for _, path, _ in jobs]
         bar = stack.enter_context(tqdm(total=len(todo), desc=desc or jobs[0][1].stem, unit="ex", disable=not todo))
-        for g in backend.generate(todo):
+        per_row = {"budgets": [budgets[owner[e.id]] for e in todo]} if budgets else {}
+        for g in backend.generate(todo, **per_row):
             i = owner[g.id]
             files[i].write(g.to_dict())
             opened[i][1]["generated"] += 1
@@ -445,15 +452,15 @@ class Answered:
     throughput: dict        # this task's share of the backend's counters, its wall time and resume counts
 
 
-def task_groups(tasks, budget_of: Callable, pool: bool):
+def task_groups(tasks, budget_of: Callable, pool: bool, mixed: bool = False):
     """The tasks in their order as lists of (task, budget): with ``pool``, each run of consecutive tasks that share a
-    budget and no row id is one group (one generation pass: an answer names only its row); else one task a
-    group."""
+    budget (any budgets with ``mixed``) and no row id is one group (one generation pass: an answer names only its
+    row); else one task a group."""
     group: list = []
     ids: set = set()
     for task in tasks:
         budget, mine = budget_of(task), {e.id for e in task.examples}
-        if group and not (pool and budget == group[0][1] and not ids & mine):
+        if group and not (pool and (mixed or budget == group[0][1]) and not ids & mine):
             yield group
             group, ids = [], set()
         group.append((task, budget))
@@ -466,30 +473,31 @@ def run_tasks(cfg: EvalConfig, label: str, tasks, score: Callable[[Answered], No
     """The one evaluation loop (suites, BFCL, Fledgling and the round trip all come through here): build the
     backend once, then for each task size the budget, generate what is not answered yet (resumable, one line a
     row as it finishes), refuse to score a run whose requests failed, and hand the answers to ``score``. With
-    ``--pool-tasks`` (:func:`pools_tasks`) consecutive tasks of one budget are generated in one pass, then scored one
-    by one. The backend is closed however the loop ends (a llama.cpp server it started must not outlive the run).
-    Returns the backend's identity and its cumulative counters."""
+    ``--pool-tasks`` (:func:`pools_tasks`) consecutive tasks (of one budget, or of any where the backend gives each
+    row its own) are generated in one pass, then scored one by one. The backend is closed however the loop ends (a
+    llama.cpp server it started must not outlive the run). Returns the backend's identity and its cumulative
+    counters."""
     backend = make_backend(cfg)
     ident = backend.identity()
-    pool = pools_tasks(cfg)
+    pool, mixed = pools_tasks(cfg, backend)
     try:
         # a generator may load each task's rows only when it is its turn; pooling reads a group's tasks first
-        for group in task_groups(tasks, lambda t: task_budget(cfg, t.budget_rows), pool):
-            budget = group[0][1]
-            backend.set_max_new_tokens(budget)
+        for group in task_groups(tasks, lambda t: task_budget(cfg, t.budget_rows), pool, mixed):
+            backend.set_max_new_tokens(max(budget for _, budget in group))
             jobs = [(task.examples, predictions_path(cfg.results_dir, label, task.name),
                      {"model": ident.get("model"), "adapter_version_id": ident.get("adapter_version_id"),
                       "endpoint_host": ident.get("endpoint_host"), "tools_mode": ident.get("tools_mode"),
                       "max_new_tokens": budget, **task.identity,
                       # answers stopped early are not resumed into a run without the stop, or the other way round
                       **({"stop_repeats": ident["stop_repeats"]} if ident.get("stop_repeats") else {})})
-                    for task, _ in group]
+                    for task, budget in group]
             names = [task.name for task, _ in group]
             t0, before = time.time(), backend.stats()
-            done = generate_pooled(backend, jobs, cfg.resume, desc=f"{label} {' + '.join(names)}")
+            budgets = [budget for _, budget in group] if len({b for _, b in group}) > 1 else None
+            done = generate_pooled(backend, jobs, cfg.resume, desc=f"{label} {' + '.join(names)}", budgets=budgets)
             wall = time.time() - t0
             shared = {**suite_throughput(before, backend.stats()), "wall_s": round(wall, 2)}
-            for (task, _), (_, pred_path, _), (preds, counts) in zip(group, jobs, done, strict=True):
+            for (task, budget), (_, pred_path, _), (preds, counts) in zip(group, jobs, done, strict=True):
                 # checked before scoring: rows that failed are an endpoint problem, never wrong answers
                 check_error_rate(preds, cfg.max_error_rate, f"{label} on {task.name}", pred_path)
                 tokens = counts.pop("generated_tokens")  # the backend's own counters give a lone task's

@@ -170,12 +170,12 @@ def test_bfcl_run_through_the_local_backend(tmp_path, tiny_model_dir):
 def test_pooled_categories_answer_as_one_by_one_and_resume_per_category(tmp_path, tiny_model_dir):
     # the static engine pools categories of one budget into one pass (--pool-tasks auto): batches then mix
     # categories, yet in fp32 on the CPU every answer must be the same tokens as the padded engine's category by
-    # category, and each category keeps its own predictions file, resume and score
+    # category (--pool-tasks false), and each category keeps its own predictions file, resume and score
     from fctune.bfcl import BfclConfig, run_bfcl
 
     cats = ["simple_python", "irrelevance", "multiple"]
     common = dict(model=tiny_model_dir, categories=cats, limit=3, max_new_tokens=8, batch_size=4, dtype="fp32")
-    one_by_one = run_bfcl(BfclConfig(label="padded", results_dir=str(tmp_path / "p"), **common))
+    one_by_one = run_bfcl(BfclConfig(label="padded", results_dir=str(tmp_path / "p"), pool_tasks="false", **common))
     pooled = run_bfcl(BfclConfig(label="static", engine="static", results_dir=str(tmp_path / "s"), **common))
 
     def answers(folder, label):
@@ -213,3 +213,29 @@ def test_rescore_summarizes_saved_predictions_and_lists_what_is_missing(tmp_path
     assert s["categories"]["simple_python"]["duplicate_ids"] == [exs[0].id]
     assert s["categories_without_predictions"] == ["irrelevance"]
     assert json.loads((tmp_path / "m_bfcl.json").read_text())["rescored_from_saved_predictions"] is True
+
+
+@pytest.mark.slow
+def test_categories_of_different_budgets_share_one_pass_on_the_cpu(tmp_path, tiny_model_dir):
+    # on a CPU the padded engine's finished rows leave their batch, so categories whose budgets differ (each sized
+    # from its own answers) are answered in one pass (--pool-tasks auto), every row cut at its own category's
+    # budget: the same tokens (fp32) as one category at a time
+    from fctune.bfcl import BfclConfig, run_bfcl
+
+    cats = ["irrelevance", "simple_python", "parallel"]
+    common = dict(model=tiny_model_dir, categories=cats, limit=2, batch_size=6, dtype="fp32")
+    pooled = run_bfcl(BfclConfig(label="m", results_dir=str(tmp_path / "pooled"), **common))
+    alone = run_bfcl(BfclConfig(label="m", results_dir=str(tmp_path / "alone"), pool_tasks="false", **common))
+    budgets = {c: pooled["categories"][c]["max_new_tokens"] for c in cats}
+    assert len(set(budgets.values())) == 3 and budgets == {c: alone["categories"][c]["max_new_tokens"] for c in cats}
+    assert all(pooled["categories"][c]["pooled_with"] == cats and alone["categories"][c]["pooled_with"] is None
+               for c in cats)
+
+    def answers(folder):
+        return {c: [(r["id"], r["output"], r["completion_tokens"], r["finish_reason"]) for r in map(json.loads, (
+            tmp_path / folder / f"m_bfcl_{c}_predictions.jsonl").read_text().splitlines())] for c in cats}
+
+    got = answers("pooled")
+    assert got == answers("alone")
+    assert all(len(rows) == 2 and all(n <= budgets[c] for _, _, n, _ in rows) for c, rows in got.items())
+    assert any(n == budgets[c] for c, rows in got.items() for _, _, n, _ in rows)  # some row ran to its budget

@@ -380,16 +380,25 @@ def test_pooled_tasks_share_a_budget_and_never_a_row_id():
     assert pooled == [[("a", 128), ("b", 128)], [("c", 256), ("d", 256)], [("e", 256)], [("f", 128)]]
     assert names(task_groups(iter(tasks), lambda t: t.budget_rows[0], pool=False)) == \
         [[(t.name, t.budget_rows[0])] for t in tasks]
+    # a backend that gives each row its own budget pools across budgets; a repeated row id still splits the pass
+    assert names(task_groups(iter(tasks), lambda t: t.budget_rows[0], pool=True, mixed=True)) == \
+        [[("a", 128), ("b", 128), ("c", 256), ("d", 256)], [("e", 256), ("f", 128)]]
 
 
-@pytest.mark.parametrize("backend, engine, option, pools", [
-    ("local", "static", "auto", True), ("local", "padded", "auto", False), ("local", "continuous", "auto", False),
-    ("openai", "static", "auto", False), ("local", "padded", "true", True), ("local", "static", "false", False),
-    ("openai", "padded", "true", True)])
-def test_pool_tasks_auto_means_the_static_engine(backend, engine, option, pools):
+@pytest.mark.parametrize("backend, engine, rows_leave, option, pools", [
+    ("local", "static", False, "auto", (True, False)), ("local", "padded", False, "auto", (False, False)),
+    ("local", "padded", True, "auto", (True, True)), ("local", "continuous", False, "auto", (False, False)),
+    ("openai", "static", False, "auto", (False, False)), ("local", "padded", False, "true", (True, False)),
+    ("local", "padded", True, "false", (False, True)), ("local", "static", False, "false", (False, False)),
+    ("openai", "padded", False, "true", (True, False))])
+def test_pool_tasks_auto_means_the_static_engine_or_rows_that_leave_their_batch(backend, engine, rows_leave, option,
+                                                                                 pools):
+    from types import SimpleNamespace
+
     from fctune.evaluate import EvalConfig, pools_tasks
 
-    assert pools_tasks(EvalConfig(backend=backend, engine=engine, pool_tasks=option)) is pools
+    made = SimpleNamespace(mixes_budgets=True) if rows_leave else SimpleNamespace()  # an API backend has no such flag
+    assert pools_tasks(EvalConfig(backend=backend, engine=engine, pool_tasks=option), made) == pools
 
 
 def test_pooled_task_throughput_is_its_share_of_the_pass():

@@ -227,3 +227,44 @@ def test_prefilling_each_prompt_alone_gives_the_padded_batch_answers(tiny_model_
             assert prefill == [(5, max(lengths))]
     assert answers[True] == answers[False]
     assert any(n > 1 for _, n, _ in answers[True].values())
+
+
+def test_finished_rows_leave_the_batch_with_the_answers_they_would_have_given(tiny_model_dir, monkeypatch):
+    """The CPU's padded engine decodes in segments and drops the rows that finished between them: with rows of
+    different budgets and stop tokens met at different steps, every answer is the same tokens as the batch that
+    ran to its longest answer gives, cut at the row's own budget (fp32), and the batch really narrowed."""
+    import fctune.backends.local as local
+    from fctune.backends.local import LocalBackend
+
+    monkeypatch.setattr(local, "ROWS_LEAVE_EVERY", 3)
+    rows = generate_examples(12, seed=7)[:5]
+    budgets = [20, 7, 13, 20, 4]
+    backend = LocalBackend(tiny_model_dir, max_new_tokens=20, batch_size=5, dtype="fp32")
+    assert backend.rows_leave and backend.mixes_budgets  # the default on a CPU
+    widths = []
+    generate = backend.model.generate
+    backend.model.generate = lambda **kw: widths.append(kw["input_ids"].shape[0]) or generate(**kw)
+
+    def answers(leave):
+        backend.rows_leave = leave
+        widths.clear()
+        return {g.id: (g.output, g.completion_tokens, g.finish_reason) for g in backend.generate(rows, budgets)}
+
+    # two rows stop early: a token each of them writes (the 6th of row 0, the 10th of row 3) becomes a stop token
+    backend.rows_leave = False
+    written = {}
+    spy = backend._generation
+    backend._generation = lambda e, p, ids, *a: written.setdefault(e.id, ids) and spy(e, p, ids, *a)
+    list(backend.generate(rows))
+    backend._generation = spy
+    backend.stop_ids = [*backend.stop_ids, written[rows[0].id][5], written[rows[3].id][9]]
+    whole, leaving = answers(False), answers(True)
+    assert widths[0] == 5 and widths[-1] < 5 and widths == sorted(widths, reverse=True)
+    assert leaving == whole
+    assert {rid: reason for rid, (_, _, reason) in whole.items()}[rows[0].id] == "stop"
+    assert whole[rows[0].id][1] <= 6 and whole[rows[3].id][1] <= 10
+    for e, budget in zip(rows, budgets, strict=True):  # no row wrote more than its own budget
+        assert whole[e.id][1] <= budget
+        assert whole[e.id][2] == "stop" or whole[e.id][1] == budget
+    with pytest.raises(ValueError, match="2 budgets for 5 examples"):
+        list(backend.generate(rows, [4, 4]))

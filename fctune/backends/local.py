@@ -36,6 +36,16 @@ one per query head in every layer at every step whenever a mask is passed, which
 And the padded engine prefills each prompt of a CPU batch on its own (:meth:`LocalBackend._prefill_each_row`)
 instead of the whole batch padded to its longest prompt: the same keys and values where the mask lets attention
 see them, so the same tokens (tested), for two thirds of the prefill's tokens on the main job's suites.
+
+Also on a CPU, the padded engine lets finished rows leave a batch (:meth:`LocalBackend._decode_leaving`): it decodes
+in segments of ``ROWS_LEAVE_EVERY`` steps, and between segments the rows that ended (a stop token, their budget, a
+loop stopped) are dropped from the batch and its cache. Each row may then have its own budget, so the evaluation
+loop answers consecutive suites of different budgets in one pass (``--pool-tasks``) and their rows share wide
+batches. On a 2-core AMD EPYC (AVX2, fp32, one thread) a decoding step cost 83 ms for one row, 204 ms for 8 and
+425 ms for 32: reading the weights dominates, so a wide batch whose finished rows leave it costs a fraction of
+narrow batches that each run to their longest answer (the main job's five suites for one model: 85 s of decoding
+against 195 s, the same 40 answers; BENCHMARKS.md). In fp32 a row's tokens do not depend on the rows beside it
+(tested); in bf16 they may, as they already depend on --batch-size.
 """
 
 from __future__ import annotations
@@ -72,6 +82,9 @@ STATIC_CACHE_MIN = 2048
 # and over (at least that many copies). Off by default: on the CPU main job most answers that ran to the budget were
 # not verbatim loops (6 of 62 stopped at N = 64, 3.9% of the time saved, no verdict changed; BENCHMARKS.md).
 REPEAT_MIN_COPIES = 4
+# On a CPU the padded engine decodes in segments of this many steps; between them, finished rows leave the batch. A
+# finished row waits at most this many steps; each segment is one generate() call (a few milliseconds of set-up).
+ROWS_LEAVE_EVERY = 16
 # A preallocated cache grows by at least this many tokens (or half of what it holds) when it is full: a batch's
 # prompt plus its answers then take one or two copies of the cache instead of one per generated token.
 KV_GROWTH_MIN = 256
@@ -186,6 +199,8 @@ class LocalBackend:
             raise UserError(f"--stop-repeats {stop_repeats}: at least {2 * REPEAT_MIN_COPIES} tokens (0 = off)")
         self.stop_repeats = stop_repeats
         self.prefill_rows = True  # on a CPU the padded engine prefills each prompt on its own (_prefill_each_row)
+        # on a CPU the padded engine's finished rows leave the batch (_decode_leaving); measured on CPUs only
+        self.rows_leave = device == "cpu" and engine == "padded"
         if dtype == "auto":
             if device == "cuda":
                 tdtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -245,12 +260,25 @@ class LocalBackend:
     def set_max_new_tokens(self, n: int) -> None:
         self.max_new_tokens = n
 
+    @property
+    def mixes_budgets(self) -> bool:
+        """Whether rows of different budgets share batches at no cost to the shorter ones (their rows leave the
+        batch at their own budget): the evaluation loop then pools suites of different budgets into one pass."""
+        return self.rows_leave
+
     def prompt_for(self, example: Example) -> str:
         """The exact text generation starts from (the training renderer's prompt)."""
         return self.renderer.prompt(example)
 
-    def generate(self, examples: list[Example]) -> Iterator[Generation]:
-        prompts = [(e, self.tokenizer(self.prompt_for(e), add_special_tokens=False)["input_ids"]) for e in examples]
+    def generate(self, examples: list[Example], budgets: list[int] | None = None) -> Iterator[Generation]:
+        """Greedy answers, yielded batch by batch. ``budgets``: each example's own generation budget (default: the
+        one set last), so that tasks of different budgets can share a pass; an answer is cut at its own budget."""
+        if budgets is None:
+            budgets = [self.max_new_tokens] * len(examples)
+        if len(budgets) != len(examples):
+            raise ValueError(f"{len(budgets)} budgets for {len(examples)} examples")
+        prompts = [(e, self.tokenizer(self.prompt_for(e), add_special_tokens=False)["input_ids"], budget)
+                   for e, budget in zip(examples, budgets, strict=True)]
         if not prompts:
             return
         run = self._generate_continuous if self.engine == "continuous" else self._generate_padded
@@ -272,22 +300,23 @@ class LocalBackend:
                           latency_s=round(latency_s, 4), finish_reason=reason,
                           prompt_tokens=len(prompt_ids), completion_tokens=n)
 
-    def _generate_padded(self, prompts: list[tuple[Example, list[int]]]) -> Iterator[Generation]:
+    def _generate_padded(self, prompts: list[tuple[Example, list[int], int]]) -> Iterator[Generation]:
         import torch
 
-        order = sorted(prompts, key=lambda ep: len(ep[1]))  # similar lengths: little padding per batch
+        order = sorted(prompts, key=lambda p: len(p[1]))  # similar lengths: little padding per batch
         static, options = self.engine == "static", {}
         if static:
             # one cache length for every batch of the call (transformers keeps the largest it has seen across
             # calls), so the compiled decoding step keeps its shapes; rounded up so the next calls mostly fit too
             options = {"cache_implementation": "static",
-                       "max_cache_len": static_cache_length(len(order[-1][1]), self.max_new_tokens)}
+                       "max_cache_len": static_cache_length(len(order[-1][1]), max(p[2] for p in order))}
             if self.device == "cuda" and not self._compiled_logged:
                 log.info("static engine: the first batch compiles the decoding step (CUDA graphs); later ones reuse it")
                 self._compiled_logged = True
         for start in range(0, len(order), self.batch_size):
             batch = order[start:start + self.batch_size]
-            rows = [ids for _, ids in batch]
+            rows = [ids for _, ids, _ in batch]
+            budgets = [budget for *_, budget in batch]
             if not static and self.device == "cpu":  # measured on CPUs only (module docstring)
                 cache = preallocated_cache(self.model.config)
                 if self.prefill_rows:
@@ -298,18 +327,68 @@ class LocalBackend:
                 rows += [rows[-1]] * (self.batch_size - len(rows))
             enc = self.tokenizer.pad({"input_ids": rows}, return_tensors="pt")
             enc = {k: v.to(self.device) for k, v in enc.items()}
-            repeat = RepeatStop(self.stop_repeats, enc["input_ids"].shape[1], len(batch)) if self.stop_repeats else None
             t0 = time.time()
-            with torch.inference_mode():
-                out = self.model.generate(**enc, max_new_tokens=self.max_new_tokens, do_sample=False,
-                                          eos_token_id=self.stop_ids, pad_token_id=self.tokenizer.pad_token_id,
-                                          stopping_criteria=[repeat] if repeat else None, **options)
+            if self.rows_leave:
+                answers, fired = self._decode_leaving(enc, options["past_key_values"], budgets)
+            else:
+                repeat = RepeatStop(self.stop_repeats, enc["input_ids"].shape[1], len(batch)) if self.stop_repeats \
+                    else None
+                with torch.inference_mode():
+                    out = self.model.generate(**enc, max_new_tokens=max(budgets), do_sample=False,
+                                              eos_token_id=self.stop_ids, pad_token_id=self.tokenizer.pad_token_id,
+                                              stopping_criteria=[repeat] if repeat else None, **options)
+                new = out[:len(batch), enc["input_ids"].shape[1]:].tolist()
+                # a row of a smaller budget than the batch's is cut at its own (what it wrote until then is the same)
+                answers = [row[:budget] for row, budget in zip(new, budgets, strict=True)]
+                fired = repeat.fired if repeat else [None] * len(batch)
             dt = time.time() - t0
-            new = out[:len(batch), enc["input_ids"].shape[1]:]
-            for i, ((e, ids), row) in enumerate(zip(batch, new, strict=True)):
-                yield self._generation(e, ids, row.tolist(), dt / len(batch), repeat.fired[i] if repeat else None)
+            for (e, ids, _), answer, repeat_at in zip(batch, answers, fired, strict=True):
+                yield self._generation(e, ids, answer, dt / len(batch), repeat_at)
             self._n += len(batch)
             self._time += dt
+
+    def _decode_leaving(self, enc: dict, cache, budgets: list[int]) -> tuple[list[list[int]], list[int | None]]:
+        """Greedy decoding of one left-padded batch whose finished rows leave it: ``generate()`` runs
+        ``ROWS_LEAVE_EVERY`` steps at a time (fewer when a row's budget ends sooner) and continues from ``cache``;
+        between calls, the rows that wrote a stop token, reached their budget or were stopped looping
+        (``--stop-repeats``) are dropped from the ids, the mask and the cache. Returns each row's generated ids (up
+        to and including its stop token; a looping row's go on with padding after the step it was stopped at) and
+        that step, or None."""
+        import torch
+
+        ids, mask = enc["input_ids"], enc["attention_mask"]
+        prompt_width = ids.shape[1]
+        stops = set(self.stop_ids)
+        answers: list[list[int]] = [[] for _ in budgets]
+        fired: list[int | None] = [None] * len(budgets)
+        alive = list(range(len(budgets)))
+        while alive:
+            steps = min(ROWS_LEAVE_EVERY, min(budgets[i] - len(answers[i]) for i in alive))
+            repeat = RepeatStop(self.stop_repeats, prompt_width, len(alive)) if self.stop_repeats else None
+            with torch.inference_mode():
+                out = self.model.generate(input_ids=ids, attention_mask=mask, past_key_values=cache,
+                                          max_new_tokens=steps, do_sample=False, eos_token_id=self.stop_ids,
+                                          pad_token_id=self.tokenizer.pad_token_id,
+                                          stopping_criteria=[repeat] if repeat else None)
+            new = out[:, ids.shape[1]:]
+            keep = []
+            for j, (i, row) in enumerate(zip(alive, new.tolist(), strict=True)):
+                end = next((k + 1 for k, t in enumerate(row) if t in stops), None)
+                answers[i] += row[:end]  # a row that ended stops at its stop token; the rest is padding
+                if repeat and repeat.fired[j] is not None:
+                    fired[i] = repeat.fired[j]
+                elif end is None and len(answers[i]) < budgets[i]:
+                    keep.append(j)
+            if not keep:
+                break
+            # the cache holds every token but the last one generated; the next call feeds that one
+            mask = torch.cat([mask, mask.new_ones(mask.shape[0], new.shape[1])], dim=1)
+            if len(keep) < len(alive):
+                rows = torch.tensor(keep, device=ids.device)
+                cache.batch_select_indices(rows)
+                out, mask = out[rows], mask[rows]
+            ids, alive = out, [alive[j] for j in keep]
+        return answers, fired
 
     def _prefill_each_row(self, cache, rows: list[list[int]]) -> None:
         """Fills ``cache`` with the keys and values of every prompt but its last token, each prompt run on its own
@@ -344,19 +423,19 @@ class LocalBackend:
                         values[row, :, longest - len(ids):] = c.layers[i].values[0]
                 layer.update(keys, values)
 
-    def _generate_continuous(self, prompts: list[tuple[Example, list[int]]]) -> Iterator[Generation]:
+    def _generate_continuous(self, prompts: list[tuple[Example, list[int], int]]) -> Iterator[Generation]:
         from transformers import GenerationConfig
 
-        gen_cfg = GenerationConfig(max_new_tokens=self.max_new_tokens, do_sample=False, eos_token_id=self.stop_ids,
-                                   pad_token_id=self.tokenizer.pad_token_id)
+        gen_cfg = GenerationConfig(max_new_tokens=max(p[2] for p in prompts), do_sample=False,
+                                   eos_token_id=self.stop_ids, pad_token_id=self.tokenizer.pad_token_id)
         by_request = {}
         t0 = time.time()
         try:
             # a fresh manager per call: it sizes its paged cache and batch from this call's prompts and budget
             with self.model.continuous_batching_context_manager(generation_config=gen_cfg, block=True,
                                                                 timeout=30) as cb:
-                for i, (e, ids) in enumerate(prompts):
-                    request = cb.add_request(ids, request_id=f"row{i}", max_new_tokens=self.max_new_tokens)
+                for i, (e, ids, budget) in enumerate(prompts):
+                    request = cb.add_request(ids, request_id=f"row{i}", max_new_tokens=budget)
                     by_request[request] = (e, ids)
                 left = len(by_request)
                 while left:
