@@ -222,7 +222,8 @@ class EvalConfig:
                 "on a CPU the padded engine, whose finished rows leave a batch, pools splits of any budgets, each row "
                 "cut at its own. auto = with the local backend's static engine, whose every batch costs a full "
                 "--batch-size (on an H200 it took BFCL non-live from 6 batches of 256 to 5), and its padded engine on "
-                "a CPU (the main job's five suites for one model: 0.44x the decoding time; BENCHMARKS.md)",
+                "a CPU (the main job's five suites for one model in a batch of 40: 0.52x the decoding time; "
+                "BENCHMARKS.md)",
         "choices": ["auto", "true", "false"]})
     max_error_rate: float = field(default=0.1, metadata={"min": 0, "max": 1, "help": (
         "fail (exit 2, no summary) when more than this share of a split's rows, or all of them, ended in a backend "

@@ -44,7 +44,7 @@ PY = sys.executable
 PROFILES = {
     # CPU-sized: offline data, SmolLM2 for both paper models, smoke training, a few rows of each suite. A model's five
     # suites (8 rows each) are one batch of 40: on a CPU they share one pass and finished rows leave the batch, and a
-    # decoding step costs mostly the reading of the weights (one model's suites: 100 s of decoding against 201 s in
+    # decoding step costs mostly the reading of the weights (one model's suites: 104 s of decoding against 199 s in
     # batches of 8, the same answers; BENCHMARKS.md).
     "smoke": {"source": "offline", "train_preset": "smoke", "eval_limit": 8, "bfcl_limit": 5, "eval_batch_size": 40,
               "roundtrip": False, "roundtrip_gguf": "f16"},

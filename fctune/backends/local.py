@@ -41,10 +41,11 @@ Also on a CPU, the padded engine lets finished rows leave a batch (:meth:`LocalB
 in segments of ``ROWS_LEAVE_EVERY`` steps, and between segments the rows that ended (a stop token, their budget, a
 loop stopped) are dropped from the batch and its cache. Each row may then have its own budget, so the evaluation
 loop answers consecutive suites of different budgets in one pass (``--pool-tasks``) and their rows share wide
-batches. On a 2-core AMD EPYC (AVX2, fp32, one thread) a decoding step cost 83 ms for one row, 204 ms for 8 and
-425 ms for 32: reading the weights dominates, so a wide batch whose finished rows leave it costs a fraction of
-narrow batches that each run to their longest answer (the main job's five suites for one model: 85 s of decoding
-against 195 s, the same 40 answers; BENCHMARKS.md). In fp32 a row's tokens do not depend on the rows beside it
+batches. On a 2-core AMD EPYC (AVX2, fp32, one thread) a decoding step cost 84 ms for one row, 256 ms for 8 and
+375 ms for 32: reading the weights dominates, so a wide batch whose finished rows leave it costs about half of
+narrow batches that each run to their longest answer (the main job's five suites for one model, one batch of 40:
+104 s of decoding against 199 s in batches of 8 suite by suite, the same 40 answers; a batch of 40 whose rows all
+stay took 204 s; benchmarks/cpu_rows_leave.py). In fp32 a row's tokens do not depend on the rows beside it
 (tested); in bf16 they may, as they already depend on --batch-size.
 """
 
