@@ -35,6 +35,10 @@ def test_every_engine_writes_the_same_answers(tiny_model_dir, monkeypatch):
     assert len(static_caches) == 2 and len(set(static_caches)) == 1 and static_caches[0] == STATIC_CACHE_MIN
     assert all(n for _, n, _ in answers["padded"].values())
     assert identities["padded"]["engine"] == "padded" and identities["padded"]["batch_size"] == 3
+    # after how many steps a finished answer leaves its batch: the padded engine's segments on a CPU, continuous
+    # batching's next step; the static engine's batches keep their shape
+    assert {e: i["rows_leave_every"] for e, i in identities.items()} == {"padded": 16, "static": None,
+                                                                        "continuous": 1}
     assert identities["continuous"]["engine"] == "continuous" and identities["continuous"]["batch_size"] is None
     assert identities["static"]["engine"] == "static" and identities["static"]["batch_size"] == 3
 

@@ -256,6 +256,8 @@ class LocalBackend:
                 "prompt": self.renderer.describe(), "call_format": declared_call_format(self.renderer),
                 "max_new_tokens": self.max_new_tokens, "engine": self.engine,
                 "batch_size": self.batch_size if self.engine != "continuous" else None, "decoding": "greedy",
+                # after how many steps a finished answer leaves its batch (None: it stays until the longest ends)
+                "rows_leave_every": 1 if self.engine == "continuous" else ROWS_LEAVE_EVERY if self.rows_leave else None,
                 "stop_repeats": self.stop_repeats or None}
 
     def set_max_new_tokens(self, n: int) -> None:
