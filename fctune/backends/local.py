@@ -304,7 +304,6 @@ class LocalBackend:
                           prompt_tokens=len(prompt_ids), completion_tokens=n)
 
     def _generate_padded(self, prompts: list[tuple[Example, list[int], int]]) -> Iterator[Generation]:
-        import torch
 
         order = sorted(prompts, key=lambda p: len(p[1]))  # similar lengths: little padding per batch
         static, options = self.engine == "static", {}
@@ -334,12 +333,7 @@ class LocalBackend:
             if self.rows_leave:
                 answers, fired = self._decode_leaving(enc, options["past_key_values"], budgets)
             else:
-                repeat = RepeatStop(self.stop_repeats, enc["input_ids"].shape[1], len(batch)) if self.stop_repeats \
-                    else None
-                with torch.inference_mode():
-                    out = self.model.generate(**enc, max_new_tokens=max(budgets), do_sample=False,
-                                              eos_token_id=self.stop_ids, pad_token_id=self.tokenizer.pad_token_id,
-                                              stopping_criteria=[repeat] if repeat else None, **options)
+                out, repeat = self._greedy(enc["input_ids"].shape[1], len(batch), max(budgets), **enc, **options)
                 new = out[:len(batch), enc["input_ids"].shape[1]:].tolist()
                 # a row of a smaller budget than the batch's is cut at its own (what it wrote until then is the same)
                 answers = [row[:budget] for row, budget in zip(new, budgets, strict=True)]
@@ -349,6 +343,19 @@ class LocalBackend:
                 yield self._generation(e, ids, answer, dt / len(batch), repeat_at)
             self._n += len(batch)
             self._time += dt
+
+    def _greedy(self, prompt_width: int, rows: int, max_new_tokens: int, **inputs):
+        """One ``generate()`` call as every engine decodes: greedy, stopped at the stop tokens and, with
+        ``--stop-repeats``, at a verbatim loop (the ``RepeatStop`` counts tokens after ``prompt_width``). Returns
+        the output ids and the RepeatStop (None when off)."""
+        import torch
+
+        repeat = RepeatStop(self.stop_repeats, prompt_width, rows) if self.stop_repeats else None
+        with torch.inference_mode():
+            out = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
+                                      eos_token_id=self.stop_ids, pad_token_id=self.tokenizer.pad_token_id,
+                                      stopping_criteria=[repeat] if repeat else None)
+        return out, repeat
 
     def _decode_leaving(self, enc: dict, cache, budgets: list[int]) -> tuple[list[list[int]], list[int | None]]:
         """Greedy decoding of one left-padded batch whose finished rows leave it: ``generate()`` runs
@@ -367,12 +374,8 @@ class LocalBackend:
         alive = list(range(len(budgets)))
         while alive:
             steps = min(ROWS_LEAVE_EVERY, min(budgets[i] - len(answers[i]) for i in alive))
-            repeat = RepeatStop(self.stop_repeats, prompt_width, len(alive)) if self.stop_repeats else None
-            with torch.inference_mode():
-                out = self.model.generate(input_ids=ids, attention_mask=mask, past_key_values=cache,
-                                          max_new_tokens=steps, do_sample=False, eos_token_id=self.stop_ids,
-                                          pad_token_id=self.tokenizer.pad_token_id,
-                                          stopping_criteria=[repeat] if repeat else None)
+            out, repeat = self._greedy(prompt_width, len(alive), steps, input_ids=ids, attention_mask=mask,
+                                       past_key_values=cache)
             new = out[:, ids.shape[1]:]
             keep = []
             for j, (i, row) in enumerate(zip(alive, new.tolist(), strict=True)):
