@@ -163,10 +163,9 @@ def quantize(src: Path, out: Path, kind: str) -> None:
 
 def gguf_chat_template(path: Path) -> str | None:
     """The chat template a GGUF file carries (``tokenizer.chat_template``)."""
-    from gguf import GGUFReader
+    from fctune.gguf_tokenizer import read_gguf_metadata
 
-    f = GGUFReader(str(path)).fields.get("tokenizer.chat_template")
-    return None if f is None else bytes(f.parts[f.data[0]]).decode("utf-8")
+    return read_gguf_metadata(path).get("tokenizer.chat_template")
 
 
 # -- the template --------------------------------------------------------------------------------------------

@@ -1,14 +1,24 @@
-"""The GGUF SentencePiece tokenizer rebuild, checked against llama.cpp reading the same file.
+"""GGUF tokenizers: the SentencePiece rebuild checked against llama.cpp reading the same file, and the fast
+conversion of byte-pair vocabularies checked against transformers' own GGUF path.
 
-The test writes a small GGUF whose vocabulary is learned here by byte-pair encoding (scores = -rank, as
+The rebuild's tests write a small GGUF whose vocabulary is learned here by byte-pair encoding (scores = -rank, as
 SentencePiece writes them), with control, user-defined and byte tokens, and no merges: the shape of Gemma's.
 """
 
 import collections
+from pathlib import Path
 
 import pytest
 
-from fctune.gguf_tokenizer import needs_rebuild, read_gguf_vocab, score_ranked_merges, tokenizer_from_gguf
+from fctune.gguf_tokenizer import (
+    FAST_CONVERSION_ARCHS,
+    converted_by_transformers,
+    needs_rebuild,
+    read_gguf_metadata,
+    read_gguf_vocab,
+    score_ranked_merges,
+    tokenizer_from_gguf,
+)
 
 CORPUS = ("please book a flight from paris to new york tomorrow morning. the weather in zurich is cold. "
           "call get_weather with the city and the unit. book the hotel for two nights in paris. "
@@ -154,3 +164,53 @@ def test_a_gguf_without_a_vocabulary_is_a_clear_error(tmp_path):
     w.close()
     with pytest.raises(ValueError, match=r"no-vocab\.gguf: the GGUF file has no tokenizer\.ggml\.tokens field"):
         read_gguf_vocab(path)
+
+
+def test_the_fast_reader_reads_what_gguf_reads(spm_gguf):
+    gguf = pytest.importorskip("gguf")
+    fields = gguf.GGUFReader(str(spm_gguf)).fields
+
+    def field(key):
+        f = fields[key]
+        return [f.parts[i].tolist() if f.types[-1] != gguf.GGUFValueType.STRING else bytes(f.parts[i]).decode()
+                for i in f.data]
+
+    vocab = read_gguf_vocab(spm_gguf)
+    assert vocab["tokens"] == field("tokenizer.ggml.tokens")
+    assert vocab["scores"] == [x[0] for x in field("tokenizer.ggml.scores")]
+    assert vocab["types"] == [x[0] for x in field("tokenizer.ggml.token_type")]
+    assert (vocab["bos_id"], vocab["eos_id"], vocab["unknown_id"], vocab["padding_id"]) == (2, 1, 3, 0)
+    assert (vocab["add_bos_token"], vocab["add_space_prefix"], vocab["add_eos_token"]) == (True, False, False)
+    assert vocab["model"] == "llama" and not vocab["merges"] and vocab["chat_template"] is None
+
+
+def test_a_file_that_is_not_gguf_is_a_clear_error(tmp_path):
+    path = tmp_path / "model.gguf"
+    path.write_bytes(b"PK\x03\x04 not a gguf file at all")
+    with pytest.raises(ValueError, match=r"model\.gguf: not a GGUF file this reader understands"):
+        read_gguf_metadata(path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", ["smollm2", "qwen2.5-coder-0.5b-instruct"])
+def test_the_fast_conversion_saves_what_transformers_own_gguf_path_saves(spec, tmp_path):
+    """SmolLM2 (llama) and Qwen2.5 (qwen2), the packaged models: every file saved is byte-identical."""
+    from transformers import AutoTokenizer
+
+    from fctune.models import resolve_model
+
+    src = Path(resolve_model(spec).location)
+    metadata = read_gguf_metadata(src)
+    assert metadata["general.architecture"] in FAST_CONVERSION_ARCHS
+    converted_by_transformers(src, metadata).save_pretrained(tmp_path / "fast")
+    AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name).save_pretrained(tmp_path / "theirs")
+    names = sorted(p.name for p in (tmp_path / "theirs").iterdir())
+    assert "tokenizer.json" in names and names == sorted(p.name for p in (tmp_path / "fast").iterdir())
+    for name in names:
+        assert (tmp_path / "fast" / name).read_bytes() == (tmp_path / "theirs" / name).read_bytes(), name
+
+
+def test_an_architecture_not_checked_is_left_to_transformers(tmp_path):
+    assert converted_by_transformers(tmp_path / "x.gguf", {"general.architecture": "phi3"}) is None
+    assert converted_by_transformers(tmp_path / "x.gguf", {"general.architecture": "llama",
+                                                           "general.name": "Mistral-7B-Instruct"}) is None
