@@ -16,8 +16,7 @@ GGUF files are dequantized once by transformers (``gguf_file=``) into a cached m
 Their tokenizers come from transformers' GGUF converter, fed by one fast read of the file's metadata for llama
 and qwen2 files (the files saved are the ones ``AutoTokenizer.from_pretrained(gguf_file=...)`` saves, in 1-3 s
 instead of 14-40 s; other architectures go through that call), except SentencePiece vocabularies without merges
-(Gemma's), which :mod:`fctune.gguf_tokenizer` rebuilds the way llama.cpp reads them. ``python -m fctune.models``
-makes the conversions ahead of a run (the pipeline runs it beside its dataset step).
+(Gemma's), which :mod:`fctune.gguf_tokenizer` rebuilds the way llama.cpp reads them.
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from fctune.errors import UserError
@@ -323,41 +322,3 @@ def ensure_pad_token(tokenizer) -> None:
                 tokenizer.pad_token = t
                 return
         tokenizer.pad_token = tokenizer.eos_token
-
-
-@dataclass
-class PrepareConfig:
-    """Make the cache's conversions of GGUF models ahead of the commands that load them: the pipeline runs this
-    beside its single-threaded dataset step, so that training and the LLM stand-in's server start with them made
-    (a first run on the 2-core AMD EPYC: SmolLM2 dequantized in ~27 s). Hub ids and folders are left as they are
-    (nothing to convert; their downloads stay with the commands that load them)."""
-
-    models: list[str] = field(default_factory=list, metadata={
-        "help": "models to dequantize into cached model folders (GGUF files; the others are skipped)"})
-    tokenizers: list[str] = field(default_factory=list, metadata={
-        "help": "models whose tokenizer alone is cached (a GGUF that a llama.cpp server runs)"})
-
-
-def prepare(cfg: PrepareConfig) -> dict:
-    """Convert what ``cfg`` names (each once; already cached ones cost a lookup); returns spec -> cached folder or
-    the reason it was skipped."""
-    skipped = {"hub": "skipped: a hub id, nothing to convert", "folder": "skipped: a model folder, nothing to convert"}
-    done = {}
-    for spec in cfg.models:
-        ref = resolve_model(spec)
-        done[spec] = materialize(ref) if ref.kind == "gguf" else skipped[ref.kind]
-    for spec in cfg.tokenizers:
-        ref = resolve_model(spec)
-        done[f"{spec} (tokenizer)"] = gguf_tokenizer_folder(ref) if ref.kind == "gguf" else skipped[ref.kind]
-    return done
-
-
-def main(argv=None) -> int:
-    from fctune.cli import run_script
-
-    return run_script(PrepareConfig, prepare, argv,
-                      summary=lambda d: "\n".join(f"{spec}: {where}" for spec, where in d.items()) or "nothing asked")
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -181,17 +181,7 @@ def plan(cfg: PipelineConfig) -> list[Step]:
     # scores stay clean and hub data such as Hermes v1 still trains; dataset_stats.json counts what went.
     prep = [PY, "paper_approach/prepare_hermes_dataset.py", "--phase", str(cfg.phase), "--source", prof["source"],
             "--fallback", "offline", "--tokenizer", next(iter(models.values())), "--decontaminate", "drop"]
-    llm = resolve_llm(cfg.llm)
-    # offline, the LLM stand-in is an instruct model several times the SLMs' size that can call functions
-    llm_model = cfg.llm_model or (OFFLINE_LLM if llm == "llamacpp" else None)
-    # The dataset step keeps one core; beside it, the cache's conversions of GGUF models (the base models
-    # dequantized, the llama.cpp stand-in's tokenizer), so that training and the evaluations start with them made
-    # (a first run only; later ones find them cached): SmolLM2's took 27 s at the start of training on the 2-core
-    # AMD EPYC, the dataset step 14 s (BENCHMARKS.md, section 4)
-    warm = [PY, "-m", "fctune.models", "--models", *dict.fromkeys(models.values())] + (
-        ["--tokenizers", llm_model] if llm == "llamacpp" and llm_model else [])
-    steps.append(Step(2, "dataset", [[("dataset", prep, {}), ("models", warm, {})]],
-                      outputs=train_files + [f"{data}/hermes_test.jsonl"]))
+    steps.append(Step(2, "dataset", [[("dataset", prep, {})]], outputs=train_files + [f"{data}/hermes_test.jsonl"]))
     steps.append(Step(3, "test_splits", [[(name, [PY, f"comparison_framework/{s.script}"], {})
                                           for name, s in SUITES.items()]],
                       inputs=train_files, outputs=split_files))
@@ -251,6 +241,9 @@ def plan(cfg: PipelineConfig) -> list[Step]:
             if cfg.bfcl:
                 rt += ["--bfcl-sample", str(cfg.bfcl_sample or prof["bfcl_limit"] or 30)]
             eval_cmds.append((f"paper-{name}-ft-roundtrip", rt, {}))
+    llm = resolve_llm(cfg.llm)
+    # offline, the LLM stand-in is an instruct model several times the SLMs' size that can call functions
+    llm_model = cfg.llm_model or (OFFLINE_LLM if llm == "llamacpp" else None)
     env = API_MODEL_ENV.get(llm)
     if env and not llm_model and not os.environ.get(env):
         # found before anything runs: an API baseline must name its model (no default model is assumed)

@@ -3,7 +3,6 @@
 import json
 import os
 import shutil
-from pathlib import Path
 
 import pytest
 
@@ -37,33 +36,3 @@ def test_a_gguf_conversion_is_cached_by_content_not_by_path_or_time(tmp_path, mo
     assert models._cache_name(again) == name
     (tmp_path / "cache" / "models" / "digests.json").write_text("{not json")
     assert models._cache_name(again) == name
-
-
-def test_prepare_converts_ggufs_ahead_and_leaves_hub_ids_and_folders_alone(tmp_path):
-    """What the pipeline's dataset step runs beside it: the GGUF's cached model folder (the one training loads) and
-    the llama.cpp stand-in's tokenizer, made or found; a hub id or a folder is skipped, never downloaded."""
-    folder = tmp_path / "merged"
-    folder.mkdir()
-    (folder / "config.json").write_text("{}")
-    cfg = models.PrepareConfig(models=["smollm2", "some-org/some-model", str(folder)],
-                               tokenizers=["qwen2.5-coder-0.5b-instruct"])
-    done = models.prepare(cfg)
-    assert done["smollm2"] == models.materialize(models.resolve_model("smollm2"))
-    assert (Path(done["smollm2"]) / "model.safetensors").exists()
-    assert done["some-org/some-model"] == "skipped: a hub id, nothing to convert"
-    assert done[str(folder)] == "skipped: a model folder, nothing to convert"
-    tok = done["qwen2.5-coder-0.5b-instruct (tokenizer)"]
-    assert tok == models.gguf_tokenizer_folder(models.resolve_model("qwen2.5-coder-0.5b-instruct"))
-    assert (Path(tok) / "tokenizer.json").exists()
-
-
-def test_the_pipeline_prepares_the_models_beside_the_dataset_step():
-    from fctune.pipeline import PipelineConfig, plan
-
-    step = next(s for s in plan(PipelineConfig(gpus="none", llm="llamacpp")) if s.name == "dataset")
-    (group,) = step.groups
-    assert [tag for tag, _, _ in group] == ["dataset", "models"]  # one group: the two run side by side
-    argv = group[1][1]
-    assert argv[1:] == ["-m", "fctune.models", "--models", "smollm2", "--tokenizers", "qwen2.5-coder-0.5b-instruct"]
-    step = next(s for s in plan(PipelineConfig(gpus="none", llm="none")) if s.name == "dataset")
-    assert "--tokenizers" not in step.groups[0][1][1]  # no llama.cpp stand-in, no tokenizer to cache
