@@ -24,10 +24,10 @@ NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
 SPACE = "\u2581"
 # The metadata arrays read as lists of strings; the reader skips other string arrays, counting them.
 VOCABULARY_KEYS = ("tokenizer.ggml.tokens", "tokenizer.ggml.merges")
-# Architectures whose tokenizer :func:`converted_by_transformers` builds; the files it saves were checked
-# byte for byte against ``AutoTokenizer.from_pretrained(gguf_file=...)``'s (SmolLM2: llama, Qwen2.5: qwen2;
-# tests/test_gguf_tokenizer.py). transformers renames some architectures on the way (a llama file named
-# "mistral" becomes mistral), so any other is left to transformers' own, slower path.
+# Architectures whose tokenizer :func:`converted_by_transformers` builds; the files it saves are checked byte for
+# byte against ``AutoTokenizer.from_pretrained(gguf_file=...)``'s (tests/test_gguf_tokenizer.py: a small file of
+# each, and SmolLM2's; Qwen2.5's checked once, BENCHMARKS.md). transformers renames some architectures on the way
+# (a llama file named "mistral" becomes mistral), so any other is left to transformers' own, slower path.
 FAST_CONVERSION_ARCHS = ("llama", "qwen2")
 
 

@@ -191,23 +191,78 @@ def test_a_file_that_is_not_gguf_is_a_clear_error(tmp_path):
         read_gguf_metadata(path)
 
 
+def _saved_files(tokenizer, folder) -> dict[str, bytes]:
+    tokenizer.save_pretrained(folder)
+    return {p.name: p.read_bytes() for p in sorted(Path(folder).iterdir())}
+
+
+def _byte_level_gguf(path, arch: str) -> None:
+    """A GGUF with a small byte-level BPE vocabulary (GPT-2's 256 byte symbols, a few merges, control and
+    user-defined tokens, a chat template): the shape of SmolLM2's and Qwen2.5's, small enough for transformers'
+    own GGUF path to read in a blink."""
+    gguf = pytest.importorskip("gguf")
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("\u00a1"), ord("\u00ac") + 1),
+                 *range(ord("\u00ae"), ord("\u00ff") + 1)]
+    rest = [b for b in range(256) if b not in printable]
+    symbols = [chr(b) for b in printable] + [chr(256 + i) for i in range(len(rest))]
+    merges = ["\u0120 t", "h e", "\u0120t he", "i n", "\u0120 a", "o o", "\u0120 b", "\u0120b oo", "k i", "n g"]
+    tokens = symbols + [m.replace(" ", "") for m in merges] + ["<|endoftext|>", "<|im_start|>", "<|im_end|>",
+                                                                "<tool_call>"]
+    w = gguf.GGUFWriter(str(path), arch)
+    w.add_block_count(1)
+    w.add_context_length(64)
+    w.add_embedding_length(8)
+    w.add_feed_forward_length(8)
+    w.add_head_count(1)
+    w.add_head_count_kv(1)
+    w.add_layer_norm_rms_eps(1e-6)
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("qwen2" if arch == "qwen2" else "smollm")
+    w.add_token_list(tokens)
+    w.add_token_types([1] * (len(tokens) - 4) + [3, 3, 3, 4])
+    w.add_token_merges(merges)
+    w.add_bos_token_id(len(tokens) - 4)
+    w.add_eos_token_id(len(tokens) - 2)
+    w.add_pad_token_id(len(tokens) - 4)
+    w.add_add_bos_token(False)
+    w.add_chat_template("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}")
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+@pytest.mark.parametrize("arch", FAST_CONVERSION_ARCHS)
+def test_the_fast_conversion_saves_what_transformers_own_gguf_path_saves(arch, tmp_path):
+    """Each architecture's converter, tokenizer class (qwen2: Qwen2Tokenizer, llama: TokenizersBackend) and saved
+    settings, byte for byte."""
+    from transformers import AutoTokenizer
+
+    src = tmp_path / "model.gguf"
+    _byte_level_gguf(src, arch)
+    fast = converted_by_transformers(src, read_gguf_metadata(src))
+    theirs = AutoTokenizer.from_pretrained(str(tmp_path), gguf_file=src.name)
+    assert type(fast) is type(theirs)
+    files = _saved_files(theirs, tmp_path / "theirs")
+    assert {"tokenizer.json", "tokenizer_config.json", "chat_template.jinja"} <= set(files)
+    assert _saved_files(fast, tmp_path / "fast") == files
+    text = "<|im_start|>user\n the booking<|im_end|>"
+    assert fast(text).input_ids == theirs(text).input_ids
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("spec", ["smollm2", "qwen2.5-coder-0.5b-instruct"])
-def test_the_fast_conversion_saves_what_transformers_own_gguf_path_saves(spec, tmp_path):
-    """SmolLM2 (llama) and Qwen2.5 (qwen2), the packaged models: every file saved is byte-identical."""
+def test_the_fast_conversion_of_the_packaged_model_is_transformers_own(tmp_path):
+    """The offline default, SmolLM2 (49,152 tokens, its real merges and special tokens): byte-identical files.
+    (Qwen2.5's, the LLM stand-in's, were checked the same way once: 2.8 s against 40 s, identical; BENCHMARKS.md.)"""
     from transformers import AutoTokenizer
 
     from fctune.models import resolve_model
 
-    src = Path(resolve_model(spec).location)
+    src = Path(resolve_model("smollm2").location)
     metadata = read_gguf_metadata(src)
     assert metadata["general.architecture"] in FAST_CONVERSION_ARCHS
-    converted_by_transformers(src, metadata).save_pretrained(tmp_path / "fast")
-    AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name).save_pretrained(tmp_path / "theirs")
-    names = sorted(p.name for p in (tmp_path / "theirs").iterdir())
-    assert "tokenizer.json" in names and names == sorted(p.name for p in (tmp_path / "fast").iterdir())
-    for name in names:
-        assert (tmp_path / "fast" / name).read_bytes() == (tmp_path / "theirs" / name).read_bytes(), name
+    theirs = _saved_files(AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name), tmp_path / "theirs")
+    assert _saved_files(converted_by_transformers(src, metadata), tmp_path / "fast") == theirs
 
 
 def test_an_architecture_not_checked_is_left_to_transformers(tmp_path):
