@@ -62,10 +62,9 @@ def read_gguf_vocab(path: str | Path, metadata: dict | None = None) -> dict:
              "tokens": array("tokenizer.ggml.tokens"),
              "merges": "tokenizer.ggml.merges" in fields,
              "chat_template": fields.get("tokenizer.chat_template")}
-    scores = array("tokenizer.ggml.scores", required=False)
-    vocab["scores"] = None if scores is None else [float(x) for x in scores]
-    vocab["types"] = [int(x) for x in array("tokenizer.ggml.token_type", required=False) or
-                      [NORMAL] * len(vocab["tokens"])]
+    # numeric arrays come as Python floats and ints (struct), so they are used as they are
+    vocab["scores"] = array("tokenizer.ggml.scores", required=False)
+    vocab["types"] = array("tokenizer.ggml.token_type", required=False) or [NORMAL] * len(vocab["tokens"])
     for name in ("bos", "eos", "unknown", "padding"):
         vocab[f"{name}_id"] = fields.get(f"tokenizer.ggml.{name}_token_id")
     for flag, default in (("add_bos_token", True), ("add_eos_token", False), ("add_space_prefix", True)):
