@@ -105,6 +105,15 @@ def llama_cpp_build() -> dict:
     return info
 
 
+def cores_to_use() -> int:
+    """Threads for llama.cpp in this process: ``OMP_NUM_THREADS`` where set (the pipeline and the test workers set it
+    to each process's share of the cores, and torch honours it too), else every core. llama-cpp-python's own defaults
+    are half the cores for decoding, which leaves the rest idle, and all of them for prompts, which oversubscribes a
+    shared machine."""
+    omp = os.environ.get("OMP_NUM_THREADS", "")
+    return int(omp) if omp.isdigit() and int(omp) > 0 else (os.cpu_count() or 1)
+
+
 def has_amx_kernels() -> bool:
     """Whether the installed llama.cpp was compiled with ggml's AMX kernels (its CPU feature list says so)."""
     import llama_cpp
@@ -167,7 +176,8 @@ def _check_model(gguf: str) -> int:
     import llama_cpp
 
     _avoid_amx_kernels()
-    llm = llama_cpp.Llama(model_path=gguf, n_ctx=1024, verbose=False)
+    threads = cores_to_use()
+    llm = llama_cpp.Llama(model_path=gguf, n_ctx=1024, n_threads=threads, n_threads_batch=threads, verbose=False)
     n = len(llm.tokenize(LONG_PROMPT.encode()))
     out = llm(LONG_PROMPT, max_tokens=8)
     print(f"decoded a {n}-token prompt: {out['choices'][0]['text']!r}", flush=True)
@@ -232,11 +242,8 @@ class LlamaServer:
             raise ServerError(f"{model!r} is not a GGUF file: llama.cpp serves GGUF models only")
         self.gguf, self.description = ref.location, ref.description
         self.port = port or free_port()
-        # llama-cpp-python generates on cpu_count // 2 threads by default: half the machine idles during decoding.
-        # OMP_NUM_THREADS (set by the pipeline when evaluations share the machine) is honoured as torch honours it.
-        omp = os.environ.get("OMP_NUM_THREADS", "")
         self.chat_format, self.n_ctx = chat_format, n_ctx
-        self.n_threads = n_threads or (int(omp) if omp.isdigit() and int(omp) > 0 else os.cpu_count())
+        self.n_threads = n_threads or cores_to_use()
         self.tokenizer = tokenizer
         if tokenizer:
             from fctune.serve import HANDLER_NAME
@@ -276,7 +283,7 @@ class LlamaServer:
 
     def command(self) -> list[str]:
         if self.engine == "cpp":
-            # each slot gets n_ctx tokens of context; -t: all cores for decoding (the default leaves some idle);
+            # each slot gets n_ctx tokens of context; -t: cores_to_use() for decoding and, by default, for prompts;
             # -fa off: flash attention ('auto' turns it on here) made 2-core CPU evaluation 1.26x slower; -b 512:
             # the prompt batch of llama-cpp-python's server (BENCHMARKS.md)
             return [self.binary, "-m", self.gguf, "--host", "127.0.0.1", "--port", str(self.port),
@@ -288,7 +295,10 @@ class LlamaServer:
                "--chat_format", self.chat_format,
                "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", str(self.n_ctx)]
         if self.n_threads:
-            cmd += ["--n_threads", str(self.n_threads)]
+            # both settings: llama-cpp-python reads prompts on every core by default (n_threads_batch), and llama.cpp's
+            # threads spin while they wait for each other: beside one busy process on 2 cores, prompts read on both
+            # cores made a test's 9 requests 2.4x slower than on its share of one (BENCHMARKS.md)
+            cmd += ["--n_threads", str(self.n_threads), "--n_threads_batch", str(self.n_threads)]
         return cmd + self.extra_args
 
     def start(self) -> LlamaServer:
