@@ -112,15 +112,18 @@ def test_export_of_an_adapter_checks_the_template_on_its_validation_rows(tmp_pat
     assert info["gguf"] == {} and info["adapter_version_id"]
 
 
-def test_push_to_hub_without_a_token_is_one_clear_error(tmp_path, memorised_model, monkeypatch):
-    src, _ = memorised_model
+def test_push_to_hub_without_a_token_is_one_clear_error(tmp_path, tiny_model_dir, monkeypatch):
+    # any merged model does (the memorised one is built for the test above: a minute of one worker's time, paid again
+    # by each worker that runs a test asking for it)
+    row = tmp_path / "row.jsonl"
+    write_examples(row, generate_examples(4, seed=3)[:1])
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
     with pytest.raises(UserError, match="no HF_TOKEN"):
-        export(ExportConfig(merged=str(src / "model"), output=str(tmp_path / "e"), gguf_types=["none"],
-                            parity_file=str(src / "row.jsonl"), push_to_hub="me/model"))
-    r = subprocess.run([sys.executable, "-m", "fctune.export", "--merged", str(src / "model"), "--output",
-                        str(tmp_path / "e2"), "--gguf-types", "none", "--parity-file", str(src / "row.jsonl"),
+        export(ExportConfig(merged=tiny_model_dir, output=str(tmp_path / "e"), gguf_types=["none"],
+                            parity_file=str(row), push_to_hub="me/model"))
+    r = subprocess.run([sys.executable, "-m", "fctune.export", "--merged", tiny_model_dir, "--output",
+                        str(tmp_path / "e2"), "--gguf-types", "none", "--parity-file", str(row),
                         "--push-to-hub", "me/model"], capture_output=True, text=True,
                        env={k: v for k, v in __import__("os").environ.items() if "TOKEN" not in k})
     assert r.returncode == 2
