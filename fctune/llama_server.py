@@ -291,15 +291,13 @@ class LlamaServer:
                     "-t", str(self.n_threads), "--no-webui", "-fa", "off", "-b", "512", *self.extra_args]
         # through this module's --serve, which switches off AMX kernels when the build has them, then runs
         # llama_cpp.server's own main with the arguments that follow
-        cmd = [sys.executable, "-m", "fctune.llama_server", "--serve", "--model", self.gguf,
+        return [sys.executable, "-m", "fctune.llama_server", "--serve", "--model", self.gguf,
                "--chat_format", self.chat_format,
-               "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", str(self.n_ctx)]
-        if self.n_threads:
-            # both settings: llama-cpp-python reads prompts on every core by default (n_threads_batch), and llama.cpp's
-            # threads spin while they wait for each other: beside one busy process on 2 cores, prompts read on both
-            # cores made a test's 9 requests 2.4x slower than on its share of one (BENCHMARKS.md)
-            cmd += ["--n_threads", str(self.n_threads), "--n_threads_batch", str(self.n_threads)]
-        return cmd + self.extra_args
+               "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", str(self.n_ctx),
+               # both counts: llama-cpp-python reads prompts on every core by default (n_threads_batch), and llama.cpp's
+               # threads spin while they wait for each other: beside one busy process on 2 cores, prompts read on both
+               # cores made a test's 9 requests 2.4x slower than on its share of one (BENCHMARKS.md)
+               "--n_threads", str(self.n_threads), "--n_threads_batch", str(self.n_threads), *self.extra_args]
 
     def start(self) -> LlamaServer:
         if self.engine == "python" and not installed():
