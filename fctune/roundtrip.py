@@ -46,7 +46,8 @@ class RoundTripConfig:
     max_new_tokens: int | None = field(default=None, metadata={"min": 1, "help": "as in-process (default: the "
                                                                                "suites' budgets)"})
     n_ctx: int = field(default=4096, metadata={"min": 256, "help": "server context size"})
-    threads: int | None = field(default=None, metadata={"min": 1, "help": "server CPU threads"})
+    threads: int | None = field(default=None, metadata={"min": 1, "help": (
+        "server CPU threads, for decoding and for prompts (default: OMP_NUM_THREADS where set, else every core)")})
     request_timeout_s: float = field(default=300.0, metadata={"gt": 0, "help": "per request (CPU serving is slow)"})
     gates: str = field(default="comparison_framework/gates.yaml", metadata={"help": "capabilities and vetoes"})
 

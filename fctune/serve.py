@@ -35,7 +35,8 @@ class ServeConfig:
         "help": "the export's hf/ folder (its chat template renders the tools; default: hf/ beside the GGUF)"})
     port: int = field(default=8080, metadata={"min": 1, "max": 65535, "help": "port on 127.0.0.1"})
     n_ctx: int = field(default=4096, metadata={"min": 256, "help": "context size in tokens"})
-    threads: int | None = field(default=None, metadata={"min": 1, "help": "CPU threads (default: all cores)"})
+    threads: int | None = field(default=None, metadata={"min": 1, "help": (
+        "CPU threads, for decoding and for prompts (default: OMP_NUM_THREADS where set, else every core)")})
     log_file: str | None = field(default=None, metadata={"help": "server log (default: none)"})
 
 
