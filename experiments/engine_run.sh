@@ -12,12 +12,14 @@
 #   start           once the data is there, the jobs in JOBS (default "qplain qmask"), one queue per GPU (jobs
 #                   are dealt to the GPUs in turn and each GPU runs its own one after the other): qplain trains on
 #                   the unmasked rows, qmask on the masked ones, qbase evaluates the base model, qlr* trains on the
-#                   unmasked rows at LR (e.g. LR=2e-4 JOBS=qlr2), smol trains SmolLM2, and NAME:LR:ROWS:EPOCHS:MASK
+#                   unmasked rows at LR (e.g. LR=2e-4 JOBS=qlr2), qnone evaluates the base with --repair-tokens none (its
+#                   tool-call tags as the tokenizer ships them; qbase takes the default, auto), smol trains SmolLM2, and NAME:LR:ROWS:EPOCHS:MASK
 #                   (e.g. m2:5e-5:4000:1:0) trains on the first ROWS train rows (0: all) of the MASK data; each
 #                   fine-tune is then evaluated on BFCL non-live and (unless SKIP_SUITES is set) the suites
 #   wait [SECONDS]  report the jobs until all are done or SECONDS pass
 #   pack            results, logs and adapter metadata into $OUT (the weights of job PACK_ADAPTER in pieces)
-# Sizes and recipe: TRAIN_ROWS (16000), EPOCHS (1), MASK (0.25), LR (1e-4), ATTN (eager), BS (16), GA (1); MIX
+# Sizes and recipe: TRAIN_ROWS (16000), EPOCHS (1), MASK (0.25), LR (1e-4), ATTN (eager), BS (16), GA (1); BFCL's
+# engine and batch: BF_ENGINE (the evaluation's default, padded), BF_BS (64); MIX
 # (the engine's row shares changed, e.g. "clarify=0.02 no_call=0.12"; default: the engine's ENGINE_MIX).
 # Device calls, as run on 2026-11-29 (RESULTS.md): call 1 carries the wheels and the last model piece
 # (install DIR; stash DIR; data), the next 12 carry one 36 MiB piece each (copied to /tmp/models), the 14th carries
@@ -67,6 +69,7 @@ case "$1" in
       > $J/suites.log 2>&1
     touch $J/data.done ;;
   start)
+    copy_code /tmp/e  # the code of this call's tree: a fix made during the transfers is the one that runs
     for _ in $(seq 60); do [ -f $J/data.done ] && break; sleep 5; done
     [ -f $J/data.done ] || { tail -n 5 $J/*.log; echo 'data not ready' >&2; exit 1; }
     python3 -c "from fctune.models import materialize, resolve_model as r; print(materialize(r('$QWEN')))"
@@ -93,11 +96,14 @@ case "$1" in
         --num-train-epochs "${EPOCHS:-1}" --per-device-train-batch-size "${BS:-16}"
         --gradient-accumulation-steps "${GA:-1}" --learning-rate "${LR:-1e-4}" --warmup-ratio 0.03
         --attn-implementation "${ATTN:-eager}" --eval-steps 100 --save-steps 200 --max-eval-samples 200)
-    BF=(python3 -m fctune.bfcl run --categories non_live --batch-size 64)
+    BF=(python3 -m fctune.bfcl run --categories non_live --batch-size "${BF_BS:-64}" ${BF_ENGINE:+--engine $BF_ENGINE})
     EV=(python3 docker/unsloth-paper/scripts/eval_function_call.py --batch-size 64 --approach paper)
     case $v in
       qbase) "${BF[@]}" --model $QWEN --label qwen-base --role base --family qwen
              "${EV[@]}" --model $QWEN --label qwen-base --role base --family qwen
+             touch $J/$v.done; exit 0 ;;
+      qnone) # the base as it ships, BFCL only: tags that are added tokens with untrained rows (--repair-tokens none)
+             "${BF[@]}" --model $QWEN --label qwen-base-tokens-none --role base --family qwen --repair-tokens none
              touch $J/$v.done; exit 0 ;;
       qplain|qlr*) d=paper_approach/datasets_m0; model=$QWEN; fam=qwen ;;  # qlr*: the same rows at another LR
       qmask) d=paper_approach/datasets_m${MASK:-0.25}; model=$QWEN; fam=qwen ;;

@@ -80,6 +80,7 @@ class ModelResults:
     suites: dict = field(default_factory=dict)     # suite -> summary
     details: dict = field(default_factory=dict)    # suite -> details path
     bfcl: dict | None = None
+    bfcl_details: Path | None = None  # BFCL's per-row verdicts (valid, valid_lenient), where the run wrote them
     source_dir: str = ""
     rows_cache: dict = field(default_factory=dict, repr=False)  # (suite, reading) -> scored verdicts
 
@@ -139,6 +140,8 @@ def discover(dirs: list[str], suites: list[str]) -> tuple[dict[str, ModelResults
             read_from[label, s["suite"]] = f
             if s["suite"] == "bfcl":
                 m.bfcl = s
+                det = f.with_name(f.stem + "_details.jsonl")
+                m.bfcl_details = det if det.exists() else None
             else:
                 m.suites[s["suite"]] = s
                 det = f.with_name(f.stem + "_details.jsonl")
@@ -275,8 +278,82 @@ def veto_checks(m: ModelResults, vetoes: list[dict], reading: str = "strict") ->
     return out
 
 
-def judge_models(models: dict, llm: ModelResults, gcfg: dict, bar: float, reading: str = "strict") -> dict:
-    """Label -> the verdict of every model but the LLM against ``bar`` (replicates dropped: not for the report)."""
+# -- do no harm: every fine-tuned model against its own base ------------------------------------------------------
+NO_HARM_VETO = "no regression against its base"
+DEFAULT_MAX_REGRESSION = 0.02
+
+
+def bases_of(m: ModelResults, models: dict) -> list[ModelResults]:
+    """The results of ``m``'s own base model: role base, the same base model, no adapter (several when it was
+    evaluated more than once, e.g. with and without its tool-call tags repaired)."""
+    want = m.info.get("model")
+    return [b for b in models.values() if b is not m and b.role == "base" and want and b.info.get("model") == want
+            and not b.info.get("adapter")]
+
+
+def bfcl_row_scores(m: ModelResults, category: str, reading: str = "strict") -> dict[str, float]:
+    """Row id -> 1/0 for one BFCL category (strict: ``valid``; lenient: ``valid_lenient``)."""
+    if m.bfcl_details is None:
+        return {}
+    key = "valid" if reading == "strict" else "valid_lenient"
+    if ("bfcl", category, reading) not in m.rows_cache:
+        rows = read_jsonl_tolerant(m.bfcl_details)[0]
+        m.rows_cache["bfcl", category, reading] = {
+            r["id"]: 1.0 if r.get(key) else 0.0 for r in rows
+            if r.get("category") == category and r.get(key) is not None and not r.get("error")}
+    return m.rows_cache["bfcl", category, reading]
+
+
+def do_no_harm(m: ModelResults, bases: list[ModelResults], gcfg: dict) -> dict:
+    """``m`` (strict reading) against its base on every capability and BFCL category, paired over the same rows; the
+    base in its best reading there (the higher of strict and lenient, over every result of the base model)."""
+    from fctune.decision import harm_status, paired_difference
+
+    limit = (gcfg.get("do_no_harm") or {}).get("max_regression", DEFAULT_MAX_REGRESSION)
+    items = [(c["name"], lambda x, r, p=c["metric"]: row_scores(x, p, r), c["metric"]) for c in gcfg["capabilities"]]
+    items += [(f"BFCL {cat}", lambda x, r, c=cat: bfcl_row_scores(x, c, r), f"bfcl.{cat}")
+              for cat in sorted((m.bfcl or {}).get("categories") or {})]
+    checks = {}
+    for name, scores, path in items:
+        mine = scores(m, "strict")
+        if not mine:
+            continue
+        best = None
+        for b in bases:
+            for reading in ("strict", "lenient"):
+                theirs = scores(b, reading)
+                shared = set(mine) & set(theirs)
+                if shared:
+                    mean = sum(theirs[i] for i in shared) / len(shared)
+                    if best is None or mean > best[0]:
+                        best = (mean, b.label, reading, theirs)
+        if best is None:
+            checks[name] = {"metric": path, "status": "missing", "n": 0}
+            continue
+        d = paired_difference(mine, best[3])
+        checks[name] = {"metric": path, "base": best[1], "base_reading": best[2], "finetuned": d.get("a"),
+                        "base_value": d.get("b"), "difference": d["difference"], "ci": d["ci"], "n": d["n"],
+                        "status": harm_status(d["ci"], limit)}
+    regressions = [n for n, c in checks.items() if c["status"] == "regression"]
+    return {"bases": [b.label for b in bases], "max_regression": limit, "checks": checks, "regressions": regressions}
+
+
+def harm_sentence(label: str, nh: dict) -> str | None:
+    """The verdict box's sentence about a fine-tune worse than its base; None when it is not."""
+    if not nh or not nh.get("regressions"):
+        return None
+    parts = [f"{n} {nh['checks'][n]['difference'] * 100:+.1f} points [{nh['checks'][n]['ci'][0] * 100:+.1f}, "
+             f"{nh['checks'][n]['ci'][1] * 100:+.1f}] against {nh['checks'][n]['base']} "
+             f"({nh['checks'][n]['base_reading']})" for n in nh["regressions"]]
+    return (f"{label} is worse than its own base (paired, the same rows; a loss beyond {nh['max_regression']:.0%}): "
+            + "; ".join(parts))
+
+
+def judge_models(models: dict, llm: ModelResults, gcfg: dict, bar: float, reading: str = "strict",
+                 regression_veto: bool = False) -> dict:
+    """Label -> the verdict of every model but the LLM against ``bar`` (replicates dropped: not for the report).
+    Fine-tuned models are also compared with their own base (:func:`do_no_harm`); ``regression_veto`` (phase 2)
+    makes a regression a veto."""
     from fctune.decision import judge
 
     out = {}
@@ -285,13 +362,48 @@ def judge_models(models: dict, llm: ModelResults, gcfg: dict, bar: float, readin
             continue
         caps = capability_ratios(m, llm, gcfg["capabilities"], reading)
         vetoes = veto_checks(m, gcfg["vetoes"], reading)
+        nh = do_no_harm(m, bases_of(m, models), gcfg) if m.role == "finetuned" else None
+        if nh is not None and regression_veto:
+            vetoes[NO_HARM_VETO] = {"metric": "do_no_harm (regressions)", "value": len(nh["regressions"]),
+                                    "op": "<=", "threshold": 0, "ci": None, "n": len(nh["checks"]),
+                                    "status": "veto" if nh["regressions"] else "ok",
+                                    "why": harm_sentence(m.label, nh)}
         j = judge(caps, vetoes, bar, gcfg["relative"]["aggregate"])
+        if nh is not None:
+            j["do_no_harm"] = nh
+            if NO_HARM_VETO in j["vetoed_by"]:
+                j["why"] += f" ({harm_sentence(m.label, nh)})"
         for name, c in caps.items():
             c.pop("replicates", None)
             c.update(j["capabilities"][name])
         out[m.label] = {**j, "capabilities": caps, "vetoes": vetoes, "role": m.role, "approach": m.approach,
                         "family": m.family, "reading": reading}
     return out
+
+
+def _rule(j: dict) -> str:
+    """How the bar is applied, in the words of the aggregate that judged ``j``."""
+    return "on the mean of its capability ratios" if j.get("aggregate") == "mean" else "on every capability"
+
+
+def _passing_claim(j: dict, bar: float) -> str:
+    """What a passing model's numbers show, true of them under either aggregate."""
+    if j.get("aggregate") == "mean":
+        lo, hi = j["mean_ci"]
+        return (f"{bar:.0%} of the LLM on the mean of its capability ratios ({j['mean_ratio']:.1%}, paired 95% "
+                f"interval [{lo:.1%}, {'unbounded' if hi is None else f'{hi:.1%}'}]; the mean of capabilities, an "
+                f"option; its lowest capability is at {j['min_ratio']:.1%})")
+    return (f"{bar:.0%} of the LLM on every capability (paired lower bounds; lowest ratio "
+            f"{j['min_ratio']:.1%})")
+
+
+def _harm_claim(j: dict) -> str:
+    """What the do-no-harm check says of a model that passed it."""
+    nh = j.get("do_no_harm") or {}
+    if not nh.get("bases"):
+        return "with no result of its base model to check it against"
+    n = sum(c["status"] == "ok" for c in nh["checks"].values())
+    return f"no worse than its base on the {n} capabilities and BFCL categories compared"
 
 
 def _needed(j: dict) -> str:
@@ -324,9 +436,9 @@ def phase1_decision(models, llm, judged: dict, cfg: dict) -> dict:
         return dict(NO_FINETUNED)  # a copy: the caller adds to it
     if passed:
         k, j = _best(passed)
-        return {"verdict": "PROCEED TO PHASE 2", "model": k, "reason": f"{', '.join(x for x, _ in passed)} clear "
-                f"{p1['proceed_ratio']:.0%} of the LLM on every capability (paired lower bounds); best {k}, lowest "
-                f"capability at {j['min_ratio']:.1%} of the LLM"}
+        return {"verdict": "PROCEED TO PHASE 2", "model": k, "reason": f"{', '.join(x for x, _ in passed)} "
+                f"{'clears' if len(passed) == 1 else 'clear'} {_passing_claim(j, p1['proceed_ratio'])}"
+                + ("" if len(passed) == 1 else f"; best {k}")}
     paper = {j["family"]: (k, j) for k, j in ft if j["approach"] == "paper" and j["family"]}
     winner = None
     if len(paper) >= 2:
@@ -349,8 +461,8 @@ def phase1_decision(models, llm, judged: dict, cfg: dict) -> dict:
                               f"[{diff['ci'][0]:.3f}, {diff['ci'][1]:.3f}])"}
     if all(j["status"] == "fail" for _, j in ft):
         k, j = _best(ft)
-        return {"verdict": "ITERATE", "winner_check": winner, "reason": f"no fine-tuned model reaches "
-                f"{p1['proceed_ratio']:.0%} of the LLM: the best, {k}, {j['why']}"}
+        return {"verdict": "ITERATE", "winner_check": winner, "reason": f"no fine-tuned model clears "
+                f"{p1['proceed_ratio']:.0%} of the LLM {_rule(j)} and every veto: the best, {k}, {j['why']}"}
     k, j = _best([(k, j) for k, j in ft if j["status"] in ("inconclusive", "incomplete")])
     if j["status"] == "incomplete":
         return {"verdict": "INCOMPLETE", "winner_check": winner, "reason": f"{k}: {j['why']}"}
@@ -368,13 +480,12 @@ def phase2_decision(models, llm, judged: dict, cfg: dict) -> dict:
         return dict(NO_FINETUNED)  # a copy: the caller adds to it
     if passed:
         k, j = _best(passed)
-        return {"verdict": "DEPLOY TO PRODUCTION", "model": k, "reason": f"{k} is within {limit:.0%} of the LLM on "
-                f"every capability (lowest at {j['min_ratio']:.1%}, paired lower bounds all >= {1 - limit:.0%}) and "
-                "no safety veto applies"}
+        return {"verdict": "DEPLOY TO PRODUCTION", "model": k, "reason": f"{k} clears "
+                f"{_passing_claim(j, 1 - limit)}, {_harm_claim(j)}, and no safety veto applies"}
     if all(j["status"] == "fail" for _, j in ft):
         k, j = _best(ft)
         return {"verdict": "ANALYZE FAILURE MODES", "model": k, "reason": f"no fine-tuned model is within "
-                f"{limit:.0%} of the LLM on every capability: the best, {k}, {j['why']}"}
+                f"{limit:.0%} of the LLM {_rule(j)} and clear of every veto: the best, {k}, {j['why']}"}
     open_ = [(k, j) for k, j in ft if j["status"] == "inconclusive"]
     if open_:
         k, j = _best(open_)
@@ -568,6 +679,7 @@ _GATES_SCHEMA = [
     (("phase1", "winner_margin"), (int, float), "a number"),
     (("phase1", "winner_metric"), str, "<suite>.<metric>"),
     (("phase2", "max_delta"), (int, float), "a number"),
+    (("do_no_harm", "max_regression"), (int, float), "a number between 0 and 1 (default 0.02)"),
     (("suites",), list, "the suite names"),
     (("prices",), dict, "the ROI prices"),
 ]
@@ -586,12 +698,17 @@ def load_gates(path) -> dict:
         raise DataFileError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(g, dict):
         raise DataFileError(f"{path}: expected a mapping of sections (gates, relative, phase1, phase2, ...)")
+    # older gates files have no do_no_harm section: the default applies, and is what the report states
+    g.setdefault("do_no_harm", {"max_regression": DEFAULT_MAX_REGRESSION})
     for keys, typ, what in _GATES_SCHEMA:
         v = g
         for k in keys:
             v = v.get(k) if isinstance(v, dict) else None
         if not isinstance(v, typ) or isinstance(v, bool):
             raise DataFileError(f"{path}: field {'.'.join(keys)} is missing or not {what}")
+    if not 0 <= g["do_no_harm"]["max_regression"] <= 1:  # NaN fails this too
+        raise DataFileError(f"{path}: field do_no_harm.max_regression is {g['do_no_harm']['max_regression']!r}, not a "
+                            "number between 0 and 1")
     if g["relative"]["aggregate"] not in ("mean", "min"):
         raise DataFileError(f"{path}: field relative.aggregate is {g['relative']['aggregate']!r}, not min or mean")
     for section in ("gates", "vetoes"):
@@ -693,13 +810,15 @@ def compare(cfg: CompareConfig) -> dict:
                             f"({', '.join(call_format_of(m))}); the strict reading does not read them (see the strict "
                             "and lenient readings)")
     bar = gcfg["phase1"]["proceed_ratio"] if cfg.phase == 1 else 1 - gcfg["phase2"]["max_delta"]
-    judged = judge_models(models, llm, gcfg, bar)
+    # in phase 2 a fine-tune worse than its own base cannot be deployed (a veto); in phase 1 it is shown
+    judged = judge_models(models, llm, gcfg, bar, regression_veto=cfg.phase == 2)
     decision = phase1_decision(models, llm, judged, gcfg) if cfg.phase == 1 else phase2_decision(models, llm, judged,
                                                                                                   gcfg)
     decision.update(aggregate=gcfg["relative"]["aggregate"], bar=bar, reading="strict")
+    decision["regressions"] = [t for k, j in judged.items() if (t := harm_sentence(k, j.get("do_no_harm")))]
     # the same rule in the lenient reading, shown beside the verdict (never instead of it): what changes when every
     # recoverable call counts, e.g. for an LLM whose calls are not in its declared format
-    lenient = judge_models(models, llm, gcfg, bar, reading="lenient")
+    lenient = judge_models(models, llm, gcfg, bar, reading="lenient", regression_veto=cfg.phase == 2)
     decision["lenient"] = (phase1_decision if cfg.phase == 1 else phase2_decision)(models, llm, lenient, gcfg)
     gates = gate_table(models, gcfg["gates"])
     served = load_roundtrips(cfg.served_dir)
@@ -726,7 +845,7 @@ def compare(cfg: CompareConfig) -> dict:
         "models": {m.label: {**{k: m.info.get(k) for k in ("approach", "role", "family", "backend", "model",
                                                               "adapter", "adapter_version_id", "endpoint_host",
                                                               "device", "dtype", "tools_mode", "served_by",
-                                                              "model_description")},
+                                                              "model_description", "tool_tokens")},
                              "suites": sorted(m.suites), "results_dir": m.source_dir} for m in models.values()},
         "missing_models": missing_models,
         "missing_suites": missing_suites,
@@ -734,6 +853,7 @@ def compare(cfg: CompareConfig) -> dict:
         "capabilities": capabilities,
         "per_domain_field_f1": per_domain,
         "verdicts": judged,
+        "do_no_harm": {k: j["do_no_harm"] for k, j in judged.items() if j.get("do_no_harm")},
         "questions": seed_questions(models, llm, judged, costs, per_domain, gcfg),
         "readings": {m.label: {"call_format": call_format_of(m), **{
             suite: {"strict": (sm.get("metrics") or {}).get(k, {}).get("value"),

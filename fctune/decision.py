@@ -14,6 +14,9 @@ A model is judged on all its capabilities together (``aggregate``): with ``min``
 "within 10%" for each capability) it passes only if every capability passes and fails if any fails; with ``mean``
 (an option, labelled wherever used) the replicates' mean ratio is judged instead. A veto (e.g. calling a function
 where none fits on more than 10% of the rows) fails a model whatever its ratios.
+
+Do no harm (:func:`harm_status`): a fine-tuned model is also compared with its own base, paired over the same rows;
+a loss whose whole interval lies below ``-max_regression`` is a regression (in phase 2, a veto).
 """
 
 from __future__ import annotations
@@ -100,6 +103,15 @@ def check_veto(value: float | None, op: str, threshold: float) -> str:
         return "missing"
     holds = {"<=": value <= threshold, "<": value < threshold, ">=": value >= threshold, ">": value > threshold}[op]
     return "ok" if holds else "veto"
+
+
+def harm_status(ci: list | None, max_regression: float) -> str:
+    """``regression`` when a fine-tune's paired difference to its base (fine-tune - base) has its whole 95% interval
+    below ``-max_regression``; ``ok`` otherwise (a straddling interval is not a regression); ``missing`` without an
+    interval."""
+    if not ci:
+        return "missing"
+    return "regression" if ci[1] < -max_regression else "ok"
 
 
 def judge(capabilities: dict, vetoes: dict, bar: float, aggregate: str = "min") -> dict:

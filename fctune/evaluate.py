@@ -22,6 +22,7 @@ from fctune.backends.base import Backend
 from fctune.backends.local import ENGINES
 from fctune.errors import UserError
 from fctune.io import JsonlAppender, read_json, read_jsonl_tolerant, sha256_file, write_json_atomic, write_jsonl_atomic
+from fctune.tool_tokens import REPAIRS
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ def _build_local(cfg: EvalConfig) -> Backend:
     from fctune.backends.local import LocalBackend
 
     return LocalBackend(cfg.model, cfg.adapter, cfg.max_new_tokens or 256, cfg.batch_size, cfg.prompt_format,
-                        cfg.device, cfg.dtype, cfg.engine, cfg.stop_repeats)
+                        cfg.device, cfg.dtype, cfg.engine, cfg.stop_repeats, cfg.repair_tokens)
 
 
 def _endpoint_options(cfg: EvalConfig) -> dict:
@@ -85,6 +86,7 @@ def _endpoint_options(cfg: EvalConfig) -> dict:
 def _build_llamacpp(cfg: EvalConfig) -> Backend:
     from fctune.backends.openai_backend import OpenAIBackend
     from fctune.llama_server import LlamaServer
+    from fctune.models import resolve_model
 
     common = _endpoint_options(cfg)
     log_path = Path(cfg.results_dir) / "llama_server.log"
@@ -92,13 +94,40 @@ def _build_llamacpp(cfg: EvalConfig) -> Backend:
     # completions mode sends raw prompts, which llama.cpp's own server decodes --max-concurrency at a time; the
     # chat modes stay on llama-cpp-python's server, whose chat handler turns tools into tool_calls
     engine = cfg.llama_server if common["tools_mode"] == "completions" else "python"
-    srv = LlamaServer(cfg.model, log_path=str(log_path), engine=engine, parallel=cfg.max_concurrency).start()
-    return OpenAIBackend(Path(srv.gguf).name, base_url=srv.base_url, api_key="not-needed", on_close=srv.stop,
+    ref = resolve_model(cfg.model)
+    served, tool_tokens = _repaired_gguf(cfg, ref, common)
+    srv = LlamaServer(served, log_path=str(log_path), engine=engine, parallel=cfg.max_concurrency).start()
+    return OpenAIBackend(Path(ref.location).name, base_url=srv.base_url, api_key="not-needed", on_close=srv.stop,
                          server_failure=srv.failure,
                          extra_identity={"served_by": srv.served_by,
-                                         "model_description": srv.description,
+                                         "model_description": ref.description,
+                                         **({"tool_tokens": tool_tokens} if tool_tokens else {}),
                                          # the port is new each run; with it in the identity no run could resume
                                          "endpoint_host": LLAMACPP_HOST}, **common)
+
+
+def _repaired_gguf(cfg: EvalConfig, ref, common: dict) -> tuple[str, dict | None]:
+    """The GGUF llama.cpp serves for ``--repair-tokens`` and what metadata records: in completions mode the tags of
+    the declared call format are checked on the file's embedding rows and, when repaired, the prompt renderer reads
+    them as text and the server gets a copy of the file whose tags are ordinary tokens (fctune.tool_tokens)."""
+    from fctune.models import cache_dir
+    from fctune.parse import declared_call_format
+    from fctune.render import PromptRenderer
+    from fctune.tool_tokens import detect_gguf, repair_tokenizer, repaired_gguf
+
+    renderer = common.get("renderer")
+    if ref.kind != "gguf" or renderer is None:  # chat modes: the server renders the GGUF's own template
+        return ref.location, None
+    check = detect_gguf(ref.location, renderer.tokenizer, declared_call_format(renderer), ref.spec)
+    if not check.tags and cfg.repair_tokens != "text":
+        return ref.location, None
+    tok, info = repair_tokenizer(cfg.repair_tokens, renderer.tokenizer, check)
+    if not info["tags_as_text"]:
+        return ref.location, info
+    common["renderer"] = PromptRenderer(tok, renderer.mode)
+    path, info["gguf"] = repaired_gguf(ref.location, [check.tags[t] for t in info["tags_as_text"]],
+                                       cache_dir() / "models")
+    return str(path), info
 
 
 def _build_azure(cfg: EvalConfig) -> Backend:
@@ -182,6 +211,10 @@ class EvalConfig:
         "than the budget would have let it write. 0 = off (every answer runs to a stop token or the budget)")})
     prompt_format: str | None = field(default=None, metadata={
         "help": "local backend: auto, native or hermes (default: the adapter's training format)"})
+    repair_tokens: str = field(default="auto", metadata={
+        "help": "local and llamacpp backends: tool-call tags the model cannot write (added tokens whose embedding rows "
+                "are untrained, found by fctune.tool_tokens) are " + "; ".join(f"{k} = {v}" for k, v in REPAIRS.items())
+                + " (an adapter keeps the tokenizer it was trained with under auto)", "choices": list(REPAIRS)})
     device: str = field(default="auto", metadata={"help": "local backend: auto, cpu or cuda"})
     dtype: str = field(default="auto", metadata={
         "help": "local backend: weights' dtype (auto = bf16 on a GPU or a CPU with native bf16, else fp32)",

@@ -190,10 +190,10 @@ def _cache_name(src: Path) -> str:
     """The cache folder of a GGUF's conversion, named by the file's content: the same file installed again (a new
     virtual environment, a fresh clone; a new modification time) reuses its conversion instead of adding another
     (~0.5 GB for SmolLM2, ~25 s to make on the 2-core AMD EPYC), and a changed file at the same path gets its own."""
-    return f"{src.stem}-{_content_digest(src)}-c{CONVERSION_VERSION}"
+    return f"{src.stem}-{content_digest(src)}-c{CONVERSION_VERSION}"
 
 
-def _content_digest(src: Path) -> str:
+def content_digest(src: Path) -> str:
     """The file's sha256 (16 hex digits), hashed once for each path, size and modification time: what was hashed is
     kept in the cache (``models/digests.json``), so a multi-GB GGUF is not read again by every process."""
     st = src.stat()

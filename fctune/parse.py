@@ -338,13 +338,21 @@ def parse_python_calls(text: str) -> list[ToolCall] | None:
 
 
 # -- the main entry point -------------------------------------------------------------------------------
-_TAGS = [
-    ("hermes_tags", re.compile(r"<tool_call>(.*?)(?:</tool_call>|(?=<tool_call>)|\Z)", re.S)),
-    ("phi_tags", re.compile(r"<\|tool_call\|>(.*?)(?:<\|/tool_call\|>|\Z)", re.S)),
-    ("functioncall_tag", re.compile(r"<functioncall>(.*?)(?:</functioncall>|<\|endoftext\|>|\Z)", re.S)),
-    ("mistral_tag", re.compile(r"\[TOOL_CALLS\](.*?)(?:</s>|\Z)", re.S)),
-    ("python_tag", re.compile(r"<\|python_tag\|>(.*?)(?:<\|eom_id\|>|<\|eot_id\|>|\Z)", re.S)),
-]
+# The tags each call shape is written with (opening, closing): what fctune.tool_tokens checks in a tokenizer.
+CALL_TAGS = {
+    "hermes_tags": ("<tool_call>", "</tool_call>"),
+    "phi_tags": ("<|tool_call|>", "<|/tool_call|>"),
+    "functioncall_tag": ("<functioncall>", "</functioncall>"),
+    "mistral_tag": ("[TOOL_CALLS]",),
+    "python_tag": ("<|python_tag|>",),
+}
+# what else ends a tagged call: an unclosed Hermes call ends where the next opens; end-of-turn tokens
+_TAG_ENDS = {"hermes_tags": [r"(?=<tool_call>)"], "functioncall_tag": [re.escape("<|endoftext|>")],
+             "mistral_tag": [re.escape("</s>")], "python_tag": [re.escape("<|eom_id|>"), re.escape("<|eot_id|>")]}
+_TAGS = [(shape, re.compile(re.escape(tags[0]) + "(.*?)(?:"
+                            + "|".join([re.escape(t) for t in tags[1:]] + _TAG_ENDS.get(shape, []) + [r"\Z"]) + ")",
+                            re.S))
+         for shape, tags in CALL_TAGS.items()]
 _FENCE = re.compile(r"```[a-zA-Z0-9_-]*\s*\n?(.*?)```", re.S)
 
 

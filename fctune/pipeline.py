@@ -174,7 +174,9 @@ def plan(cfg: PipelineConfig) -> list[Step]:
     split_files = [f"{splits}/{s.file}" for s in SUITES.values()]
     steps = [Step(1, "prerequisites", [[("prerequisites", [PY, "-m", "fctune.pipeline", "--check-prerequisites",
                                                           "--gpus", cfg.gpus, "--llm", cfg.llm,
-                                                          "--logs-dir", cfg.logs_dir]
+                                                          "--logs-dir", cfg.logs_dir, "--profile", cfg.profile]
+                                         + (["--llm-model", cfg.llm_model] if cfg.llm_model else [])
+                                         + (["--models", *cfg.models] if cfg.models else [])
                                          + (["--docker"] if cfg.docker else []), {})]],
                   outputs=[f"{cfg.logs_dir}/prerequisites.json"])]
     # Rows that name a BFCL function (or share a BFCL question's 8 words) are dropped, not a stop: the run's BFCL
@@ -457,7 +459,8 @@ def tail(path: Path, n: int = 30) -> str:
 
 def run(cfg: PipelineConfig) -> dict:
     if cfg.check_prerequisites:
-        return {"prerequisites": check_prerequisites(cfg.gpus, cfg.docker, cfg.logs_dir, llm=cfg.llm)}
+        return {"prerequisites": check_prerequisites(cfg.gpus, cfg.docker, cfg.logs_dir, llm=cfg.llm,
+                                                     models=_local_models(cfg))}
     steps = plan(cfg)
     logs = Path(cfg.logs_dir)
     stamps = logs / ".stamps"
@@ -508,7 +511,44 @@ def run(cfg: PipelineConfig) -> dict:
 
 
 # -- step 1 --------------------------------------------------------------------------------------------------
-def check_prerequisites(gpus: str, docker: bool, logs_dir: str = "paper_approach/logs", llm: str = "auto") -> dict:
+def _local_models(cfg: PipelineConfig) -> list[str]:
+    """The run's models whose tool-call tags step 1 checks: the paper models and, offline, the LLM stand-in."""
+    llm = resolve_llm(cfg.llm)
+    stand_in = [cfg.llm_model or OFFLINE_LLM] if llm == "llamacpp" else []
+    return list(dict.fromkeys([*paper_models(cfg).values(), *stand_in]))
+
+
+def tool_tag_checks(models: list[str]) -> dict:
+    """Model -> what fctune.tool_tokens finds of its tool-call tags, for GGUF files (their rows are read without
+    loading the model); other models are checked when evaluate or train loads them. Prints one line per model whose
+    tags are untrained, with the repair the run applies (--repair-tokens auto)."""
+    from fctune.models import ModelUnavailable, load_tokenizer, resolve_model
+    from fctune.parse import declared_call_format
+    from fctune.render import PromptRenderer
+    from fctune.tool_tokens import detect_gguf, resolve_repair
+
+    out = {}
+    for spec in models:
+        try:
+            ref = resolve_model(spec)
+        except ModelUnavailable as e:
+            out[spec] = {"checked": False, "why": str(e)}
+            continue
+        if ref.kind != "gguf":
+            out[spec] = {"checked": False, "why": "not a GGUF file: checked when evaluate or train loads it"}
+            continue
+        tok = load_tokenizer(spec)
+        check = detect_gguf(ref.location, tok, declared_call_format(PromptRenderer(tok)), spec)
+        repair = resolve_repair("auto", check)
+        out[spec] = {"checked": True, "untrained": check.untrained, "tags": check.tags, "repair": repair}
+        if check.line():
+            print(f"tool-call tags: {check.line()}; the run feeds them as text (--repair-tokens auto; "
+                  "none keeps them)", flush=True)
+    return out
+
+
+def check_prerequisites(gpus: str, docker: bool, logs_dir: str = "paper_approach/logs", llm: str = "auto",
+                        models: list[str] | None = None) -> dict:
     import importlib.util
     import shutil
 
@@ -536,6 +576,7 @@ def check_prerequisites(gpus: str, docker: bool, logs_dir: str = "paper_approach
         elif subprocess.run(["docker", "info"], capture_output=True, timeout=30).returncode != 0:
             problems.append("--docker: no Docker engine answers (docker info failed)")
         info["docker"] = True
+    info["tool_tags"] = tool_tag_checks(models or [])
     if not info["env_file"]:
         print("note: no .env file: the LLM baseline is the local llama.cpp server (copy .env.example to .env to "
               "use Azure OpenAI)", flush=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 from fctune.compare import capability_tables
 from fctune.io import write_text_atomic
 from fctune.llama_server import parallel_slots
+from fctune.tool_tokens import sentence as tool_tokens_sentence
 
 
 def csv_names() -> dict[str, str]:
@@ -56,6 +57,11 @@ def write_csvs(report: dict, folder: Path) -> list[str]:
                      None, j["status"], j.get("rows_needed")])
     dump("llm_comparison.csv", ["model", "role", "capability", "metric", "slm", "llm", "ratio", "ratio_low",
                                 "ratio_high", "n_rows", "status", "rows_needed"], rows)
+    dump("do_no_harm.csv", ["model", "check", "metric", "base", "base_reading", "finetuned", "base_value",
+                            "difference", "ci_low", "ci_high", "n_rows", "status", "max_regression"],
+         [[model, name, c["metric"], c.get("base"), c.get("base_reading"), c.get("finetuned"), c.get("base_value"),
+           c.get("difference"), *(c.get("ci") or [None, None]), c.get("n"), c["status"], nh["max_regression"]]
+          for model, nh in (report.get("do_no_harm") or {}).items() for name, c in nh["checks"].items()])
     dump("vetoes.csv", ["model", "veto", "metric", "value", "op", "threshold", "n", "status"],
          [[model, name, v["metric"], v["value"], v["op"], v["threshold"], v["n"], v["status"]]
           for model, j in report["verdicts"].items() for name, v in j["vetoes"].items()])
@@ -202,7 +208,8 @@ table{border-collapse:collapse;font-size:13px;margin:8px 0}td,th{border:1px soli
 th{background:#f4f4f4}.pass{background:#d8f3dc}.fail{background:#fde2e4}.missing{background:#eee}
 .verdict{font-size:20px;font-weight:bold;padding:10px;border:2px solid #333;display:inline-block}
 .chart{margin:10px 0}.note{color:#8a5a00}pre{white-space:pre-wrap;background:#f8f8f8;padding:6px;font-size:12px}
-.warn{background:#fff3cd;padding:8px;border:1px solid #e0c060}"""
+.warn{background:#fff3cd;padding:8px;border:1px solid #e0c060}
+.regression{background:#f8d7da;padding:8px;border:1px solid #d08080}"""
 
 # Marks each chart that the browser laid out with a non-zero size (checked by the report test).
 READY_JS = """window.addEventListener('load',function(){var n=0;document.querySelectorAll('.chart svg').forEach(
@@ -249,8 +256,10 @@ def _stand_in_notes(report: dict) -> list[str]:
     llm = report["models"].get(report["llm_baseline"]) or {}
     host = str(llm.get("endpoint_host") or "")
     if llm.get("backend") == "local" or llm.get("served_by") or "127.0.0.1" in host or "localhost" in host:
-        notes.append(f"The LLM baseline is a local model ({llm.get('model_description') or llm.get('model')}), a "
-                     "stand-in for a hosted LLM: the verdict says how the SLMs compare with this model, nothing more.")
+        repaired = tool_tokens_sentence(llm.get("tool_tokens"))
+        notes.append(f"The LLM baseline is a local model ({llm.get('model_description') or llm.get('model')}"
+                     f"{'; ' + repaired if repaired else ''}), a stand-in for a hosted LLM: the verdict says how the "
+                     "SLMs compare with this model, nothing more.")
     slots = parallel_slots(llm.get("served_by"))
     if slots and slots > 1:
         notes.append(f"{report['llm_baseline']} was answered by llama-server decoding {slots} requests side by side: "
@@ -283,6 +292,7 @@ def write_html(report: dict, path: Path) -> Path:
              f"<style>{CSS}</style></head><body>",
              f"<h1>Can a fine-tuned SLM call functions like the LLM? Phase {report['phase']} decision</h1>",
              f"<div class='verdict'>{_e(d['verdict'])}</div><p><b>Why:</b> {_e(d.get('reason', ''))}</p>",
+             *(f"<p class='regression'><b>Worse than its base:</b> {_e(t)}</p>" for t in d.get("regressions") or []),
              (f"<p class='note'>In the lenient reading (any recoverable call counts) the same rule gives "
               f"<b>{_e(d['lenient']['verdict'])}</b>: {_e(d['lenient'].get('reason', ''))}. The verdict above is the "
               "strict one.</p>" if d.get("lenient") else ""),
@@ -333,6 +343,28 @@ def write_html(report: dict, path: Path) -> Path:
                          f"{v['op']} {v['threshold']:.0%}", v["n"], v["status"]])
             classes.append({"ok": "pass", "veto": "fail"}.get(v["status"], "missing"))
     parts.append(_table(["model", "veto", "metric", "value", "95% interval", "rule", "rows", "status"], rows, classes))
+
+    harm = report.get("do_no_harm") or {}
+    if harm:
+        limit = next(iter(harm.values()))["max_regression"]
+        parts.append("<h2>Against its own base (do no harm)</h2><p>Each fine-tuned model (strict reading) against "
+                     "its base model's best reading on the same rows (strict or lenient, over every result of the "
+                     f"base). A loss whose paired 95% interval lies entirely below −{limit:.0%} is a regression"
+                     f"{' and, in phase 2, a veto' if report['phase'] == 2 else ' (a veto in phase 2)'}.</p>")
+        rows, classes = [], []
+        for model, nh in harm.items():
+            if not nh["bases"]:
+                rows.append([model, "—", "", "no result of its base model", "", "", "", "", "", "missing"])
+                classes.append("missing")
+            for name, c in nh["checks"].items():
+                rows.append([model, name, c["metric"], f"{c.get('base', '—')} ({c.get('base_reading', '')})",
+                             _fmt(c.get("finetuned")), _fmt(c.get("base_value")),
+                             "—" if c.get("difference") is None else f"{c['difference'] * 100:+.1f} points",
+                             f"[{c['ci'][0] * 100:+.1f}, {c['ci'][1] * 100:+.1f}]" if c.get("ci") else "—",
+                             c.get("n"), c["status"]])
+                classes.append({"ok": "pass", "regression": "fail"}.get(c["status"], "missing"))
+        parts.append(_table(["model", "check", "metric", "base (reading)", "fine-tuned", "base", "difference",
+                             "paired 95% interval", "rows", "status"], rows, classes))
 
     parts.append("<h2>The four questions</h2><ol>")
     for q in report["questions"]:

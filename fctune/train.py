@@ -29,6 +29,7 @@ from pathlib import Path
 from fctune.config import config_to_dict, git_commit, hardware, library_versions, now_iso
 from fctune.errors import UserError
 from fctune.io import sha256_file, sha256_json, write_json_atomic
+from fctune.tool_tokens import REPAIRS
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +157,11 @@ class TrainConfig:
     attn_implementation: str = field(default="auto", metadata={
         "help": "transformers backend: the attention kernel (auto = the library's choice, usually sdpa); eager is the "
                 "usual first change when a bf16 run's loss turns NaN", "choices": ["auto", "eager", "sdpa"]})
+    repair_tokens: str = field(default="auto", metadata={
+        "help": "tool-call tags the base model cannot write (added tokens with untrained embedding rows, found by "
+                "fctune.tool_tokens): " + "; ".join(f"{k} = {v}" for k, v in REPAIRS.items())
+                + ". Repaired, the labels hold no such token, so --backend unsloth can train the model", "choices":
+                list(REPAIRS)})
     trainable_tokens: str = field(default="auto", metadata={
         "help": "also train the embedding rows of these tokens: auto = the added tokens in the labels that the base "
                 "model cannot tell apart (one output-embedding row shared, as Qwen2.5-Coder-0.5B's <tool_call> and "
@@ -427,6 +433,18 @@ def train(cfg: TrainConfig) -> dict:
         ensure_pad_token(tokenizer)
         # the one renderer the evaluation uses too: train and test prompts are the same bytes (issue 19)
         renderer = PromptRenderer(tokenizer, cfg.prompt_format)
+        # tags the base cannot write (untrained rows) are fed as text unless told otherwise: the labels then use
+        # pieces the model knows, and the saved tokenizer (the adapter's) reads them so when it is evaluated
+        from fctune.parse import declared_call_format
+        from fctune.tool_tokens import detect_model, repair_tokenizer
+
+        check = detect_model(model, tokenizer, declared_call_format(renderer), cfg.model)
+        settings["tool_tokens"] = None
+        if check.tags or cfg.repair_tokens == "text":
+            tokenizer, settings["tool_tokens"] = repair_tokenizer(cfg.repair_tokens, tokenizer, check)
+            if settings["tool_tokens"]["tags_as_text"]:
+                ensure_pad_token(tokenizer)
+                renderer = PromptRenderer(tokenizer, cfg.prompt_format)
         train_ds, train_info = build_dataset(cfg.train_file, renderer, cfg.max_seq_length)
         val_ds, val_info = (build_dataset(cfg.val_file, renderer, cfg.max_seq_length, cfg.max_eval_samples)
                             if cfg.val_file else (None, None))

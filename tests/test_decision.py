@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from fctune.compare import ModelResults, judge_models, phase1_decision, phase2_decision
-from fctune.decision import judge, paired_difference, paired_ratio, rows_needed, status
+from fctune.compare import ModelResults, harm_sentence, judge_models, phase1_decision, phase2_decision
+from fctune.decision import harm_status, judge, paired_difference, paired_ratio, rows_needed, status
 
 
 def rows(n_right: int, n: int, offset: int = 0) -> dict:
@@ -119,7 +119,8 @@ GATES = {"capabilities": [{"name": "single-turn calls", "metric": "single_turn.a
          "phase2": {"max_delta": 0.1}}
 
 
-def scored(tmp_path, label, role, right: int, abstain: int, extra: int = 0, family=None, n=40, shape="hermes_tags"):
+def scored(tmp_path, label, role, right: int, abstain: int, extra: int = 0, family=None, n=40, shape="hermes_tags",
+           model=None):
     """A model with ``right`` of ``n`` single-turn rows exactly right (``extra`` of the wrong ones with an extra call)
     and ``abstain`` of 20 no-call rows correctly abstained, written as details files and read back."""
     single = []
@@ -135,7 +136,7 @@ def scored(tmp_path, label, role, right: int, abstain: int, extra: int = 0, fami
                 "parse_shape": "none" if i < abstain else shape, "predicted_calls": [] if i < abstain else [{}]}
                for i in range(20)]
     m = ModelResults(label, {"label": label, "role": role, "approach": "paper" if role != "llm" else "llm",
-                             "family": family, "tools_mode": "prompt"})
+                             "family": family, "tools_mode": "prompt", "model": model})
     for suite, rs in (("single_turn", single), ("no_call", no_call)):
         p = tmp_path / f"{label}_{suite}_details.jsonl"
         p.write_text("".join(json.dumps(r) + "\n" for r in rs))
@@ -144,11 +145,11 @@ def scored(tmp_path, label, role, right: int, abstain: int, extra: int = 0, fami
     return m
 
 
-def decide(tmp_path, phase, *models):
+def decide(tmp_path, phase, *models, gates=GATES):
     by = {m.label: m for m in models}
     llm = next(m for m in models if m.role == "llm")
-    judged = judge_models(by, llm, GATES, 0.9)
-    return (phase1_decision if phase == 1 else phase2_decision)(by, llm, judged, GATES), judged
+    judged = judge_models(by, llm, gates, 0.9, regression_veto=phase == 2)
+    return (phase1_decision if phase == 1 else phase2_decision)(by, llm, judged, gates), judged
 
 
 @pytest.mark.parametrize("slm,verdict", [
@@ -189,3 +190,100 @@ def test_phase1(tmp_path, phi, llama, verdict):
     assert d["verdict"] == verdict, d["reason"]
     if verdict == "FOCUS ON WINNER":
         assert d["winner"] == "phi" and d["winner_check"]["ci"][0] > 0
+
+
+# -- do no harm: a fine-tune against its own base -----------------------------------------------------------------
+@pytest.mark.parametrize("ci,expected", [
+    ([-0.12, -0.03], "regression"),   # the whole interval below -2 points
+    ([-0.05, 0.01], "ok"),            # straddles 0: not shown to be worse
+    ([-0.05, -0.01], "ok"),           # worse, but not by more than the allowance
+    ([-0.05, -0.02], "ok"),           # at the allowance: not beyond it
+    ([0.01, 0.06], "ok"),
+    (None, "missing"),
+])
+def test_harm_status(ci, expected):
+    assert harm_status(ci, 0.02) == expected
+
+
+@pytest.mark.parametrize("base,ft,base_shape,regressed", [
+    (80, 90, "hermes_tags", False),   # better everywhere
+    (80, 72, "hermes_tags", True),    # loses 8 points on single calls, the same 8 rows every time: a tight interval
+    (80, 79, "hermes_tags", False),   # loses one row: the interval straddles the allowance
+    (80, 72, "fenced_json", True),    # the base wrote fenced JSON: its lenient reading (80) is its best one
+])
+def test_do_no_harm_against_the_base(tmp_path, base, ft, base_shape, regressed):
+    llm = scored(tmp_path, "llm", "llm", 80, 20, n=100)
+    b = scored(tmp_path, "base", "base", base, 20, n=100, shape=base_shape, model="qwen")
+    f = scored(tmp_path, "ft", "finetuned", ft, 20, n=100, model="qwen")
+    d, judged = decide(tmp_path, 2, llm, b, f)
+    nh = judged["ft"]["do_no_harm"]
+    single = nh["checks"]["single-turn calls"]
+    assert nh["bases"] == ["base"] and single["n"] == 100
+    assert single["difference"] == pytest.approx((ft - base) / 100)
+    assert single["base_reading"] == ("lenient" if base_shape == "fenced_json" else "strict")
+    assert (nh["regressions"] == ["single-turn calls"]) is regressed
+    text = harm_sentence("ft", nh)
+    if regressed:
+        # phase 2: a veto, named with its size; the model equal to the LLM elsewhere is not deployed
+        assert "no regression against its base" in judged["ft"]["vetoed_by"]
+        assert d["verdict"] != "DEPLOY TO PRODUCTION" and "-8.0 points" in text and "-8.0 points" in d["reason"]
+    else:
+        assert text is None and judged["ft"]["vetoed_by"] == []
+
+
+def test_do_no_harm_is_shown_but_does_not_veto_in_phase_1(tmp_path):
+    llm = scored(tmp_path, "llm", "llm", 72, 20, n=100)
+    b = scored(tmp_path, "base", "base", 80, 20, n=100, model="qwen")
+    f = scored(tmp_path, "ft", "finetuned", 72, 20, n=100, model="qwen")
+    d, judged = decide(tmp_path, 1, llm, b, f)
+    assert d["verdict"] == "PROCEED TO PHASE 2"
+    assert judged["ft"]["do_no_harm"]["regressions"] == ["single-turn calls"]
+
+
+def test_a_base_of_another_model_is_not_its_base(tmp_path):
+    llm = scored(tmp_path, "llm", "llm", 80, 20, n=100)
+    other = scored(tmp_path, "base", "base", 95, 20, n=100, model="another")
+    f = scored(tmp_path, "ft", "finetuned", 80, 20, n=100, model="qwen")
+    d, judged = decide(tmp_path, 2, llm, other, f)
+    assert judged["ft"]["do_no_harm"]["bases"] == [] and d["verdict"] == "DEPLOY TO PRODUCTION"
+    assert "no result of its base model" in d["reason"]
+
+
+# -- every sentence about a verdict is true of its numbers --------------------------------------------------------
+MEAN_GATES = {**GATES, "relative": {"aggregate": "mean"}}
+
+
+@pytest.mark.parametrize("gates,phase,verdict", [
+    (GATES, 2, "ANALYZE FAILURE MODES"),
+    (MEAN_GATES, 2, "DEPLOY TO PRODUCTION"),
+    (GATES, 1, "ITERATE"),
+    (MEAN_GATES, 1, "PROCEED TO PHASE 2"),
+])
+def test_verdict_sentences_are_true_of_a_model_at_half_the_llm_on_one_capability(tmp_path, gates, phase, verdict):
+    """Single calls at 50% of the LLM, abstention at 200%: min fails it, mean passes it; neither sentence may say
+    'every capability' passed, and the mean's says where its lowest capability is."""
+    llm = scored(tmp_path, "llm", "llm", 32, 10)
+    ft = scored(tmp_path, "ft", "finetuned", 16, 20)
+    d, judged = decide(tmp_path, phase, llm, ft, gates=gates)
+    assert d["verdict"] == verdict, d["reason"]
+    reason = d["reason"]
+    assert judged["ft"]["min_ratio"] == pytest.approx(0.5)
+    if gates is MEAN_GATES:
+        assert "every capability" not in reason and "mean of its capability ratios" in reason
+        assert "lowest capability is at 50.0%" in reason
+        assert f"{judged['ft']['mean_ratio']:.1%}" in reason
+    else:
+        assert "on every capability" in reason and "below the bar on single-turn calls" in reason
+
+
+@pytest.mark.parametrize("gates", [GATES, MEAN_GATES])
+def test_passing_sentences_under_each_aggregate(tmp_path, gates):
+    llm = scored(tmp_path, "llm", "llm", 32, 20)
+    ft = scored(tmp_path, "ft", "finetuned", 32, 20)
+    for phase, verdict in ((1, "PROCEED TO PHASE 2"), (2, "DEPLOY TO PRODUCTION")):
+        d, judged = decide(tmp_path, phase, llm, ft, gates=gates)
+        assert d["verdict"] == verdict
+        if gates is GATES:
+            assert "on every capability (paired lower bounds; lowest ratio 100.0%)" in d["reason"]
+        else:
+            assert "mean of its capability ratios (100.0%" in d["reason"] and "every capability" not in d["reason"]

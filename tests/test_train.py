@@ -326,7 +326,8 @@ def test_tags_sharing_one_row_get_their_rows_trained(tmp_path, tied_tags_model_d
                              output_dir=str(tmp_path / "a"), max_steps=12 if mode == "auto" else 2,
                              per_device_train_batch_size=4,
                              gradient_accumulation_steps=1, learning_rate=5e-2, warmup_ratio=0.0, save_steps=100,
-                             max_seq_length=1024, prompt_format="hermes", trainable_tokens=mode))
+                             max_seq_length=1024, prompt_format="hermes", trainable_tokens=mode,
+                             repair_tokens="none"))  # the tags kept as added tokens: their rows must be trained
     tok = AutoTokenizer.from_pretrained(tied_tags_model_dir)
     tags = tok.convert_tokens_to_ids(["<tool_call>", "</tool_call>"])
     chosen = meta["settings"]["trainable_tokens"]
@@ -340,6 +341,26 @@ def test_tags_sharing_one_row_get_their_rows_trained(tmp_path, tied_tags_model_d
         assert cos < 0.99  # trained apart: the model can now write one rather than the other
     else:
         assert chosen["ids"] == [] and cos > 0.999  # LoRA alone cannot move them
+
+
+@pytest.mark.slow
+def test_tags_with_untrained_rows_are_trained_as_text_by_default(tmp_path, tied_tags_model_dir):
+    """--repair-tokens auto: the tags sharing one row are found and fed as text, so the labels hold no tag token and
+    nothing needs the embedding rows trained (--backend unsloth could train this model); the adapter's saved
+    tokenizer reads them so, which is what its evaluation loads."""
+    from transformers import AutoTokenizer
+
+    train_file, _ = _tiny_split(tmp_path)
+    meta = train(TrainConfig(model=tied_tags_model_dir, name="t", train_file=str(train_file), val_file="",
+                             output_dir=str(tmp_path / "a"), max_steps=1, per_device_train_batch_size=4,
+                             gradient_accumulation_steps=1, save_steps=100, max_seq_length=1024,
+                             prompt_format="hermes"))
+    info = meta["settings"]["tool_tokens"]
+    assert info["repair"] == "text" and info["tags_as_text"] == ["<tool_call>", "</tool_call>"]
+    assert info["check"]["untrained"] == ["<tool_call>", "</tool_call>"]
+    assert meta["settings"]["trainable_tokens"]["ids"] == []
+    saved = AutoTokenizer.from_pretrained(tmp_path / "a" / "t")
+    assert len(saved("<tool_call>", add_special_tokens=False)["input_ids"]) > 1
 
 
 def test_auto_trainable_tokens_leave_a_model_with_distinct_rows_alone(tmp_path, tiny_model_dir):

@@ -178,7 +178,7 @@ def cpu_has_native_bf16() -> bool:
 class LocalBackend:
     def __init__(self, model: str, adapter: str | None = None, max_new_tokens: int = 256, batch_size: int = 8,
                  prompt_format: str | None = None, device: str = "auto", dtype: str = "auto", engine: str = "padded",
-                 stop_repeats: int = 0):
+                 stop_repeats: int = 0, repair_tokens: str = "auto"):
         import torch
 
         from fctune.models import ensure_pad_token, load_causal_lm, load_tokenizer, resolve_model, stop_token_ids
@@ -226,6 +226,17 @@ class LocalBackend:
         fmt = prompt_format or ((self.adapter_meta.get("prompt") or {}).get("prompt_format") if self.adapter_meta
                                 else None) or "auto"
         self.renderer = PromptRenderer(self.tokenizer, fmt)
+        # tags the model cannot write (untrained rows) are found here and, unless told otherwise, fed as text
+        from fctune.tool_tokens import detect_model, repair_tokenizer
+
+        check = detect_model(self.model, self.tokenizer, declared_call_format(self.renderer), model)
+        self.tool_tokens = None
+        if check.tags or repair_tokens == "text":
+            self.tokenizer, self.tool_tokens = repair_tokenizer(repair_tokens, self.tokenizer, check, adapter)
+            if self.tool_tokens["tags_as_text"]:
+                ensure_pad_token(self.tokenizer)
+                self.tokenizer.padding_side = "left"
+                self.renderer = PromptRenderer(self.tokenizer, fmt)
         self.stop_ids = stop_token_ids(self.tokenizer)
         self.dtype = str(tdtype).replace("torch.", "")
         self.load_s = round(time.time() - t0, 2)
@@ -258,7 +269,8 @@ class LocalBackend:
                 "batch_size": self.batch_size if self.engine != "continuous" else None, "decoding": "greedy",
                 # after how many steps a finished answer leaves its batch (None: it stays until the longest ends)
                 "rows_leave_every": 1 if self.engine == "continuous" else ROWS_LEAVE_EVERY if self.rows_leave else None,
-                "stop_repeats": self.stop_repeats or None}
+                "stop_repeats": self.stop_repeats or None,
+                **({"tool_tokens": self.tool_tokens} if self.tool_tokens else {})}
 
     def set_max_new_tokens(self, n: int) -> None:
         self.max_new_tokens = n
