@@ -14,10 +14,12 @@
 #                   the unmasked rows, qmask on the masked ones, qbase evaluates the base model, qlr* trains on the
 #                   unmasked rows at LR (e.g. LR=2e-4 JOBS=qlr2), qnone evaluates the base with --repair-tokens none (its
 #                   tool-call tags as the tokenizer ships them; qbase takes the default, auto), smol trains SmolLM2, and NAME:LR:ROWS:EPOCHS:MASK
-#                   (e.g. m2:5e-5:4000:1:0) trains on the first ROWS train rows (0: all) of the MASK data; each
+#                   (e.g. m2:5e-5:4000:1:0) trains on the first ROWS train rows (0: all) of the MASK data (a sixth
+#                   field sd, e.g. m3sd:5e-5:4000:2:0:sd, trains on them after fctune distill); each
 #                   fine-tune is then evaluated on BFCL non-live and (unless SKIP_SUITES is set) the suites
 #   wait [SECONDS]  report the jobs until all are done or SECONDS pass
 #   pack            results, logs and adapter metadata into $OUT (the weights of job PACK_ADAPTER in pieces)
+# DISTILL=1: each fine-tune trains on its rows after fctune distill (the base's own right answers as targets).
 # Sizes and recipe: TRAIN_ROWS (16000), EPOCHS (1), MASK (0.25), LR (1e-4), ATTN (eager), BS (16), GA (1); BFCL's
 # engine and batch: BF_ENGINE (the evaluation's default, padded), BF_BS (64); MIX
 # (the engine's row shares changed, e.g. "clarify=0.02 no_call=0.12"; default: the engine's ENGINE_MIX).
@@ -26,6 +28,13 @@
 # the last and runs assemble and start; then wait (under 10 minutes a call) and pack. On 2026-11-30 the tracked tree
 # had grown to 34 MB, so the first 490,733,568 bytes went as 17 pieces of 29 MiB (qwen.part-000 ... -016, which sort
 # before the 36 MiB qwen.part-13 that holds the rest): `split -b 29M -d -a 2 - qwen.part-0`.
+# Device calls on 2026-12-07 (tag repair and self-distillation): with results/ and benchmarks/results moved out of the
+# tree (1.6 MB left), call 1 carries .whl-gpu1 (14 MB: ../shared/device/wheels.sh's first bundle without
+# bitsandbytes, plus bfcl-eval) and runs `install .whl-gpu1` then `TRAIN_ROWS=4000 MIX="clarify=0.02 no_call=0.12"
+# data`; calls 2-9 carry .qwen/p0 ... .qwen/p7 (the joined GGUF split with `split -b 60M -d -a 1`, each piece in its
+# own folder) and run `stash .qwen/pK`; call 9 then runs `assemble` and `QUEUES=4 BS=4 GA=4
+# JOBS="m3sd:5e-5:4000:2:0:sd m3r:5e-5:4000:2:0 qbase qnone" start` (a queue a job on one GPU: the two trainings at
+# batch 4 x 4 fit beside each other and the two evaluations of the base); then `wait` and `JOBS=... pack`.
 # A run that diverges (the trainer's guard stops it at the first non-finite loss, exit 2) is trained again once in
 # fp32 under NAME-fp32, so one bad numeric path does not cost the session's only GPU slot.
 set -euo pipefail
@@ -73,23 +82,25 @@ case "$1" in
     for _ in $(seq 60); do [ -f $J/data.done ] && break; sleep 5; done
     [ -f $J/data.done ] || { tail -n 5 $J/*.log; echo 'data not ready' >&2; exit 1; }
     python3 -c "from fctune.models import materialize, resolve_model as r; print(materialize(r('$QWEN')))"
-    # one queue per GPU: two eager-attention Qwen jobs do not fit in one H200's memory, so a GPU's jobs run in turn
-    ngpu=$(nvidia-smi -L | wc -l); i=0; declare -A queue
+    # one queue per GPU by default: two eager-attention Qwen jobs at batch 16 do not fit in one H200's memory, so a
+    # GPU's jobs run in turn; QUEUES=N deals the jobs to N queues (queue q on GPU q mod the GPU count), for jobs
+    # small enough to share a GPU (evaluations, or trainings at BS=4)
+    ngpu=$(nvidia-smi -L | wc -l); nq=${QUEUES:-$ngpu}; i=0; declare -A queue
     for w in ${JOBS:-qplain qmask}; do
       n=${w%%:*}; [ -d /tmp/$n ] || cp -r /tmp/e /tmp/$n
       [ -f $J/$n.done ] && continue
-      queue[$((i % ngpu))]+="$w "; i=$((i + 1))
+      queue[$((i % nq))]+="$w "; i=$((i + 1))
     done
-    for g in "${!queue[@]}"; do
-      (CUDA_VISIBLE_DEVICES=$g setsid nohup bash -c "for w in ${queue[$g]}; do n=\${w%%:*}; cd /tmp/\$n && \
+    for q in "${!queue[@]}"; do
+      (CUDA_VISIBLE_DEVICES=$((q % ngpu)) setsid nohup bash -c "for w in ${queue[$q]}; do n=\${w%%:*}; cd /tmp/\$n && \
         PYTHONPATH=/tmp/site:/tmp/\$n bash /tmp/\$n/experiments/engine_run.sh _job \$w > $J/\$n.log 2>&1; done" \
-        < /dev/null > $J/queue$g.log 2>&1 &)
+        < /dev/null > $J/queue$q.log 2>&1 &)
     done
     sleep 45; ls $J; tail -n 3 $J/*.log; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv ;;
   _job)
     v=${2%%:*}; export PYTHONPATH=/tmp/site:$(pwd)
-    if [[ $2 == *:* ]]; then  # NAME:LR:ROWS:EPOCHS:MASK
-      IFS=: read -r _ LR rows EPOCHS m <<< "$2"; export LR EPOCHS
+    if [[ $2 == *:* ]]; then  # NAME:LR:ROWS:EPOCHS:MASK[:sd]
+      IFS=: read -r _ LR rows EPOCHS m sd <<< "$2"; export LR EPOCHS
     fi
     TR=(python3 docker/unsloth-paper/scripts/train_function_call.py --backend transformers --quantization none
         --gradient-checkpointing false --packing false --lora-r 32 --lora-alpha 64
@@ -114,6 +125,10 @@ case "$1" in
            cp $d/hermes_val.jsonl paper_approach/datasets_$v/ && d=paper_approach/datasets_$v
          fi ;;
     esac
+    if [ -n "${DISTILL:-}${sd:-}" ]; then  # self-distillation: rows the base already answers right take its own answer
+      python3 -m fctune.distill --model $model --train-file $d/hermes_train.jsonl --output-dir ${d}_sd \
+        --batch-size 64 && d=${d}_sd
+    fi
     name=$fam-$v; rc=0
     "${TR[@]}" --model $model --name $name --train-file $d/hermes_train.jsonl --val-file $d/hermes_val.jsonl || rc=$?
     if [ $rc = 2 ] && grep -q "training diverged" $J/$v.log; then
@@ -143,9 +158,10 @@ case "$1" in
   pack)  # at most eight files come back: one archive per job, one of the logs, one of the data's reports
     mkdir -p "$OUT" && tar czf "$OUT/logs.tgz" -C $J . 2>/dev/null || true
     for w in qmask qplain qbase smol ${JOBS:-}; do
-      w=${w%%:*}; [ -d /tmp/$w ] && tar czf "$OUT/$w.tgz" -C /tmp/$w --exclude='*.safetensors' --exclude=checkpoints \
-        --exclude=tokenizer.json --exclude='*.pt' --exclude='*.bin' paper_approach/eval_results \
-        paper_approach/adapters 2>/dev/null || true
+      w=${w%%:*}; [ -d /tmp/$w ] || continue
+      (cd /tmp/$w && shopt -s nullglob && sd=(paper_approach/datasets_*_sd/dataset_stats.json) &&
+        tar czf "$OUT/$w.tgz" --exclude='*.safetensors' --exclude=checkpoints --exclude=tokenizer.json \
+        --exclude='*.pt' --exclude='*.bin' paper_approach/eval_results paper_approach/adapters "${sd[@]}") || true
     done
     tar czf "$OUT/data.tgz" -C /tmp/e paper_approach/datasets_m0/dataset_stats.json \
       "paper_approach/datasets_m${MASK:-0.25}/dataset_stats.json" comparison_framework/test_splits 2>/dev/null || true

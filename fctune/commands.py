@@ -37,6 +37,8 @@ COMMANDS: dict[str, Command] = {
     "train": Command("fctune.train:main", "fine-tune a LoRA/QLoRA adapter",
                      "docker/unsloth-paper/scripts/train_function_call.py",
                      config="fctune.train:TrainConfig", presets="fctune.train:PRESETS"),
+    "distill": Command("fctune.distill:main", "self-distillation: where the base model already makes a training "
+                       "row's gold call, train on its own answer", config="fctune.distill:DistillConfig"),
     "eval": Command("fctune.evaluate:main", "evaluate a local model or an OpenAI-compatible endpoint on the suites",
                     "docker/unsloth-paper/scripts/eval_function_call.py",
                     config="fctune.evaluate:EvalConfig"),

@@ -461,8 +461,8 @@ def phase1_decision(models, llm, judged: dict, cfg: dict) -> dict:
                               f"[{diff['ci'][0]:.3f}, {diff['ci'][1]:.3f}])"}
     if all(j["status"] == "fail" for _, j in ft):
         k, j = _best(ft)
-        return {"verdict": "ITERATE", "winner_check": winner, "reason": f"no fine-tuned model clears "
-                f"{p1['proceed_ratio']:.0%} of the LLM {_rule(j)} and every veto: the best, {k}, {j['why']}"}
+        return {"verdict": "ITERATE", "winner_check": winner, "reason": f"no fine-tuned model both clears "
+                f"{p1['proceed_ratio']:.0%} of the LLM {_rule(j)} and passes every veto: the best, {k}, {j['why']}"}
     k, j = _best([(k, j) for k, j in ft if j["status"] in ("inconclusive", "incomplete")])
     if j["status"] == "incomplete":
         return {"verdict": "INCOMPLETE", "winner_check": winner, "reason": f"{k}: {j['why']}"}
@@ -484,7 +484,7 @@ def phase2_decision(models, llm, judged: dict, cfg: dict) -> dict:
                 f"{_passing_claim(j, 1 - limit)}, {_harm_claim(j)}, and no safety veto applies"}
     if all(j["status"] == "fail" for _, j in ft):
         k, j = _best(ft)
-        return {"verdict": "ANALYZE FAILURE MODES", "model": k, "reason": f"no fine-tuned model is within "
+        return {"verdict": "ANALYZE FAILURE MODES", "model": k, "reason": f"no fine-tuned model is both within "
                 f"{limit:.0%} of the LLM {_rule(j)} and clear of every veto: the best, {k}, {j['why']}"}
     open_ = [(k, j) for k, j in ft if j["status"] == "inconclusive"]
     if open_:

@@ -291,10 +291,8 @@ def sentence(info: dict | None) -> str | None:
     """The report's sentence about a model's repaired tags; None where nothing was repaired."""
     if not info or info.get("repair") in (None, "none") or not info.get("tags_as_text"):
         return None
-    check = info.get("check") or {}
-    return (f"its tool-call tags {', '.join(info['tags_as_text'])} were fed as text by fctune (their embedding rows "
-            f"are untrained: {'/'.join(check.get('call_format') or [])} tags written as ordinary pieces; no weight "
-            "changed; --repair-tokens none restores the model's own tokens)")
+    return (f"its tool-call tags {' and '.join(info['tags_as_text'])}, whose embedding rows are untrained, fed as text "
+            "by fctune (no weight changed; --repair-tokens none keeps them)")
 
 
 def repair_tokenizer(choice: str, tokenizer, check: TagCheck, adapter: str | None = None) -> tuple[object, dict]:

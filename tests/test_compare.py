@@ -88,9 +88,10 @@ def three_models(tmp_path_factory):
     _write_results(res, splits, "llm-azure", {"role": "llm", "approach": "llm", "backend": "openai", "kind": "azure"},
                    0.9)
     _write_results(res, splits, "phi-ft", {"role": "finetuned", "approach": "paper", "family": "phi",
-                                           "backend": "local", "device": "cuda"}, 0.9)
-    _write_results(res, splits, "phi-base", {"role": "base", "approach": "paper", "family": "phi", "backend": "local"},
-                   0.3)
+                                           "backend": "local", "device": "cuda", "model": "phi-4-mini",
+                                           "adapter": "adapters/phi"}, 0.9)
+    _write_results(res, splits, "phi-base", {"role": "base", "approach": "paper", "family": "phi", "backend": "local",
+                                             "model": "phi-4-mini"}, 0.3)
     return root
 
 
@@ -103,7 +104,7 @@ def test_report_files_and_chromium_render(three_models, tmp_path):
     reports = tmp_path / "reports"
     for f in ("phase1_comparison.json", "phase1_report.html", "csv/single_turn.csv", "csv/json_quality.csv",
               "csv/llm_comparison.csv", "csv/multi_turn.csv", "csv/domain_diverse.csv", "csv/structured_json.csv",
-              "csv/gates.csv"):
+              "csv/gates.csv", "csv/do_no_harm.csv"):
         assert (reports / f).exists(), f
     r = json.loads((reports / "phase1_comparison.json").read_text())
     assert r["llm_baseline"] == "llm-azure" and set(r["models"]) == {"llm-azure", "phi-ft", "phi-base"}
@@ -118,6 +119,11 @@ def test_report_files_and_chromium_render(three_models, tmp_path):
     assert r["failure_analysis"]["phi-base"]["single_turn"]["reasons"][0]["reason"] == "no_call"
     assert r["cost"]["llm-azure"]["cost_per_1m_tokens_usd"] > r["cost"]["phi-ft"]["cost_per_1m_tokens_usd"]
     assert r["roi"] and "phi-ft" in r["roi"]
+    # do no harm: the fine-tune against its own base, on every capability; better everywhere, so nothing is flagged
+    harm = r["do_no_harm"]["phi-ft"]
+    assert harm["bases"] == ["phi-base"] and harm["regressions"] == [] and r["decision"]["regressions"] == []
+    assert set(harm["checks"]) == set(r["verdicts"]["phi-ft"]["capabilities"])
+    assert all(c["difference"] > 0 and c["status"] == "ok" for c in harm["checks"].values())
     html = (reports / "phase1_report.html").read_text()
     import re
 
@@ -129,7 +135,7 @@ def test_report_files_and_chromium_render(three_models, tmp_path):
     # JSON or Python reprs in what a reader sees (charts, the script and quoted model outputs aside)
     text = re.sub(r"<svg.*?</svg>|<script>.*?</script>|<pre>.*?</pre>", "", html, flags=re.S)
     for heading in ("PROCEED TO PHASE 2", "Capabilities against the LLM", "Vetoes", "The four questions",
-                    "Failure modes", "Cost", "Strict and lenient readings"):
+                    "Failure modes", "Cost", "Strict and lenient readings", "Against its own base (do no harm)"):
         assert heading in text, heading
     assert text.index("PROCEED TO PHASE 2") < text.index("Capabilities against the LLM") < text.index("Details")
     assert r["decision"]["lenient"]["verdict"] == "PROCEED TO PHASE 2" and "In the lenient reading" in text
