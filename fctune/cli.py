@@ -20,8 +20,11 @@ __all__ = ["UserError", "run_script", "setup_logging", "user_errors"]
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """What a command line reports in one line (exit 2) instead of a traceback: every :class:`UserError`, and a path
-    the user named that is missing or of the wrong kind (the OS message names it)."""
-    return (UserError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
+    the user named that is missing or of the wrong kind, or a disk that cannot take the output (the OS message names
+    it)."""
+    # every OSError, not only the path ones: a full or read-only disk (ENOSPC, EROFS), an output folder that is a
+    # file (FileExistsError) are the user's to fix, and the OS message names the path
+    return (UserError, OSError)
 
 
 def setup_logging(level: str | None = None) -> None:
@@ -95,13 +98,13 @@ def run_script(cls, fn: Callable, argv=None, summary: Callable | None = None, pr
             return 2
     project = project or find_project_dir()
     cwd = Path.cwd()
-    cfg = parse_config(cls, argv, description=description, presets=presets)
-    if project is not None and project != cwd.resolve():
-        _absolutize(cfg, explicit_fields(cls, argv), cwd)
-        os.chdir(project)  # outputs land in the project's folders, and its .env is read, wherever this ran from
-    load_dotenv(os.environ.get("FCTUNE_ENV_FILE", ".env"))
-    setup_logging()
-    try:
+    try:  # the config is read inside the handler too: a --config that cannot be read is one line like any other
+        cfg = parse_config(cls, argv, description=description, presets=presets)
+        if project is not None and project != cwd.resolve():
+            _absolutize(cfg, explicit_fields(cls, argv), cwd)
+            os.chdir(project)  # outputs land in the project's folders, and its .env is read, wherever this ran from
+        load_dotenv(os.environ.get("FCTUNE_ENV_FILE", ".env"))
+        setup_logging()
         result = fn(cfg)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

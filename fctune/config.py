@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import datetime as _dt
 import functools
+import math
 import os
 import platform
 import subprocess
@@ -64,6 +65,21 @@ def _converter(tp):
     return str
 
 
+def _scalar(base, value):
+    """``value`` as a bool, int, float or str field holds it; ValueError where it is not one."""
+    if isinstance(value, (list, tuple, dict)):
+        raise ValueError(f"a {type(value).__name__}, not a {base.__name__}")
+    if base is bool:
+        return value if isinstance(value, bool) else _parse_bool(value)
+    if base in (int, float):
+        if isinstance(value, bool):
+            raise ValueError("a boolean is not a number")
+        if base is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError(f"{value} is not a whole number")  # int(1.7) would quietly be 1
+        return base(value)
+    return str(value)
+
+
 def _coerce(field: dataclasses.Field, tp, value, where: str):
     """Coerce a YAML value to the field's type; errors name where the value came from."""
     if value is None:
@@ -71,22 +87,23 @@ def _coerce(field: dataclasses.Field, tp, value, where: str):
     base, _ = _base_type(tp)
     origin = typing.get_origin(base)
     try:
-        if base is bool:
-            return value if isinstance(value, bool) else _parse_bool(value)
-        if base in (int, float):
-            if isinstance(value, bool):
-                raise ValueError("a boolean is not a number")
-            if base is int and isinstance(value, float) and not value.is_integer():
-                raise ValueError(f"{value} is not a whole number")  # int(1.7) would quietly be 1
-            return base(value)
-        if base is str:
-            return str(value)
+        if base in (bool, int, float, str):
+            return _scalar(base, value)
         if origin in (list, tuple):
             if isinstance(value, str):
                 return _converter(tp)(value)
             if not isinstance(value, (list, tuple)):
                 raise ValueError(f"expected a list, got {type(value).__name__}")
-            return list(value)
+            inner = (typing.get_args(base) or (str,))[0]
+            if inner not in (bool, int, float, str):
+                return list(value)
+            out = []
+            for i, x in enumerate(value):  # a list of lists would fail much later, as a TypeError
+                try:
+                    out.append(_scalar(inner, x))
+                except (ValueError, TypeError, argparse.ArgumentTypeError) as e:
+                    raise ValueError(f"item {i}: {e}") from None
+            return out
         if origin is dict:
             if not isinstance(value, dict):
                 raise ValueError(f"expected a mapping, got {type(value).__name__}")
@@ -102,10 +119,16 @@ def load_yaml(path) -> dict:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: config file not found")
+    if path.is_dir():
+        raise ConfigError(f"{path}: a folder, not a YAML config file")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML ({e})") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); a YAML config is text") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot be read ({e.strerror})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of field names to values")
     return data
@@ -215,6 +238,8 @@ def check_range(f: dataclasses.Field, value) -> None:
     if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
         return
     md, flag = f.metadata, "--" + f.name.replace("_", "-")
+    if not math.isfinite(value):  # NaN passes every comparison, so no range could refuse it; inf is no setting
+        raise ConfigError(f"{flag}: {value} is not a finite number")
     if "min" in md and value < md["min"]:
         raise ConfigError(f"{flag}: {value} is below the minimum {md['min']}")
     if "max" in md and value > md["max"]:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from fctune.errors import UserError
 from fctune.evaluate import answer_budget, generate_pooled
-from fctune.io import read_json, sha256_file, write_json_atomic
+from fctune.io import OutputLock, read_json, sha256_file, write_json_atomic
 from fctune.schema import Expected, ToolCall, read_examples, write_examples
 from fctune.score import score_example
 from fctune.tool_tokens import REPAIRS
@@ -65,8 +65,6 @@ def distilled_target(example, output: str | None) -> list[ToolCall] | None:
 
 
 def distill(cfg: DistillConfig) -> dict:
-    from fctune.backends.local import LocalBackend
-    from fctune.config import run_metadata
 
     src = Path(cfg.train_file)
     if not src.exists():
@@ -76,6 +74,14 @@ def distill(cfg: DistillConfig) -> dict:
     if out.resolve() == src.parent.resolve():
         raise UserError(f"--output-dir {out}: the source split's own folder; choose another so both stay")
     out.mkdir(parents=True, exist_ok=True)
+    with OutputLock(out, "distill", "self-distillation"):
+        return _distill(cfg, src, rows, out)
+
+
+def _distill(cfg: DistillConfig, src: Path, rows: list, out: Path) -> dict:
+    from fctune.backends.local import LocalBackend
+    from fctune.config import run_metadata
+
     asked = [e for e in rows if e.expected.kind == "tool_calls"]
     backend = LocalBackend(cfg.model, None, answer_budget(asked) if asked else 128, cfg.batch_size,
                            cfg.prompt_format, cfg.device, cfg.dtype, repair_tokens=cfg.repair_tokens)

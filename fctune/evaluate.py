@@ -21,7 +21,15 @@ from pathlib import Path
 from fctune.backends.base import Backend
 from fctune.backends.local import ENGINES
 from fctune.errors import UserError
-from fctune.io import JsonlAppender, read_json, read_jsonl_tolerant, sha256_file, write_json_atomic, write_jsonl_atomic
+from fctune.io import (
+    JsonlAppender,
+    OutputLock,
+    read_json,
+    read_jsonl_tolerant,
+    sha256_file,
+    write_json_atomic,
+    write_jsonl_atomic,
+)
 from fctune.tool_tokens import REPAIRS
 
 log = logging.getLogger(__name__)
@@ -381,7 +389,12 @@ def make_backend(cfg: EvalConfig) -> Backend:
 
 def split_files(cfg: EvalConfig) -> dict[str, Path]:
     if cfg.split_files:
-        out = {Path(f).stem.removesuffix("_test"): Path(f) for f in cfg.split_files}
+        out: dict[str, Path] = {}
+        for f in cfg.split_files:  # a split's results are named after its file: two of one name would overwrite
+            name = Path(f).stem.removesuffix("_test")
+            if name in out:
+                raise UserError(f"--split-files: {out[name]} and {f} both name their results {name!r}; rename one")
+            out[name] = Path(f)
         missing = [str(p) for p in out.values() if not p.exists()]
         if missing:
             raise UserError(f"split files not found: {missing}")
@@ -511,6 +524,12 @@ def run_tasks(cfg: EvalConfig, label: str, tasks, score: Callable[[Answered], No
     row its own) are generated in one pass, then scored one by one. The backend is closed however the loop ends (a
     llama.cpp server it started must not outlive the run). Returns the backend's identity and its cumulative
     counters."""
+    # held before the backend starts: a second run of this label into this folder stops here, in one line
+    with OutputLock(cfg.results_dir, safe_label(label), "evaluation of this label"):
+        return _run_tasks(cfg, label, tasks, score)
+
+
+def _run_tasks(cfg: EvalConfig, label: str, tasks, score: Callable[[Answered], None]) -> tuple[dict, dict]:
     backend = make_backend(cfg)
     ident = backend.identity()
     pool, mixed = pools_tasks(cfg, backend)
@@ -569,6 +588,8 @@ def evaluate(cfg: EvalConfig) -> dict:
     def tasks():
         for suite, path in files.items():
             split = read_examples(path)
+            if not split:  # a summary of 0 rows would read as a finished evaluation
+                raise UserError(f"{path}: the split has no rows; nothing to evaluate")
             yield EvalTask(suite, split[: cfg.limit] if cfg.limit else split, split,
                            {"split_sha256": sha256_file(path)})
 

@@ -208,3 +208,42 @@ def _json_default(o: Any):
     if isinstance(o, (set, frozenset)):
         return sorted(o)
     raise TypeError(f"not JSON serializable: {type(o).__name__}")
+
+
+class FolderBusy(UserError, RuntimeError):
+    """Another process is writing the same outputs."""
+
+
+class OutputLock:
+    """Held while a run writes ``name`` into ``folder``: a second run with the same outputs refuses with one line
+    instead of moving the first one's rows aside or compacting its file under it. An OS lock (``flock``) on
+    ``folder/.name.lock``: released when the holder exits however it exits, so a killed run never leaves it held."""
+
+    def __init__(self, folder, name: str, what: str = "run"):
+        self.path = Path(folder) / f".{name}.lock"
+        self.what, self.fd = what, None
+
+    def __enter__(self) -> OutputLock:
+        import fcntl
+        import sys
+        import time
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 512, 0).decode("utf-8", "replace").strip() or "another process"
+            os.close(fd)
+            raise FolderBusy(f"{self.path.parent}: another {self.what} is writing these outputs ({holder}); wait "
+                             "for it to end, or give this one another label or folder") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}, "
+                      f"{os.path.basename(sys.argv[0]) or 'python'}".encode(), 0)
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing releases the lock; the file stays (removing it would race a new holder)
+            self.fd = None

@@ -303,6 +303,13 @@ class LlamaServer:
         if self.engine == "python" and not installed():
             raise ServerError("llama-cpp-python[server] is not installed: pip install -e '.[server]' "
                               "(scripts/bootstrap.sh does; the first build takes ~5 minutes on 2 cores)")
+        # the health check below accepts whoever answers on the port: it must be ours, so the port must be free now
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", self.port))
+            except OSError:
+                raise ServerError(f"127.0.0.1:{self.port} is already in use (another server there?): choose another "
+                                  "--port, or stop what holds it") from None
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         env = None
         if self.tokenizer:
@@ -365,9 +372,11 @@ class LlamaServer:
         try:
             self.proc.wait()
         except KeyboardInterrupt:
-            pass
+            return
         finally:
             self.stop()
+        # it ended by itself: say how, rather than exit 0 as if it had been asked to stop
+        raise ServerError(f"llama.cpp server {exit_description(self.proc.returncode)}; {log_tail(self.log_path)}")
 
     def __enter__(self):
         return self.start()
@@ -418,7 +427,14 @@ def main(argv=None) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 2
         return 0
-    LlamaServer(args.model, args.port, args.chat_format).start().serve_until_interrupted(args.model)
+    if not 0 < args.port < 65536:
+        print(f"error: --port {args.port}: not a TCP port (1-65535)", file=sys.stderr)
+        return 2
+    try:
+        LlamaServer(args.model, args.port, args.chat_format).start().serve_until_interrupted(args.model)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

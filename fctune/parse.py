@@ -346,6 +346,23 @@ CALL_TAGS = {
     "mistral_tag": ("[TOOL_CALLS]",),
     "python_tag": ("<|python_tag|>",),
 }
+# every shape a call is parsed in: what a declared call format may name ("any": the strict reading reads like lenient)
+CALL_SHAPES = (*CALL_TAGS, "openai_tool_calls", "fenced_json", "bare_json", "python_call")
+
+
+def call_format_from_flag(text: str, flag: str = "--call-format") -> list[str]:
+    """A comma-separated call format as a list, every name checked: an unknown one would silently zero the strict
+    score (no call would ever be in the declared format)."""
+    from fctune.errors import UserError
+
+    names = [f.strip() for f in text.split(",") if f.strip()]
+    bad = [n for n in names if n not in (*CALL_SHAPES, "any")]
+    if bad or not names:
+        raise UserError(f"{flag} {text!r}: {'unknown shape ' + ', '.join(map(repr, bad)) if bad else 'empty'}; "
+                        f"known: {', '.join(CALL_SHAPES)} or any")
+    return names
+
+
 # what else ends a tagged call: an unclosed Hermes call ends where the next opens; end-of-turn tokens
 _TAG_ENDS = {"hermes_tags": [r"(?=<tool_call>)"], "functioncall_tag": [re.escape("<|endoftext|>")],
              "mistral_tag": [re.escape("</s>")], "python_tag": [re.escape("<|eom_id|>"), re.escape("<|eot_id|>")]}

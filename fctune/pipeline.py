@@ -36,6 +36,7 @@ from fctune.evaluate import (
     result_paths,
     with_model,
 )
+from fctune.io import write_json_atomic
 from fctune.models import DEFAULT_PAPER_MODELS, OFFLINE_LLM, OFFLINE_MODEL
 from fctune.suites import SUITES
 
@@ -322,14 +323,24 @@ def up_to_date(step: Step, stamps: Path) -> bool:
     f = stamps / f"{step.name}.json"
     if not f.exists() or not step.outputs or not all(Path(o).exists() for o in step.outputs):
         return False
-    s = json.loads(f.read_text())
+    s = _read_json_or_none(f)
+    if not isinstance(s, dict):  # a stamp torn by a kill (or a full disk) means: not known done, so run it again
+        return False
     return s.get("command") == _command_digest(step) and s.get("inputs") == _digest_inputs(step.inputs)
+
+
+def _read_json_or_none(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        log.warning("%s: unreadable (torn by an interrupted write?); ignored", path)
+        return None
 
 
 def mark_done(step: Step, stamps: Path) -> None:
     stamps.mkdir(parents=True, exist_ok=True)
-    (stamps / f"{step.name}.json").write_text(json.dumps({"command": _command_digest(step),
-                                                           "inputs": _digest_inputs(step.inputs)}))
+    write_json_atomic(stamps / f"{step.name}.json", {"command": _command_digest(step),
+                                                     "inputs": _digest_inputs(step.inputs)})
 
 
 # -- running -------------------------------------------------------------------------------------------------
@@ -468,7 +479,8 @@ def run(cfg: PipelineConfig) -> dict:
     chosen = [s for s in steps if (cfg.only_step is None or s.number == cfg.only_step) and s.number >= cfg.from_step]
     timings_path = logs / "timings.json"
     # kept across runs: a resumed run adds its steps' times to the ones already measured
-    timings = json.loads(timings_path.read_text()) if timings_path.exists() and not cfg.dry_run else {}
+    timings = (_read_json_or_none(timings_path) if timings_path.exists() and not cfg.dry_run else None) or {}
+    timings = timings if isinstance(timings, dict) else {}
     if cfg.dry_run:
         for s in chosen:
             for g in s.groups:
@@ -499,14 +511,14 @@ def run(cfg: PipelineConfig) -> dict:
             print(f"\n[step {s.number} {s.name}] FAILED (exit {e.code}). Last lines of {e.log_path}:\n"
                   f"{tail(e.log_path)}", file=sys.stderr, flush=True)
             timings[s.name] = {"failed": True, "seconds": round(time.time() - t0, 1), "commands": commands}
-            timings_path.write_text(json.dumps(timings, indent=1))
+            write_json_atomic(timings_path, timings)
             raise SystemExit(e.code) from None
         mark_done(s, stamps)  # only after every group succeeded: a failed step reruns in full
         timings[s.name] = {"seconds": round(time.time() - t0, 1), "commands": commands}
-        timings_path.write_text(json.dumps(timings, indent=1))
+        write_json_atomic(timings_path, timings)
         print(f"[step {s.number} {s.name}] done in {time.time() - t0:.0f}s", flush=True)
     timings["total_seconds"] = round(time.time() - t_all, 1)
-    timings_path.write_text(json.dumps(timings, indent=1))
+    write_json_atomic(timings_path, timings)
     return {"timings": timings}
 
 
@@ -583,7 +595,7 @@ def check_prerequisites(gpus: str, docker: bool, logs_dir: str = "paper_approach
     print(f"prerequisites: python {info['python']}, GPUs {info['gpus'] or 'none'}, LLM baseline "
           f"{info['llm_baseline']}, HF_TOKEN {'set' if info['hf_token'] else 'not set'}", flush=True)
     Path(logs_dir).mkdir(parents=True, exist_ok=True)
-    (Path(logs_dir) / "prerequisites.json").write_text(json.dumps(info, indent=1))
+    write_json_atomic(Path(logs_dir) / "prerequisites.json", info)
     if problems:
         raise UserError("; ".join(problems))
     return info

@@ -148,7 +148,9 @@ def _unwrap_openai_call(c: Any) -> Any:
 
 
 def check_json_schema(schema: Any, where: str) -> None:
-    """A JSON Schema that scoring can validate against (checked when data is read, not when a model is scored)."""
+    """A JSON Schema that scoring can validate against (checked when data is read, not when a model is scored):
+    valid under Draft 2020-12, and every ``$ref`` local and resolvable, since scoring never fetches one (a remote ref
+    would make scoring reach the network; a dangling one would fail on the first answer)."""
     if not isinstance(schema, dict):
         raise SchemaError(f"{where}: expected a JSON Schema object, got {type(schema).__name__}")
     import jsonschema
@@ -159,6 +161,64 @@ def check_json_schema(schema: Any, where: str) -> None:
         path = "/".join(map(str, e.absolute_path))
         raise SchemaError(f"{where}{'/' + path if path else ''}: not a valid JSON Schema ({e.message[:160]})") \
             from None
+    for path, ref in _refs(schema, ""):
+        why = _unresolved(schema, ref)
+        if why:
+            raise SchemaError(f"{where}{path}/$ref: {ref!r} {why}")
+
+
+def _refs(node: Any, path: str):
+    if isinstance(node, dict):
+        if isinstance(node.get("$ref"), str):
+            yield path, node["$ref"]
+        for k, v in node.items():
+            yield from _refs(v, f"{path}/{k}")
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _refs(v, f"{path}/{i}")
+
+
+def _unresolved(schema: dict, ref: str) -> str | None:
+    """Why ``ref`` cannot be resolved inside ``schema`` alone, or None."""
+    from urllib.parse import unquote
+
+    if not ref.startswith("#"):
+        return "points outside the schema: only local refs (#/...) are resolved, nothing is fetched"
+    frag = unquote(ref[1:])
+    if not frag.startswith("/") and frag:  # a plain-name fragment: an $anchor somewhere in the schema
+        found = any(isinstance(n, dict) and n.get("$anchor") == frag for n in _nodes(schema))
+        return None if found else f"names no $anchor {frag!r} in the schema"
+    node: Any = schema
+    for part in frag.split("/")[1:] if frag else []:
+        part = part.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return f"does not resolve: no {part!r} in the schema"
+    return None
+
+
+def _nodes(node: Any):
+    yield node
+    children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+    for v in children:
+        yield from _nodes(v)
+
+
+def json_schema_validator(schema: dict):
+    """The validator scoring uses: Draft 2020-12 with formats, and a registry that retrieves nothing, so a ref no
+    check caught is an unresolvable ref, never a request to its URL."""
+    import jsonschema
+    from referencing import Registry
+    from referencing.exceptions import NoSuchResource
+
+    def refuse(uri: str):
+        raise NoSuchResource(ref=uri)
+
+    return jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker(),
+                                           registry=Registry(retrieve=refuse))
 
 
 @dataclass
@@ -265,12 +325,17 @@ def read_examples(path) -> list[Example]:
     """Read canonical examples from JSONL; errors name the file, the line and the field."""
     from fctune.io import iter_jsonl
 
-    out = []
+    out, seen = [], {}
     for lineno, row in iter_jsonl(path):
         try:
-            out.append(Example.from_dict(row, where="example"))
-        except SchemaError as e:
-            raise SchemaError(f"{path}:{lineno}: {e}") from None
+            e = Example.from_dict(row, where="example")
+        except SchemaError as err:
+            raise SchemaError(f"{path}:{lineno}: {err}") from None
+        if e.id in seen:  # answers are matched to rows by id: one answer would be scored against both rows
+            raise SchemaError(f"{path}:{lineno}: field 'id': {e.id!r} is also the id of line {seen[e.id]}; ids "
+                              "must be unique in a split")
+        seen[e.id] = lineno
+        out.append(e)
     return out
 
 

@@ -353,10 +353,15 @@ def _score_json(v: Verdict, output: str | None, example: Example) -> None:
 def schema_errors(value, schema: dict | None) -> list[str]:
     if not schema:
         return []
-    import jsonschema
+    from referencing.exceptions import Unresolvable
 
-    validator = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
-    return [f"{'/'.join(map(str, e.absolute_path)) or '$'}: {e.message}" for e in validator.iter_errors(value)]
+    from fctune.schema import json_schema_validator
+
+    try:
+        return [f"{'/'.join(map(str, e.absolute_path)) or '$'}: {e.message}"
+                for e in json_schema_validator(schema).iter_errors(value)]
+    except Unresolvable as e:  # the schema's own fault, not the answer's: named, never fetched
+        return [f"$: the schema's $ref {getattr(e, 'ref', '')!r} does not resolve"]
 
 
 # finish reasons of an answer that did not end by itself: the budget cut it, or it was stopped while repeating one
@@ -509,6 +514,7 @@ def main(argv=None) -> int:
 
     from fctune.cli import user_errors
     from fctune.io import read_jsonl, require_folder_or_absent
+    from fctune.parse import CALL_SHAPES, call_format_from_flag
     from fctune.schema import read_examples
 
     ap = argparse.ArgumentParser(prog="python -m fctune.score",
@@ -519,13 +525,13 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True, help="folder for summary.json and details.jsonl")
     ap.add_argument("--call-format", default="any",
                     help="the model's declared call format for the strict reading: comma-separated parse shapes "
-                         "(hermes_tags, phi_tags, mistral_tag, python_tag, bare_json, fenced_json, openai_tool_calls) "
-                         "or 'any' (strict reads like lenient)")
+                         f"({', '.join(CALL_SHAPES)}) or 'any' (strict reads like lenient)")
     ap.add_argument("--allow-partial", action="store_true",
                     help="score what matches even when ids are unknown, duplicated or missing (listed in the summary)")
     args = ap.parse_args(argv)
     out = Path(args.out)
     try:
+        call_format = call_format_from_flag(args.call_format)
         require_folder_or_absent(out)
         examples = read_examples(args.expected)
         preds = read_jsonl(args.predictions)
@@ -533,7 +539,7 @@ def main(argv=None) -> int:
         require_complete(issues, len(examples), args.predictions, args.allow_partial)
         summary = write_scores(examples, details, issues, out / "summary.json", out / "details.jsonl",
                                {"expected_file": args.expected, "predictions_file": args.predictions},
-                               call_format=[f.strip() for f in args.call_format.split(",") if f.strip()])
+                               call_format=call_format)
     except user_errors() as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

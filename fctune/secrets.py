@@ -45,10 +45,30 @@ def redact_url(url: str) -> str:
         return url.split("://", 1)[0] + "://" + MASK
 
 
+_REGISTERED: set[str] = set()
+
+
+def register_secret(value: str | None) -> None:
+    """Mask ``value`` from now on wherever text is written, whatever variable or flag it came from (an API key read
+    from ``--api-key-env MY_VAR``, whose name says nothing of a secret)."""
+    if value and len(value) >= 6:
+        _REGISTERED.add(value)
+
+
 def secret_values() -> list[str]:
-    """Current values of secret-named environment variables (long enough to be worth masking)."""
-    return sorted({v for k, v in os.environ.items() if SECRET_NAME.search(k) and v and len(v) >= 6},
+    """Values of secret-named environment variables and registered secrets (long enough to be worth masking)."""
+    return sorted({v for k, v in os.environ.items() if SECRET_NAME.search(k) and v and len(v) >= 6} | _REGISTERED,
                   key=len, reverse=True)
+
+
+def mask_secret_values(text):
+    """``text`` with every known secret value replaced: for what a model or an endpoint wrote (answers, errors),
+    where the pattern rules of :func:`redact_text` could change a real answer but a real key must never stay."""
+    if not isinstance(text, str) or not text:
+        return text
+    for v in secret_values():
+        text = text.replace(v, MASK)
+    return text
 
 
 def redact_text(text: str) -> str:
@@ -104,28 +124,31 @@ def install_log_redaction() -> None:
 
 
 def load_dotenv(path=".env", override: bool = False) -> list[str]:
-    """Read KEY=VALUE lines from .env into the environment; returns the names set (never the values)."""
+    """Read KEY=VALUE lines from .env into the environment; returns the names set (never the values).
+
+    Parsed by python-dotenv (quotes, ``export``, inline comments, a byte-order mark, as docker compose reads the same
+    file); ``${VAR}`` is left as written, so a secret with a ``$`` in it arrives whole. A line without ``=`` is
+    named and skipped."""
     from pathlib import Path
 
     p = Path(path)
     if not p.exists():
         return []
+    import dotenv
+
+    from fctune.errors import UserError
+
+    try:
+        values = dotenv.dotenv_values(p, interpolate=False, encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{p}: not UTF-8 text (byte {e.start}); .env is read as UTF-8") from None
+    except OSError as e:
+        raise UserError(f"{p}: cannot be read ({e.strerror})") from None
     names = []
-    for lineno, raw in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
+    for k, v in values.items():
+        if v is None:
+            logging.getLogger(__name__).warning("%s: %r ignored (no '=')", p, k)
             continue
-        if line.startswith("export "):
-            line = line[7:]
-        if "=" not in line:
-            logging.getLogger(__name__).warning("%s:%d: ignored (no '=')", p, lineno)
-            continue
-        k, v = line.split("=", 1)
-        k, v = k.strip(), v.strip()
-        if len(v) >= 2 and v[0] == v[-1] and v[0] in "\"'":
-            v = v[1:-1]
-        elif " #" in v:
-            v = v.split(" #", 1)[0].rstrip()
         if override or k not in os.environ:
             os.environ[k] = v
             names.append(k)

@@ -236,7 +236,7 @@ def repaired_gguf(path: str | Path, token_ids: list[int], cache: Path) -> tuple[
     source's content and the ids; returns (path, provenance). Made once: a file copy and a few bytes written."""
     import time
 
-    from fctune.io import sha256_file
+    from fctune.io import sha256_file, write_json_atomic
     from fctune.models import content_digest
 
     src = Path(path)
@@ -269,7 +269,7 @@ def repaired_gguf(path: str | Path, token_ids: list[int], cache: Path) -> tuple[
             "token_types_before": before, "token_type_after": "NORMAL (1)", "bytes_changed": size * len(ids),
             "file_bytes": out.stat().st_size, "seconds": round(time.time() - t0, 2),
             "sha256": sha256_file(out)[:16], "repair_version": REPAIR_VERSION}
-    meta_path.write_text(json.dumps(meta, indent=1))
+    write_json_atomic(meta_path, meta)
     return out, meta
 
 

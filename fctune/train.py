@@ -28,7 +28,7 @@ from pathlib import Path
 
 from fctune.config import config_to_dict, git_commit, hardware, library_versions, now_iso
 from fctune.errors import UserError
-from fctune.io import sha256_file, sha256_json, write_json_atomic
+from fctune.io import OutputLock, sha256_file, sha256_json, write_json_atomic
 from fctune.tool_tokens import REPAIRS
 
 log = logging.getLogger(__name__)
@@ -424,8 +424,10 @@ def train(cfg: TrainConfig) -> dict:
     started = now_iso()
     t0 = time.time()
 
-    with tracking.stage("training", input={"config": config_to_dict(cfg), "adapter": name},
-                        metadata={"backend": backend}) as record:
+    # one writer per adapter folder: a second training of this name stops here, in one line (only rank 0 writes)
+    lock = OutputLock(cfg.output_dir, name, "training of this adapter") if is_main else contextlib.nullcontext()
+    with lock, tracking.stage("training", input={"config": config_to_dict(cfg), "adapter": name},
+                              metadata={"backend": backend}) as record:
         model, tokenizer = load_unsloth(cfg, settings) if backend == "unsloth" else load_transformers(cfg, settings)
         from fctune.models import ensure_pad_token
         from fctune.render import PromptRenderer

@@ -27,7 +27,19 @@ class Generation:
     renamed_tools: dict | None = None    # API name -> tool name, for tools renamed to fit the API's name rule
 
     def to_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        """The prediction row as written, every known secret value masked in what the model or the endpoint wrote
+        (an endpoint that echoes the API key must not leave it in predictions, details or reports)."""
+        from fctune.secrets import mask_secret_values
+
+        row = {k: v for k, v in asdict(self).items() if v is not None}
+        for k in ("output", "error"):
+            if k in row:
+                row[k] = mask_secret_values(row[k])
+        for c in row.get("tool_calls") or []:
+            fn = c.get("function") if isinstance(c, dict) else None
+            if isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
+                fn["arguments"] = mask_secret_values(fn["arguments"])
+        return row
 
 
 class Backend(Protocol):

@@ -16,15 +16,19 @@ Three ways to put the tools in front of the model (``tools_mode``, part of the b
   text, for chat-only endpoints whose native tool calling is unusable. Structured rows
 ask for ``response_format`` ``json_schema``; an endpoint that rejects it gets the schema as instructions
 in the prompt instead, and each row records which (``structured_mode``). Requests run with bounded
-concurrency and a per-request timeout; 429, 5xx, timeouts and connection errors are retried with
-exponential backoff and jitter; a request that still fails is returned as an error (never as an answer).
-An authentication failure stops the run at once.
+concurrency and a per-request timeout; 429, 5xx, timeouts, connection errors and malformed answers are retried
+with exponential backoff and jitter (or after the server's ``Retry-After``, bounded by ``backoff_max_s``); a request
+that still fails is returned as an error (never as an answer). Every answer is read through :func:`read_answer`,
+which checks each field scoring uses, so an odd answer (``text/plain``, ``choices: []``, a call without a function)
+is an error of that request, not an exception and not a wrong answer. An authentication failure stops the run at once.
 """
 
 from __future__ import annotations
 
+import email.utils
 import json
 import logging
+import math
 import random
 import re
 import threading
@@ -37,7 +41,7 @@ from fctune.errors import UserError
 from fctune.formats.hermes import SYSTEM_SCHEMA_TEMPLATE
 from fctune.formats.openai import message_to_openai
 from fctune.schema import Example
-from fctune.secrets import endpoint_host, redact_text
+from fctune.secrets import endpoint_host, redact_text, register_secret
 
 log = logging.getLogger(__name__)
 _NAME_OK = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
@@ -46,6 +50,120 @@ TOOLS_MODES = ("native", "completions", "prompt")
 
 class EndpointError(UserError, RuntimeError):
     """The endpoint cannot be used at all (bad key, wrong deployment); raised, not recorded per row."""
+
+
+class MalformedAnswer(ValueError):
+    """An endpoint's answer that is not a completion of the kind asked for: an error of that request (retried)."""
+
+
+def _as_mapping(resp) -> object:
+    # the SDK builds its models without validating them (a text/plain body comes back as a str, a JSON list as a
+    # list, wrong field types are kept): check the plain values, not the model's promises
+    dump = getattr(resp, "model_dump", None)
+    return dump(warnings=False) if callable(dump) else resp
+
+
+def _field(obj: dict, key: str, types: tuple, where: str, required: bool = False):
+    value = obj.get(key)
+    if value is None and not required:
+        return None
+    if value is None or isinstance(value, bool) and bool not in types or not isinstance(value, types):
+        raise MalformedAnswer(f"{where}.{key} is {json.dumps(value)[:80] if value is not None else 'missing'}, not "
+                              f"{' or '.join(t.__name__ for t in types)}")
+    return value
+
+
+def _text(value, where: str) -> str:
+    if value is None or isinstance(value, str):
+        return value or ""
+    # a list of content parts ({"type": "text", "text": ...}), as some gateways answer: their text, joined
+    if isinstance(value, list) and all(isinstance(p, dict) and isinstance(p.get("text"), str) for p in value):
+        return "".join(p["text"] for p in value)
+    raise MalformedAnswer(f"{where} is {json.dumps(value)[:80]}, not text")
+
+
+def read_answer(resp, completions: bool) -> dict:
+    """The fields of one endpoint answer that scoring uses, each checked (pure): ``text``, ``tool_calls`` (OpenAI
+    shape, arguments as a JSON string), ``finish_reason``, ``prompt_tokens``, ``completion_tokens``. Raises
+    :class:`MalformedAnswer` naming the first field that is missing or of the wrong type."""
+    body = _as_mapping(resp)
+    if not isinstance(body, dict):
+        preview = body if isinstance(body, str) else json.dumps(body, default=str)
+        raise MalformedAnswer(f"the answer is not a completion object but {type(body).__name__} {preview[:80]!r} "
+                              "(a gateway's page or a wrong content type?)")
+    choices = body.get("choices")
+    if not isinstance(choices, list) or not choices:
+        raise MalformedAnswer(f"choices is {json.dumps(choices)[:80] if choices is not None else 'missing'}: "
+                              "the answer holds no completion")
+    choice = choices[0]
+    if not isinstance(choice, dict):
+        raise MalformedAnswer(f"choices[0] is {json.dumps(choice)[:80]}, not an object")
+    calls = None
+    if completions:
+        text = _text(choice.get("text"), "choices[0].text")
+    else:
+        msg = choice.get("message")
+        if not isinstance(msg, dict):
+            raise MalformedAnswer(f"choices[0].message is {json.dumps(msg)[:80] if msg is not None else 'missing'}")
+        text = _text(msg.get("content"), "choices[0].message.content")
+        raw = _field(msg, "tool_calls", (list,), "choices[0].message")
+        for i, c in enumerate(raw or []):
+            where = f"choices[0].message.tool_calls[{i}]"
+            if not isinstance(c, dict):
+                raise MalformedAnswer(f"{where} is {json.dumps(c)[:80]}, not an object")
+            fn = _field(c, "function", (dict,), where, required=True)
+            name = _field(fn, "name", (str,), where + ".function", required=True)
+            args = fn.get("arguments")
+            if isinstance(args, dict):  # some servers send the arguments as an object: the same call
+                args = json.dumps(args)
+            elif args is not None and not isinstance(args, str):
+                raise MalformedAnswer(f"{where}.function.arguments is {json.dumps(args)[:80]}, not a JSON string")
+            calls = (calls or []) + [{"id": _field(c, "id", (str,), where), "name": name, "arguments": args or "{}"}]
+    usage = _field(body, "usage", (dict,), "answer") or {}
+    return {"text": text, "tool_calls": calls,
+            "finish_reason": _field(choice, "finish_reason", (str,), "choices[0]"),
+            "prompt_tokens": _field(usage, "prompt_tokens", (int,), "usage"),
+            "completion_tokens": _field(usage, "completion_tokens", (int,), "usage")}
+
+
+def retry_after_s(err: Exception) -> float | None:
+    """The wait a 429/503 answer asks for (``retry-after-ms``, or ``Retry-After`` in seconds or as an HTTP date),
+    None where it asks none or says something unreadable."""
+    headers = getattr(getattr(err, "response", None), "headers", None)
+    if not headers:
+        return None
+    try:
+        if headers.get("retry-after-ms"):
+            wait = float(headers["retry-after-ms"]) / 1000
+        elif headers.get("retry-after"):
+            value = headers["retry-after"].strip()
+            try:
+                wait = float(value)
+            except ValueError:
+                wait = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+        else:
+            return None
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return max(0.0, wait) if math.isfinite(wait) else None
+
+
+def unique_api_names(names, rename) -> dict[str, str]:
+    """Each tool name -> the name it is sent under (``rename(name)``), two tools never sharing one: ``math.add`` and
+    ``math_add`` both become ``math_add`` under the API's name rule, and one would silently answer for the other;
+    the second is sent as ``math_add_2`` and mapped back like any renamed tool."""
+    out: dict[str, str] = {}
+    taken = set()
+    for name in names:
+        if name in out:
+            continue
+        sent, n = rename(name), 1
+        while sent in taken:
+            n += 1
+            sent = f"{rename(name)[:60]}_{n}"
+        out[name] = sent
+        taken.add(sent)
+    return out
 
 
 def api_name(name: str) -> str:
@@ -65,6 +183,7 @@ class OpenAIBackend:
                  api_names: str = "api"):
         import openai
 
+        register_secret(api_key)  # masked wherever text is written, whatever variable it was read from
         self.extra_identity, self.on_close = extra_identity or {}, on_close
         # "api": tool names as hosted APIs accept them (BFCL's math.factorial -> math_factorial, mapped back);
         # "as-is": for servers that take any name (llama.cpp, vLLM), so a served model sees its in-process prompt
@@ -133,10 +252,10 @@ class OpenAIBackend:
         kwargs: dict = {"model": self.model, "messages": msgs, "temperature": self.temperature,
                         "max_tokens": self.max_tokens}
         if e.tools and self.tools_mode == "native":
-            tools = []
+            names, tools = self._api_names(e), []
             for t in e.tools:
                 spec = t.to_openai()
-                spec["function"]["name"] = self._name(t.name)
+                spec["function"]["name"] = names[t.name]
                 tools.append(spec)
             kwargs["tools"] = tools
             kwargs["tool_choice"] = "auto"
@@ -160,8 +279,11 @@ class OpenAIBackend:
         return {"model": self.model, "prompt": self.renderer.prompt(e), "temperature": self.temperature,
                 "max_tokens": self.max_tokens, **({"stop": self.stop} if self.stop else {})}
 
+    def _api_names(self, e: Example) -> dict[str, str]:
+        return unique_api_names([t.name for t in e.tools], self._name)
+
     def _native_messages(self, e: Example) -> tuple[list[dict], dict]:
-        names = {t.name: self._name(t.name) for t in e.tools}
+        names = self._api_names(e)
         back = {v: k for k, v in names.items()}
         msgs, pending, n_calls = [], [], 0
         for m in e.messages:
@@ -211,6 +333,9 @@ class OpenAIBackend:
     # -- one request with retries ----------------------------------------------------------------------
     def _retryable(self, err: Exception) -> bool:
         o = self.openai
+        # an answer that is not a completion (a proxy's error page, a torn body) is as transient as a 502
+        if isinstance(err, (MalformedAnswer, json.JSONDecodeError, o.APIResponseValidationError)):
+            return True
         if isinstance(err, (o.RateLimitError, o.APITimeoutError, o.APIConnectionError, o.InternalServerError)):
             return True
         return isinstance(err, o.APIStatusError) and (err.status_code == 429 or err.status_code >= 500)
@@ -238,6 +363,7 @@ class OpenAIBackend:
             try:
                 resp = (self.client.completions.create(**kwargs) if self.tools_mode == "completions"
                         else self.client.chat.completions.create(**kwargs))
+                answer = read_answer(resp, self.tools_mode == "completions")
             except self.openai.AuthenticationError as err:
                 raise EndpointError(f"the endpoint refused the credentials ({redact_text(str(err))[:200]}); "
                                     "check the API key in .env") from None
@@ -258,6 +384,9 @@ class OpenAIBackend:
                 if self._retryable(err) and attempts <= self.max_retries:
                     delay = min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempts - 1))
                     delay *= 0.5 + random.random()  # jitter
+                    asked = retry_after_s(err)
+                    if asked is not None:  # the server's own wait, within the bound a run accepts
+                        delay = min(asked, self.backoff_max_s)
                     with self._lock:
                         self._retries += 1
                     log.info("%s: %s, retry %d/%d in %.1fs", e.id, type(err).__name__, attempts, self.max_retries,
@@ -268,32 +397,22 @@ class OpenAIBackend:
                     self._failed += 1
                 return Generation(id=e.id, error=f"{type(err).__name__}: {redact_text(str(err))[:300]}",
                                   latency_s=round(time.time() - t0, 3), attempts=attempts, structured_mode=structured)
-            return self._to_generation(e, resp, back, attempts, time.time() - t0, structured)
+            return self._to_generation(e, answer, back, attempts, time.time() - t0, structured)
 
     def _raise_if_server_died(self) -> None:
         why = self.server_failure() if self.server_failure else None
         if why:
             raise EndpointError(why)
 
-    def _to_generation(self, e, resp, back, attempts, latency, structured) -> Generation:
-        choice = resp.choices[0] if resp.choices else None
-        calls = None
-        if self.tools_mode == "completions":
-            text = (choice.text if choice else None) or ""
-        else:
-            msg = choice.message if choice else None
-            text = (msg.content if msg else None) or ""
-            if msg is not None and msg.tool_calls:
-                calls = [{"id": c.id, "type": "function",
-                          "function": {"name": back.get(c.function.name, c.function.name),
-                                       "arguments": c.function.arguments}} for c in msg.tool_calls]
-        usage = getattr(resp, "usage", None)
-        g = Generation(id=e.id, output=text, tool_calls=calls, latency_s=round(latency, 3), attempts=attempts,
-                       structured_mode=structured, finish_reason=getattr(choice, "finish_reason", None),
+    def _to_generation(self, e, answer: dict, back, attempts, latency, structured) -> Generation:
+        calls = [{"id": c["id"], "type": "function",
+                  "function": {"name": back.get(c["name"], c["name"]), "arguments": c["arguments"]}}
+                 for c in answer["tool_calls"]] if answer["tool_calls"] else None
+        g = Generation(id=e.id, output=answer["text"], tool_calls=calls, latency_s=round(latency, 3),
+                       attempts=attempts, structured_mode=structured, finish_reason=answer["finish_reason"],
                        # a server may answer a call as text (the renamed name in it): scoring maps those back too
                        renamed_tools={k: v for k, v in back.items() if k != v} or None,
-                       prompt_tokens=getattr(usage, "prompt_tokens", None),
-                       completion_tokens=getattr(usage, "completion_tokens", None))
+                       prompt_tokens=answer["prompt_tokens"], completion_tokens=answer["completion_tokens"])
         with self._lock:
             self._completion_tokens += g.completion_tokens or 0
         return g

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fctune.bfcl.checker import check_bfcl
+from fctune.errors import UserError
 from fctune.evaluate import (
     Answered,
     EvalConfig,
@@ -128,8 +129,6 @@ def expand_categories(cats: list[str]) -> list[str]:
             else [c]
     bad = [c for c in out if c not in CATEGORIES]
     if bad:
-        from fctune.errors import UserError
-
         raise UserError(f"unknown BFCL categories {bad}; known: {', '.join(CATEGORIES)}")
     return list(dict.fromkeys(out))
 
@@ -181,6 +180,8 @@ def rescore(results_dir: str, label: str, categories: list[str], sample: int | N
             limit: int | None = None) -> dict:
     """Summarize a model's saved BFCL predictions (no backend): what finished is scored, what did not is listed."""
     results = Path(results_dir)
+    if not results.is_dir():
+        raise UserError(f"--results-dir {results}: {'not a folder' if results.exists() else 'no such folder'}")
     per_category, all_details, missing = {}, [], []
     old, details_path = result_paths(results, label, "bfcl")
     ident: dict = read_json(old).get("model", {}) if old.exists() else {}
@@ -197,6 +198,10 @@ def rescore(results_dir: str, label: str, categories: list[str], sample: int | N
                              "missing_predictions": len(issues["missing_predictions"]),
                              "duplicate_ids": issues["duplicate_ids"], "unknown_ids": issues["unknown_ids"]}
         all_details.extend(details)
+    if not per_category:  # an empty summary would read as a scored run of nothing
+        cats = ", ".join(expand_categories(categories))
+        raise UserError(f"{results}: no saved BFCL predictions of {label!r} for {cats} (looked for "
+                        f"{predictions_path(results, label, 'bfcl_CATEGORY').name})")
     summary = {"model": ident or {"label": label}, "suite": "bfcl", "bfcl_eval_version": package_version(),
                "categories": per_category, **overall_summary(per_category), "sample": sample, "limit": limit,
                "categories_without_predictions": missing, "rescored_from_saved_predictions": True}

@@ -23,8 +23,13 @@ def main(argv=None) -> int:
         ap.add_argument("--limit", type=int)
         a = ap.parse_args(argv[1:])
         from fctune.bfcl import rescore
+        from fctune.cli import user_errors
 
-        s = rescore(a.results_dir, a.label, a.categories, a.sample, a.seed, a.limit)
+        try:
+            s = rescore(a.results_dir, a.label, a.categories, a.sample, a.seed, a.limit)
+        except user_errors() as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
         print(f"{a.label}: non-live AST {s['non_live_ast']} over {s['non_live_ast_categories']}; no predictions for "
               f"{s['categories_without_predictions'] or 'none'}")
         return 0

@@ -1,0 +1,279 @@
+"""The mechanisms every entry point passes through, tested over everything they cover rather than case by case:
+numbers that are not finite, config values of the wrong shape, a --config that cannot be read, an OS error at an
+output path, two runs writing the same outputs, and state files torn by a kill."""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import importlib
+import math
+import os
+import signal
+import subprocess
+import sys
+import typing
+from pathlib import Path
+
+import pytest
+from http_stub import StubHandler, serving
+
+from fctune.commands import COMMANDS
+from fctune.config import ConfigError, _base_type, config_from_sources, load_yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SPLIT = "tests/bad_inputs/split_valid.jsonl"
+
+
+def _configs():
+    for name, c in COMMANDS.items():
+        if c.config:
+            module, cls = c.config.split(":")
+            yield name, getattr(importlib.import_module(module), cls)
+
+
+def _fields_of(kind):
+    for name, cls in _configs():
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            base, _ = _base_type(hints[f.name])
+            if kind(base):
+                yield pytest.param(cls, f.name, id=f"{name}.{f.name}")
+
+
+FLOATS = list(_fields_of(lambda t: t is float))
+INTS = list(_fields_of(lambda t: t is int))
+STR_LISTS = list(_fields_of(lambda t: typing.get_origin(t) in (list, tuple) and
+                            (typing.get_args(t) or (str,))[0] is str))
+
+
+def test_the_derived_field_lists_are_not_empty():
+    assert len(FLOATS) > 10 and len(INTS) > 20 and len(STR_LISTS) > 5
+
+
+@pytest.mark.parametrize("cls,name", FLOATS)
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_no_float_field_of_any_command_takes_a_number_that_is_not_finite(cls, name, value):
+    with pytest.raises(ConfigError, match="not a finite number"):
+        config_from_sources(cls, overrides={name: value})
+
+
+@pytest.mark.parametrize("cls,name", FLOATS + INTS)
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf"])
+def test_no_number_field_of_any_command_takes_yamls_nan_or_infinity(tmp_path, cls, name, value):
+    (tmp_path / "c.yaml").write_text(f"{name}: {value}\n")
+    with pytest.raises(ConfigError, match=f"{name.replace('_', '.')}|'{name}'"):
+        config_from_sources(cls, yaml_path=tmp_path / "c.yaml")
+
+
+@pytest.mark.parametrize("cls,name", STR_LISTS)
+def test_no_list_field_of_any_command_takes_a_list_of_lists_from_yaml(tmp_path, cls, name):
+    y = tmp_path / "c.yaml"
+    y.write_text(f"{name}: [[a, b], c]\n")
+    with pytest.raises(ConfigError, match=f"c.yaml: field '{name}': item 0: a list, not a str"):
+        config_from_sources(cls, yaml_path=y)
+
+
+def test_a_scalar_field_refuses_a_list_or_mapping_from_yaml(tmp_path):
+    from fctune.evaluate import EvalConfig
+
+    for text, says in (("label: [a, b]\n", "field 'label': a list, not a str"),
+                       ("limit: {n: 3}\n", "field 'limit': a dict, not a int")):
+        (tmp_path / "c.yaml").write_text(text)
+        with pytest.raises(ConfigError, match=says):
+            config_from_sources(EvalConfig, yaml_path=tmp_path / "c.yaml")
+
+
+def test_config_that_is_a_folder_or_not_text_is_one_error(tmp_path):
+    with pytest.raises(ConfigError, match="a folder, not a YAML config file"):
+        load_yaml(tmp_path)
+    (tmp_path / "bin.yaml").write_bytes(b"limit: 3\n\xff\xfe\x00")
+    with pytest.raises(ConfigError, match="not UTF-8 text"):
+        load_yaml(tmp_path / "bin.yaml")
+
+
+def _cli(*argv, env=None, timeout=120):
+    env = {**os.environ, "FCTUNE_ENV_FILE": "/nonexistent.env", "PYTHONWARNINGS": "ignore", **(env or {})}
+    return subprocess.run([sys.executable, *argv], cwd=REPO, capture_output=True, text=True, timeout=timeout,
+                          env=env)
+
+
+def _one_error_line(r, *wants):
+    assert "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert r.returncode == 2, (r.returncode, r.stdout[-500:], r.stderr[-1500:])
+    errors = [x for x in r.stderr.splitlines() if x.startswith("error:")]
+    assert len(errors) == 1, r.stderr[-1500:]
+    for w in wants:
+        assert w in errors[0], errors[0]
+
+
+def test_command_line_numbers_and_configs_end_in_one_line(tmp_path):
+    ev = "docker/unsloth-paper/scripts/eval_function_call.py"
+    _one_error_line(_cli(ev, "--max-error-rate", "nan"), "--max-error-rate", "not a finite number")
+    _one_error_line(_cli(ev, "--request-timeout-s", "inf"), "--request-timeout-s", "not a finite number")
+    _one_error_line(_cli(ev, "--config", str(tmp_path)), str(tmp_path), "a folder")
+    (tmp_path / "c.yaml").write_bytes(b"\xff\xfe")
+    _one_error_line(_cli(ev, "--config", str(tmp_path / "c.yaml")), "c.yaml", "not UTF-8")
+
+
+def test_an_output_folder_that_is_a_file_is_one_line(tmp_path):
+    (tmp_path / "res").write_text("a file where the results folder should be")
+    r = _cli("docker/unsloth-paper/scripts/eval_function_call.py", "--results-dir", str(tmp_path / "res"),
+             "--model", "smollm2", "--limit", "1", "--split-files", SPLIT)
+    _one_error_line(r, str(tmp_path / "res"))
+
+
+@pytest.mark.parametrize("err", [OSError(errno.ENOSPC, "No space left on device", "/data/out.jsonl"),
+                                 OSError(errno.EROFS, "Read-only file system", "/ro/out.jsonl"),
+                                 FileExistsError(errno.EEXIST, "File exists", "/x/results")])
+def test_an_os_error_of_any_kind_is_one_line_naming_its_path(capsys, err):
+    from fctune.cli import run_script
+    from fctune.evaluate import EvalConfig
+
+    def fails(cfg):
+        raise err
+
+    assert run_script(EvalConfig, fails, []) == 2
+    line = capsys.readouterr().err.strip()
+    assert line.startswith("error:") and err.filename in line and "\n" not in line
+
+
+def test_a_second_run_into_the_same_outputs_refuses_and_a_killed_holder_frees_them(tmp_path):
+    from fctune.io import FolderBusy, OutputLock
+
+    with OutputLock(tmp_path, "m1", "evaluation of this label"):
+        with pytest.raises(FolderBusy, match=f"pid {os.getpid()}"):
+            OutputLock(tmp_path, "m1").__enter__()
+        with OutputLock(tmp_path, "m2"):  # another label in the same folder is another run's business
+            pass
+        # the command line: one line, before any model is loaded
+        r = _cli("docker/unsloth-paper/scripts/eval_function_call.py", "--results-dir", str(tmp_path),
+                 "--label", "m1", "--model", "smollm2", "--limit", "1", "--split-files", SPLIT)
+        _one_error_line(r, str(tmp_path), "another evaluation of this label is writing")
+    # a holder killed with SIGKILL leaves the lock file behind, and the lock free
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from fctune.io import OutputLock; "
+                               f"OutputLock({str(tmp_path)!r}, 'm3').__enter__(); print('held', flush=True); "
+                               "time.sleep(60)"], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(FolderBusy):
+        OutputLock(tmp_path, "m3").__enter__()
+    holder.send_signal(signal.SIGKILL)
+    holder.wait(timeout=10)
+    with OutputLock(tmp_path, "m3"):
+        assert (tmp_path / ".m3.lock").exists()
+
+
+def test_a_torn_step_stamp_or_timings_file_means_run_again_not_a_crash(tmp_path):
+    from fctune import pipeline
+
+    out = tmp_path / "made.txt"
+    out.write_text("x")
+    step = pipeline.Step(1, "demo", [[("demo", ["true"], {})]], outputs=[str(out)])
+    stamps = tmp_path / "stamps"
+    pipeline.mark_done(step, stamps)
+    assert pipeline.up_to_date(step, stamps) is True
+    stamp = stamps / "demo.json"
+    stamp.write_text(stamp.read_text()[:7])  # what a kill in the middle of a plain write leaves
+    assert pipeline.up_to_date(step, stamps) is False
+    timings = tmp_path / "timings.json"
+    timings.write_text('{"dataset": {"seco')
+    assert pipeline._read_json_or_none(timings) is None
+
+
+def test_an_unknown_call_format_is_refused_at_the_flag(tmp_path):
+    from fctune.errors import UserError
+    from fctune.parse import CALL_SHAPES, call_format_from_flag
+
+    assert call_format_from_flag("hermes_tags, fenced_json") == ["hermes_tags", "fenced_json"]
+    assert all(call_format_from_flag(s) == [s] for s in (*CALL_SHAPES, "any"))
+    for bad in ("hermes_tag", "", " , "):
+        with pytest.raises(UserError, match="--call-format"):
+            call_format_from_flag(bad)
+    r = _cli("-m", "fctune.score", "--expected", SPLIT, "--predictions", "tests/bad_inputs/predictions_no_id.jsonl",
+             "--out", str(tmp_path / "s"), "--call-format", "hermes_tag")
+    _one_error_line(r, "--call-format", "'hermes_tag'", "hermes_tags")
+
+
+def test_env_file_is_read_with_the_usual_rules(tmp_path, monkeypatch):
+    from fctune.secrets import load_dotenv
+
+    env = tmp_path / ".env"
+    env.write_bytes("\ufeffFCT_FIRST=1\nFCT_KEY=\"sk-abc123456\"  # the team's key\nexport FCT_Q='a b'\n"
+                    "FCT_HASH=a#b\nFCT_DOLLAR=p$HOME\nnot a line\n".encode())
+    for k in ("FCT_FIRST", "FCT_KEY", "FCT_Q", "FCT_HASH", "FCT_DOLLAR"):
+        monkeypatch.delenv(k, raising=False)
+    names = load_dotenv(env)
+    assert set(names) == {"FCT_FIRST", "FCT_KEY", "FCT_Q", "FCT_HASH", "FCT_DOLLAR"}
+    assert [os.environ[k] for k in names] == ["1", "sk-abc123456", "a b", "a#b", "p$HOME"]
+    bad = tmp_path / "bad.env"
+    bad.write_bytes(b"A=\xff\n")
+    from fctune.errors import UserError
+
+    with pytest.raises(UserError, match="bad.env: not UTF-8"):
+        load_dotenv(bad)
+
+
+def test_json_schema_refs_are_resolved_locally_or_refused_and_never_fetched():
+    from fctune.schema import SchemaError, check_json_schema
+    from fctune.score import schema_errors
+
+    fetched = []
+
+    class Served(StubHandler):
+        def do_GET(self):  # noqa: N802
+            fetched.append(self.path)
+            self.reply(200, b'{"type": "string"}')
+
+    with serving(Served) as port:
+        remote = {"type": "object", "properties": {"a": {"$ref": f"http://127.0.0.1:{port}/s.json"}}}
+        with pytest.raises(SchemaError, match="f.jsonl:3: json_schema/properties/a/\\$ref: .*outside the schema"):
+            check_json_schema(remote, "f.jsonl:3: json_schema")
+        assert schema_errors({"a": 1}, remote) == [f"$: the schema's $ref {remote['properties']['a']['$ref']!r} "
+                                                   "does not resolve"]
+    assert fetched == []
+    local = {"type": "object", "$defs": {"n": {"type": "integer"}, "a/b": {"type": "string"}},
+             "properties": {"x": {"$ref": "#/$defs/n"}, "y": {"$ref": "#/$defs/a~1b"}, "z": {"$anchor": "zz"},
+                            "w": {"$ref": "#zz"}}}
+    check_json_schema(local, "f.jsonl:1: json_schema")
+    assert schema_errors({"x": "no", "y": "s"}, local) == ["x: 'no' is not of type 'integer'"]
+    for ref, says in (("#/$defs/missing", "no 'missing'"), ("#nowhere", "no \\$anchor 'nowhere'")):
+        with pytest.raises(SchemaError, match=says):
+            check_json_schema({"$defs": {}, "properties": {"q": {"$ref": ref}}}, "f.jsonl:2: json_schema")
+
+
+def test_a_split_that_would_be_scored_wrongly_is_refused_before_any_model_loads(tmp_path):
+    ev = ["docker/unsloth-paper/scripts/eval_function_call.py", "--results-dir", str(tmp_path / "res"),
+          "--model", "smollm2"]
+    rows = Path(REPO / SPLIT).read_text().splitlines()
+    dup = tmp_path / "dup.jsonl"
+    dup.write_text(rows[0] + "\n" + rows[0] + "\n")
+    _one_error_line(_cli(*ev, "--split-files", str(dup)), "dup.jsonl:2", "'id'", "also the id of line 1")
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    _one_error_line(_cli(*ev, "--split-files", str(empty)), "empty.jsonl", "no rows")
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "s.jsonl").write_text(rows[0] + "\n")
+    _one_error_line(_cli(*ev, "--split-files", f"{tmp_path / 'a' / 's.jsonl'},{tmp_path / 'b' / 's.jsonl'}"),
+                    "--split-files", "both name their results 's'")
+
+
+def test_a_server_start_on_a_port_someone_else_answers_on_is_refused():
+    class Impostor(StubHandler):  # answers the health check as a llama.cpp server would
+        def do_GET(self):  # noqa: N802
+            self.reply(200, b'{"data": [{"id": "not-yours"}]}')
+
+    with serving(Impostor) as port:
+        r = _cli("-m", "fctune.llama_server", "--model", "smollm2", "--port", str(port))
+    _one_error_line(r, f"127.0.0.1:{port} is already in use")
+    assert "serving" not in r.stdout
+
+
+def test_bfcl_rescore_of_nothing_is_an_error_not_an_empty_summary(tmp_path):
+    r = _cli("-m", "fctune.bfcl", "rescore", "--results-dir", str(tmp_path / "nowhere"), "--label", "m")
+    _one_error_line(r, "nowhere", "no such folder")
+    r = _cli("-m", "fctune.bfcl", "rescore", "--results-dir", str(tmp_path), "--label", "m")
+    _one_error_line(r, "no saved BFCL predictions of 'm'")
+    assert list(tmp_path.iterdir()) == []  # and no summary written
+    r = _cli("-m", "fctune.bfcl", "rescore", "--results-dir", str(tmp_path), "--label", "m", "--categories", "simple")
+    _one_error_line(r, "unknown BFCL categories ['simple']")
