@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,13 +144,40 @@ def discover(dirs: list[str], suites: list[str]) -> tuple[dict[str, ModelResults
                 det = f.with_name(f.stem + "_details.jsonl")
                 m.bfcl_details = det if det.exists() else None
             else:
-                m.suites[s["suite"]] = s
                 det = f.with_name(f.stem + "_details.jsonl")
+                why = summary_disagrees(s, det) if det.exists() else None
+                if why:  # its figures and its paired intervals would be two different runs: neither is used
+                    problems.append(f"{f}: not used, {why} (score the predictions again: fctune score)")
+                    continue
+                m.suites[s["suite"]] = s
                 if det.exists():
                     m.details[s["suite"]] = det
             if not m.info.get("role") and info.get("role"):
                 m.info = info
     return models, problems, gates
+
+
+def summary_disagrees(summary: dict, details: Path) -> str | None:
+    """Why a suite's summary cannot stand beside its own details file, or None: torn lines, another row count, or a
+    headline rate (strict reading) that the rows do not give. The report's figures come from the summary and its
+    paired intervals from the rows, so both must be one run's."""
+    from fctune.metrics import rates, strict_view
+
+    rows, torn = read_jsonl_tolerant(details)
+    if torn:
+        return f"{details.name} has {torn} torn line(s)"
+    n = summary.get("n_examples")
+    if isinstance(n, int) and len(rows) != n:
+        return f"{details.name} has {len(rows)} rows where the summary counts {n}"
+    try:
+        again = rates([strict_view(r, summary.get("call_format") or ["any"]) for r in rows], n_boot=1)
+    except (KeyError, TypeError, AttributeError, ValueError):
+        return f"{details.name} does not hold scored rows (fields missing or of the wrong type)"
+    for name, v in again.items():  # the headline is written twice: top level and under "metrics"
+        for have in (summary.get(name), ((summary.get("metrics") or {}).get(name) or {}).get("value")):
+            if isinstance(have, (int, float)) and abs(have - v["value"]) > 5e-4:
+                return f"its {name} is {have} where its {len(rows)} rows give {v['value']}"
+    return None
 
 
 # -- gates and decisions -------------------------------------------------------------------------------------
@@ -685,6 +713,12 @@ _GATES_SCHEMA = [
 ]
 
 
+def _entry_fields(path, where: str, entry: dict) -> None:
+    for k in ("name", "metric"):  # text the report prints and the metric lookup splits
+        if not isinstance(entry[k], str) or not entry[k]:
+            raise DataFileError(f"{path}: {where}.{k} is {entry[k]!r}, not a name")
+
+
 def load_gates(path) -> dict:
     """The gates file, checked field by field: a missing or mistyped field is one error naming the file and field."""
     import yaml
@@ -704,7 +738,7 @@ def load_gates(path) -> dict:
         v = g
         for k in keys:
             v = v.get(k) if isinstance(v, dict) else None
-        if not isinstance(v, typ) or isinstance(v, bool):
+        if not isinstance(v, typ) or isinstance(v, bool) or isinstance(v, float) and not math.isfinite(v):
             raise DataFileError(f"{path}: field {'.'.join(keys)} is missing or not {what}")
     if not 0 <= g["do_no_harm"]["max_regression"] <= 1:  # NaN fails this too
         raise DataFileError(f"{path}: field do_no_harm.max_regression is {g['do_no_harm']['max_regression']!r}, not a "
@@ -715,13 +749,18 @@ def load_gates(path) -> dict:
         for i, gate in enumerate(g[section]):
             if not isinstance(gate, dict) or not {"name", "metric", "op", "threshold"} <= set(gate):
                 raise DataFileError(f"{path}: {section}[{i}] needs name, metric, op and threshold")
+            _entry_fields(path, f"{section}[{i}]", gate)
             if gate["op"] not in (">=", ">", "<=", "<"):
                 raise DataFileError(f"{path}: {section}[{i}].op is {gate['op']!r}, not one of >=, >, <=, <")
+            t = gate["threshold"]
+            if not isinstance(t, (int, float)) or isinstance(t, bool) or not math.isfinite(t):
+                raise DataFileError(f"{path}: {section}[{i}].threshold is {t!r}, not a number")
     from fctune.metrics import higher_is_better, row_metrics
 
     for i, c in enumerate(g["capabilities"]):
         if not isinstance(c, dict) or not {"name", "metric"} <= set(c):
             raise DataFileError(f"{path}: capabilities[{i}] needs name and metric")
+        _entry_fields(path, f"capabilities[{i}]", c)
         if not higher_is_better(c["metric"]):  # a capability is a ratio whose lower bound must clear the bar
             raise DataFileError(f"{path}: capabilities[{i}].metric {c['metric']!r} is better when lower; judge it "
                                 "as a veto (with op and threshold) instead")

@@ -29,6 +29,22 @@ class SchemaError(UserError, ValueError):
     """A record does not fit the canonical schema; the message names the field."""
 
 
+def _typed(d: dict, key: str, types: tuple, where: str, default=None):
+    """``d[key]`` when it is one of ``types`` (None or absent: ``default``); else a SchemaError naming the field: a
+    value of another type would fail much later, as a TypeError far from the file that held it."""
+    value = d.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, types) or isinstance(value, bool) and bool not in types:
+        raise SchemaError(f"{where}.{key}: expected {' or '.join(_TYPE_NAMES.get(t, t.__name__) for t in types)}, "
+                          f"got {_TYPE_NAMES.get(type(value), type(value).__name__)}")
+    return value
+
+
+_TYPE_NAMES = {dict: "an object", list: "a list", str: "a string", int: "an integer", float: "a number",
+               bool: "true/false"}
+
+
 @dataclass
 class ToolCall:
     name: str
@@ -56,7 +72,7 @@ class ToolCall:
                 raise SchemaError(f"{where}.arguments: not valid JSON ({e})") from None
         if not isinstance(args, dict):
             raise SchemaError(f"{where}.arguments: expected an object, got {type(args).__name__}")
-        return cls(name=name, arguments=args, id=d.get("id"))
+        return cls(name=name, arguments=args, id=_typed(d, "id", (str, int), where))
 
 
 @dataclass
@@ -86,7 +102,12 @@ class ToolSpec:
         params = fn.get("parameters") or {"type": "object", "properties": {}}
         if not isinstance(params, dict):
             raise SchemaError(f"{where}.function.parameters: expected a JSON Schema object")
-        return cls(name=name, description=fn.get("description") or "", parameters=params)
+        _typed(params, "properties", (dict,), f"{where}.function.parameters")
+        required = _typed(params, "required", (list,), f"{where}.function.parameters", [])
+        if any(not isinstance(r, str) for r in required):
+            raise SchemaError(f"{where}.function.parameters.required: expected a list of parameter names")
+        return cls(name=name, description=_typed(fn, "description", (str,), f"{where}.function", ""),
+                   parameters=params)
 
     @property
     def required(self) -> list[str]:
@@ -135,8 +156,8 @@ class Message:
             tool_calls = [
                 ToolCall.from_dict(_unwrap_openai_call(c), f"{where}.tool_calls[{i}]") for i, c in enumerate(calls)
             ]
-        return cls(role=role, content=content, tool_calls=tool_calls, tool_call_id=d.get("tool_call_id"),
-                   name=d.get("name"))
+        return cls(role=role, content=content, tool_calls=tool_calls,
+                   tool_call_id=_typed(d, "tool_call_id", (str,), where), name=_typed(d, "name", (str,), where))
 
 
 def _unwrap_openai_call(c: Any) -> Any:
@@ -247,13 +268,17 @@ class Expected:
         kind = d.get("kind")
         if kind not in EXPECTED_KINDS:
             raise SchemaError(f"{where}.kind: {kind!r} is not one of {EXPECTED_KINDS}")
-        calls = [ToolCall.from_dict(c, f"{where}.tool_calls[{i}]") for i, c in enumerate(d.get("tool_calls") or [])]
+        calls = [ToolCall.from_dict(c, f"{where}.tool_calls[{i}]")
+                 for i, c in enumerate(_typed(d, "tool_calls", (list,), where, []))]
         if kind == "tool_calls" and not calls:
             raise SchemaError(f"{where}.tool_calls: kind 'tool_calls' needs at least one call")
         schema = d.get("json_schema")
         if kind == "json" and schema is not None:
             check_json_schema(schema, f"{where}.json_schema")
-        return cls(kind=kind, tool_calls=calls, json=d.get("json"), json_schema=schema, text=d.get("text"))
+        elif schema is not None:
+            _typed(d, "json_schema", (dict,), where)
+        return cls(kind=kind, tool_calls=calls, json=d.get("json"), json_schema=schema,
+                   text=_typed(d, "text", (str,), where))
 
 
 @dataclass

@@ -419,6 +419,21 @@ def _score_output(v: Verdict, example: Example, output, tool_calls, renamed_tool
 DETAIL_METADATA = ("complexity", "turn_type", "domain", "category", "multi_turn_kind", "source")
 
 
+def prediction_fields() -> dict[str, tuple[type, ...]]:
+    """The types a prediction row's fields may hold (None aside), derived from :class:`Generation`, the row every
+    backend writes: a field of another type would fail later, in scoring, as a bare TypeError."""
+    import typing
+
+    from fctune.backends.base import Generation
+
+    out = {}
+    for name, tp in typing.get_type_hints(Generation).items():
+        base = [a for a in typing.get_args(tp) if a is not type(None)] or [tp]
+        types = tuple(typing.get_origin(t) or t for t in base)
+        out[name] = (int, float) if float in types else (int, str) if name == "id" else types
+    return out
+
+
 def index_predictions(predictions: list, known_ids, where: str = "predictions") -> tuple[dict[str, dict], dict]:
     """Predictions by id, checked row by row; returns ``(by_id, issues)``. A row that is not an object, has no id, or
     whose ``output`` / ``tool_calls`` has the wrong type is an error naming the file and line; unknown ids,
@@ -432,11 +447,15 @@ def index_predictions(predictions: list, known_ids, where: str = "predictions") 
             raise DataFileError(f"{where}:{k}: expected a JSON object, got {type(p).__name__}")
         if p.get("id") is None:
             raise DataFileError(f"{where}:{k}: field 'id' is missing")
-        if p.get("output") is not None and not isinstance(p["output"], str):
-            raise DataFileError(f"{where}:{k}: field 'output' must be a string, got {type(p['output']).__name__}")
-        if p.get("tool_calls") is not None and not isinstance(p["tool_calls"], list):
-            raise DataFileError(f"{where}:{k}: field 'tool_calls' must be a list, got "
-                                f"{type(p['tool_calls']).__name__}")
+        for name, types in prediction_fields().items():
+            value = p.get(name)
+            if value is not None and (not isinstance(value, types) or isinstance(value, bool) and bool not in types):
+                raise DataFileError(f"{where}:{k}: field {name!r} must be {' or '.join(t.__name__ for t in types)}, "
+                                    f"got {type(value).__name__}")
+        if any(not isinstance(c, dict) for c in p.get("tool_calls") or []):
+            raise DataFileError(f"{where}:{k}: field 'tool_calls' must be a list of objects")
+        if any(not isinstance(v, str) for v in (p.get("renamed_tools") or {}).values()):
+            raise DataFileError(f"{where}:{k}: field 'renamed_tools' must map names to names")
         pid = str(p["id"])
         if pid not in known_set:
             unknown.append(pid)

@@ -277,3 +277,43 @@ def test_bfcl_rescore_of_nothing_is_an_error_not_an_empty_summary(tmp_path):
     assert list(tmp_path.iterdir()) == []  # and no summary written
     r = _cli("-m", "fctune.bfcl", "rescore", "--results-dir", str(tmp_path), "--label", "m", "--categories", "simple")
     _one_error_line(r, "unknown BFCL categories ['simple']")
+
+
+def test_a_summary_its_own_details_contradict_is_not_used_and_says_why(tmp_path):
+    import json
+    import shutil
+
+    from fctune.compare import discover
+
+    src = REPO / "results/phase1/paper_approach/eval_results"
+    label, suite = "paper-phi-ft", "single_turn"
+    if not (src / f"{label}_{suite}.json").exists():
+        label = next(p.name[: -len(f"_{suite}.json")] for p in src.glob(f"*_{suite}.json"))
+    suites = ["single_turn"]
+
+    def folder(name, edit):
+        d = tmp_path / name
+        d.mkdir()
+        for p in src.glob(f"{label}_{suite}*"):
+            shutil.copy(p, d / p.name)
+        edit(d / f"{label}_{suite}.json", d / f"{label}_{suite}_details.jsonl")
+        return d
+
+    def summary_says_perfect(summ, det):
+        s = json.loads(summ.read_text())
+        s["metrics"]["args_exact_match_rate"]["value"] = 1.0
+        summ.write_text(json.dumps(s))
+
+    def torn(summ, det):
+        det.write_text(det.read_text() + '{"id": "x", "expected_kin')
+
+    def rows_lost(summ, det):
+        det.write_text("".join(det.read_text().splitlines(keepends=True)[:-2]))
+
+    models, problems, _ = discover([str(folder("ok", lambda *a: None))], suites)
+    assert problems == [] and suite in models[label].suites
+    for name, edit, says in (("perfect", summary_says_perfect, "args_exact_match_rate is 1.0 where its"),
+                             ("torn", torn, "1 torn line"), ("lost", rows_lost, "rows where the summary counts")):
+        models, problems, _ = discover([str(folder(name, edit))], suites)
+        assert len(problems) == 1 and says in problems[0] and "not used" in problems[0], problems
+        assert label not in models or suite not in models[label].suites
