@@ -132,6 +132,11 @@ def discover(dirs: list[str], suites: list[str]) -> tuple[dict[str, ModelResults
                 raise DataFileError(f"{f}: field 'model' must be an object with label and role, got "
                                     f"{type(info).__name__}")
             label = info.get("label") or f.stem.rsplit("_", 1)[0]
+            if not isinstance(label, str) or not all(isinstance(info.get(k, ""), (str, type(None)))
+                                                     for k in ("role", "approach", "family")):
+                raise DataFileError(f"{f}: fields model.label, role, approach and family must be text, got "
+                                    + ", ".join(f"{k} {type(info.get(k)).__name__}" for k in
+                                                ("label", "role", "approach", "family") if k in info))
             m = models.setdefault(label, ModelResults(label, info, source_dir=str(p)))
             first = m.bfcl if s["suite"] == "bfcl" else m.suites.get(s["suite"])
             # an identical copy (the LLM's tracks, written by each Fledgling run) is harmless
@@ -743,6 +748,8 @@ def load_gates(path) -> dict:
     if not 0 <= g["do_no_harm"]["max_regression"] <= 1:  # NaN fails this too
         raise DataFileError(f"{path}: field do_no_harm.max_regression is {g['do_no_harm']['max_regression']!r}, not a "
                             "number between 0 and 1")
+    if any(not isinstance(x, str) for x in g["suites"]):
+        raise DataFileError(f"{path}: field suites must be a list of suite names, got {g['suites']!r}")
     if g["relative"]["aggregate"] not in ("mean", "min"):
         raise DataFileError(f"{path}: field relative.aggregate is {g['relative']['aggregate']!r}, not min or mean")
     for section in ("gates", "vetoes"):

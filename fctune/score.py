@@ -484,6 +484,14 @@ def require_complete(issues: dict, n_expected: int, where: str, allow_partial: b
                                 "--allow-partial to score what matches")
 
 
+def require_answers(details: list[dict], where: str) -> None:
+    """Saved outputs of which every row is an error (an endpoint that failed throughout) are no score of 0: an
+    error, so that no summary of zero scored rows reads as a finished run."""
+    if details and all(d.get("error") for d in details):
+        raise DataFileError(f"{where}: every one of its {len(details)} predictions is an error (the first: "
+                            f"{str(details[0]['error'])[:120]!r}); nothing to score: rerun the evaluation")
+
+
 def score_predictions(examples: list[Example], predictions: list[dict], where: str = "predictions"):
     """Verdicts for every example, plus the problems found in the predictions (never silently ignored).
 
@@ -556,6 +564,7 @@ def main(argv=None) -> int:
         preds = read_jsonl(args.predictions)
         details, issues = score_predictions(examples, preds, where=args.predictions)
         require_complete(issues, len(examples), args.predictions, args.allow_partial)
+        require_answers(details, args.predictions)
         summary = write_scores(examples, details, issues, out / "summary.json", out / "details.jsonl",
                                {"expected_file": args.expected, "predictions_file": args.predictions},
                                call_format=call_format)

@@ -317,3 +317,30 @@ def test_a_summary_its_own_details_contradict_is_not_used_and_says_why(tmp_path)
         models, problems, _ = discover([str(folder(name, edit))], suites)
         assert len(problems) == 1 and says in problems[0] and "not used" in problems[0], problems
         assert label not in models or suite not in models[label].suites
+
+
+def test_saved_outputs_that_are_all_errors_are_not_a_score_of_zero(tmp_path):
+    import json
+
+    row = json.loads(Path(REPO / SPLIT).read_text().splitlines()[0])
+    preds = tmp_path / "p.jsonl"
+    preds.write_text(json.dumps({"id": row["id"], "error": "APIConnectionError: refused"}) + "\n")
+    one = tmp_path / "one.jsonl"
+    one.write_text(json.dumps(row) + "\n")
+    r = _cli("-m", "fctune.score", "--expected", str(one), "--predictions", str(preds), "--out", str(tmp_path / "o"))
+    _one_error_line(r, "p.jsonl", "every one of its 1 predictions is an error", "APIConnectionError")
+    assert not (tmp_path / "o" / "summary.json").exists()
+
+
+def test_a_summary_whose_model_fields_are_not_text_is_one_error(tmp_path):
+    import json
+
+    from fctune.compare import discover
+    from fctune.io import DataFileError
+
+    s = json.loads(sorted((REPO / "results/phase1/paper_approach/eval_results").glob("*_single_turn.json"))[0]
+                   .read_text())
+    s["model"]["label"] = ["a", "b"]
+    (tmp_path / "x_single_turn.json").write_text(json.dumps(s))
+    with pytest.raises(DataFileError, match="model.label, role, approach and family must be text, got label list"):
+        discover([str(tmp_path)], ["single_turn"])

@@ -42,7 +42,7 @@ from fctune.io import (
 )
 from fctune.metrics import bootstrap_ci
 from fctune.parse import in_declared_format, parse_tool_calls, rename_calls
-from fctune.score import CUT_FINISH_REASONS, index_predictions, require_complete
+from fctune.score import CUT_FINISH_REASONS, index_predictions, require_answers, require_complete
 
 log = logging.getLogger(__name__)
 NON_LIVE_AST = ("simple_python", "multiple", "parallel", "parallel_multiple")
@@ -215,6 +215,7 @@ def score_command(category: str, predictions: str, out: str, allow_partial: bool
     examples = load_category(category)
     details, issues = score_rows(examples, read_jsonl(predictions), where=predictions)
     require_complete(issues, len(examples), predictions, allow_partial)
+    require_answers(details, predictions)
     summary = {**category_summary(category, details), **issues, "predictions_file": predictions,
                "bfcl_eval_version": package_version()}
     write_jsonl_atomic(Path(out) / "details.jsonl", details)
