@@ -15,6 +15,7 @@ import os
 import re
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -451,8 +452,6 @@ def generate_pooled(backend, jobs: list[tuple[list, Path, dict]], resume: bool =
     answer names only its row). ``budgets``, one per job, gives each job's rows their own generation budget (a
     backend that ``mixes_budgets``). Returns, per job in order, its final predictions and its counts (resumed rows,
     torn lines, generated rows and their completion tokens)."""
-    from contextlib import ExitStack
-
     from tqdm import tqdm
 
     opened = [open_predictions(examples, path, ident, resume, desc) for examples, path, ident in jobs]
@@ -524,12 +523,6 @@ def run_tasks(cfg: EvalConfig, label: str, tasks, score: Callable[[Answered], No
     row its own) are generated in one pass, then scored one by one. The backend is closed however the loop ends (a
     llama.cpp server it started must not outlive the run). Returns the backend's identity and its cumulative
     counters."""
-    # held before the backend starts: a second run of this label into this folder stops here, in one line
-    with OutputLock(cfg.results_dir, safe_label(label), "evaluation of this label"):
-        return _run_tasks(cfg, label, tasks, score)
-
-
-def _run_tasks(cfg: EvalConfig, label: str, tasks, score: Callable[[Answered], None]) -> tuple[dict, dict]:
     backend = make_backend(cfg)
     ident = backend.identity()
     pool, mixed = pools_tasks(cfg, backend)
@@ -545,18 +538,23 @@ def _run_tasks(cfg: EvalConfig, label: str, tasks, score: Callable[[Answered], N
                       **({"stop_repeats": ident["stop_repeats"]} if ident.get("stop_repeats") else {})})
                     for task, budget in group]
             names = [task.name for task, _ in group]
-            t0, before = time.time(), backend.stats()
             budgets = [budget for _, budget in group] if len({b for _, b in group}) > 1 else None
-            done = generate_pooled(backend, jobs, cfg.resume, desc=f"{label} {' + '.join(names)}", budgets=budgets)
-            wall = time.time() - t0
-            shared = {**suite_throughput(before, backend.stats()), "wall_s": round(wall, 2)}
-            for (task, budget), (_, pred_path, _), (preds, counts) in zip(group, jobs, done, strict=True):
-                # checked before scoring: rows that failed are an endpoint problem, never wrong answers
-                check_error_rate(preds, cfg.max_error_rate, f"{label} on {task.name}", pred_path)
-                tokens = counts.pop("generated_tokens")  # the backend's own counters give a lone task's
-                throughput = {**(pooled_share(shared, counts["generated"], tokens, names) if len(group) > 1
-                                 else shared), **counts}
-                score(Answered(task, preds, pred_path, budget, ident, throughput))
+            with ExitStack() as held:
+                # one writer per predictions file, from its first row to its summary: a second run of this label
+                # on this task stops here in one line (the label's other tasks may run beside it, as Fledgling's do)
+                for _, pred_path, _ in jobs:
+                    held.enter_context(OutputLock(pred_path.parent, pred_path.stem, "evaluation of this task"))
+                t0, before = time.time(), backend.stats()
+                done = generate_pooled(backend, jobs, cfg.resume, desc=f"{label} {' + '.join(names)}",
+                                       budgets=budgets)
+                shared = {**suite_throughput(before, backend.stats()), "wall_s": round(time.time() - t0, 2)}
+                for (task, budget), (_, pred_path, _), (preds, counts) in zip(group, jobs, done, strict=True):
+                    # checked before scoring: rows that failed are an endpoint problem, never wrong answers
+                    check_error_rate(preds, cfg.max_error_rate, f"{label} on {task.name}", pred_path)
+                    tokens = counts.pop("generated_tokens")  # the backend's own counters give a lone task's
+                    throughput = {**(pooled_share(shared, counts["generated"], tokens, names) if len(group) > 1
+                                     else shared), **counts}
+                    score(Answered(task, preds, pred_path, budget, ident, throughput))
         return ident, backend.stats()
     finally:
         backend.close()

@@ -139,17 +139,24 @@ def test_an_os_error_of_any_kind_is_one_line_naming_its_path(capsys, err):
 
 
 def test_a_second_run_into_the_same_outputs_refuses_and_a_killed_holder_frees_them(tmp_path):
+    from fctune.evaluate import predictions_path
     from fctune.io import FolderBusy, OutputLock
 
-    with OutputLock(tmp_path, "m1", "evaluation of this label"):
+    task = predictions_path(tmp_path, "m1", Path(SPLIT).stem)
+    with OutputLock(tmp_path, task.stem, "evaluation of this task"):
         with pytest.raises(FolderBusy, match=f"pid {os.getpid()}"):
-            OutputLock(tmp_path, "m1").__enter__()
-        with OutputLock(tmp_path, "m2"):  # another label in the same folder is another run's business
+            OutputLock(tmp_path, task.stem).__enter__()
+        with OutputLock(tmp_path, "m2"):  # other outputs in the same folder are another run's business
             pass
-        # the command line: one line, before any model is loaded
-        r = _cli("docker/unsloth-paper/scripts/eval_function_call.py", "--results-dir", str(tmp_path),
-                 "--label", "m1", "--model", "smollm2", "--limit", "1", "--split-files", SPLIT)
-        _one_error_line(r, str(tmp_path), "another evaluation of this label is writing")
+        # the command line: one line, before a row is generated
+        ev = ["docker/unsloth-paper/scripts/eval_function_call.py", "--results-dir", str(tmp_path), "--label", "m1",
+              "--model", "smollm2", "--limit", "1", "--split-files"]
+        _one_error_line(_cli(*ev, SPLIT), str(tmp_path), "another evaluation of this task is writing")
+        # the same label on another task runs beside it (Fledgling's two final evaluations do)
+        other = tmp_path / "other.jsonl"
+        other.write_text((REPO / SPLIT).read_text())
+        r = _cli(*ev, str(other))
+        assert r.returncode == 0, r.stderr[-1500:]
     # a holder killed with SIGKILL leaves the lock file behind, and the lock free
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from fctune.io import OutputLock; "
                                f"OutputLock({str(tmp_path)!r}, 'm3').__enter__(); print('held', flush=True); "
