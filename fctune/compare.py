@@ -21,17 +21,11 @@ from pathlib import Path
 from fctune.errors import UserError
 from fctune.io import DataFileError, read_json, read_jsonl_tolerant
 from fctune.metrics import bootstrap_ci
-from fctune.suites import SUITES
+from fctune.suite_specs import SUITES, capability_tables
 
 log = logging.getLogger(__name__)
 
 FLEDGLING_TRACKS = ("fledgling_structured", "fledgling_toolcall")
-
-
-def capability_tables() -> dict[str, list[str]]:
-    """The comparison's tables: one per suite with the metrics the suite declares, plus JSON quality pooled over the
-    suites' rows. Read from the registry when called, so a suite registered at run time gets its table and CSV."""
-    return {**{name: list(s.metrics) for name, s in SUITES.items()}, "json_quality": ["valid_json_rate"]}
 
 
 def suite_headline(suite: str) -> str | None:

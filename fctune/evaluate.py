@@ -50,7 +50,7 @@ def predictions_path(results_dir, label: str, suite: str) -> Path:
 
 
 def _suite_names() -> list[str]:
-    from fctune.suites import SUITES  # imported when a config is made: the suites are declared there, once
+    from fctune.suite_specs import SUITES  # imported when a config is made: the suites are declared there, once
 
     return list(SUITES)
 
@@ -401,7 +401,7 @@ def split_files(cfg: EvalConfig) -> dict[str, Path]:
             raise UserError(f"split files not found: {missing}")
         return out
     out = {}
-    from fctune.suites import SUITES
+    from fctune.suite_specs import SUITES
 
     for s in cfg.suites:
         if s not in SUITES:

@@ -246,7 +246,7 @@ class LlamaServer:
         self.n_threads = n_threads or cores_to_use()
         self.tokenizer = tokenizer
         if tokenizer:
-            from fctune.serve import HANDLER_NAME
+            from fctune.chat_handler import HANDLER_NAME
 
             self.chat_format = HANDLER_NAME
         if engine not in ("auto", "cpp", "python"):
@@ -313,7 +313,7 @@ class LlamaServer:
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         env = None
         if self.tokenizer:
-            from fctune.serve import TOKENIZER_ENV
+            from fctune.chat_handler import TOKENIZER_ENV
 
             env = {**os.environ, TOKENIZER_ENV: str(Path(self.tokenizer).resolve())}
         self.proc = subprocess.Popen(self.command(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
@@ -388,7 +388,7 @@ class LlamaServer:
 def _serve(args: list[str]) -> int:
     """Child process of :class:`LlamaServer`: llama_cpp.server's main, AMX kernels off when the build has them."""
     _avoid_amx_kernels()
-    from fctune.serve import TOKENIZER_ENV, register_handler
+    from fctune.chat_handler import TOKENIZER_ENV, register_handler
 
     if os.environ.get(TOKENIZER_ENV):  # an exported model: prompts from its own template, calls as tool_calls
         register_handler(os.environ[TOKENIZER_ENV])

@@ -7,9 +7,9 @@ import html
 import io
 from pathlib import Path
 
-from fctune.compare import capability_tables
 from fctune.io import write_text_atomic
 from fctune.llama_server import parallel_slots
+from fctune.suite_specs import capability_tables
 from fctune.tool_tokens import sentence as tool_tokens_sentence
 
 

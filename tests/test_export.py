@@ -7,12 +7,12 @@ import sys
 
 import pytest
 
+from fctune.chat_handler import split_reply
 from fctune.errors import UserError
 from fctune.export import ExportConfig, export, gguf_chat_template
 from fctune.offline import generate_examples
 from fctune.render import PromptRenderer
 from fctune.schema import write_examples
-from fctune.serve import split_reply
 
 
 def test_split_reply_reads_hermes_blocks_as_tool_calls():

@@ -73,8 +73,8 @@ def test_a_suite_is_one_registration(tmp_path, monkeypatch):
     assert "simple_calls" in [tag for g in step3.groups for tag, _, _ in g]
     assert f"comparison_framework/test_splits/{spec.file}" in step3.outputs
     # and the comparison gives it a capability table and a CSV file
-    from fctune.compare import capability_tables
     from fctune.report import csv_names
+    from fctune.suite_specs import capability_tables
 
     assert capability_tables()["simple_calls"] == ["args_exact_match_rate"]
     assert csv_names()["simple_calls"] == "simple_calls.csv"
