@@ -5,10 +5,10 @@ with ``--docker``) · 5 training of both paper models (in parallel on disjoint G
 GPUs, each data-parallel over its set; one after the other otherwise) · 6 evaluation of every model on every
 suite (+ BFCL with ``--bfcl``, + the Fledgling pipeline) · 7 comparison.
 
-Every step runs the documented scripts as subprocesses, logs to ``paper_approach/logs/<step>.log`` and is
-skipped when its outputs exist and neither its inputs (by content) nor its command changed since it last
-succeeded. A failed step stops the run with its exit code and the tail of its log; Ctrl-C stops the child
-processes. Step timings go to ``paper_approach/logs/timings.json``.
+Every step runs one of the package's commands as a subprocess (``python -m fctune NAME``: what the documented
+scripts run), logs to ``paper_approach/logs/<step>.log`` and is skipped when its outputs exist and neither its
+inputs (by content) nor its command changed since it last succeeded. A failed step stops the run with its exit code
+and the tail of its log; Ctrl-C stops the child processes. Step timings go to ``paper_approach/logs/timings.json``.
 """
 
 from __future__ import annotations
@@ -155,12 +155,18 @@ def resolve_llm(choice: str) -> str:
     return choice if choice != "auto" else auto_llm_backend()[0]
 
 
+def fctune_cmd(name: str, *args: str) -> list[str]:
+    """A step's command line: the package's own command (``python -m fctune NAME``), which the documented scripts
+    are shims over; this interpreter, so a venv's run stays in it."""
+    return [PY, "-m", "fctune", name, *args]
+
+
 def _train_cmd(family: str, model: str, preset, n_procs: int) -> list[str]:
-    script = "docker/unsloth-paper/scripts/train_function_call.py"
     args = ["--model", model, "--name", family] + (["--preset", preset] if preset else [])
-    if n_procs > 1:  # data-parallel over the model's GPU set
-        return [PY, "-m", "accelerate.commands.launch", "--num_processes", str(n_procs), "--multi_gpu", script, *args]
-    return [PY, script, *args]
+    if n_procs > 1:  # data-parallel over the model's GPU set: accelerate starts one `python -m fctune train` a GPU
+        return [PY, "-m", "accelerate.commands.launch", "--num_processes", str(n_procs), "--multi_gpu", "-m",
+                *fctune_cmd("train", *args)[2:]]
+    return fctune_cmd("train", *args)
 
 
 def plan(cfg: PipelineConfig) -> list[Step]:
@@ -173,20 +179,19 @@ def plan(cfg: PipelineConfig) -> list[Step]:
     results = "paper_approach/eval_results"
     train_files = [f"{data}/hermes_train.jsonl", f"{data}/hermes_val.jsonl"]
     split_files = [f"{splits}/{s.file}" for s in SUITES.values()]
-    steps = [Step(1, "prerequisites", [[("prerequisites", [PY, "-m", "fctune.pipeline", "--check-prerequisites",
-                                                          "--gpus", cfg.gpus, "--llm", cfg.llm,
-                                                          "--logs-dir", cfg.logs_dir, "--profile", cfg.profile]
-                                         + (["--llm-model", cfg.llm_model] if cfg.llm_model else [])
-                                         + (["--models", *cfg.models] if cfg.models else [])
-                                         + (["--docker"] if cfg.docker else []), {})]],
+    check = fctune_cmd("pipeline", "--check-prerequisites", "--gpus", cfg.gpus, "--llm", cfg.llm, "--logs-dir",
+                       cfg.logs_dir, "--profile", cfg.profile) + (
+        ["--llm-model", cfg.llm_model] if cfg.llm_model else []) + (
+        ["--models", *cfg.models] if cfg.models else []) + (["--docker"] if cfg.docker else [])
+    steps = [Step(1, "prerequisites", [[("prerequisites", check, {})]],
                   outputs=[f"{cfg.logs_dir}/prerequisites.json"])]
     # Rows that name a BFCL function (or share a BFCL question's 8 words) are dropped, not a stop: the run's BFCL
     # scores stay clean and hub data such as Hermes v1 still trains; dataset_stats.json counts what went.
-    prep = [PY, "paper_approach/prepare_hermes_dataset.py", "--phase", str(cfg.phase), "--source", prof["source"],
-            "--fallback", "offline", "--tokenizer", next(iter(models.values())), "--decontaminate", "drop"]
+    prep = fctune_cmd("prepare", "--phase", str(cfg.phase), "--source", prof["source"], "--fallback", "offline",
+                      "--tokenizer", next(iter(models.values())), "--decontaminate", "drop")
     steps.append(Step(2, "dataset", [[("dataset", prep, {})]], outputs=train_files + [f"{data}/hermes_test.jsonl"]))
-    steps.append(Step(3, "test_splits", [[(name, [PY, f"comparison_framework/{s.script}"], {})
-                                          for name, s in SUITES.items()]],
+    steps.append(Step(3, "test_splits", [[(name, fctune_cmd("suites", name), {})
+                                          for name in SUITES]],
                       inputs=train_files, outputs=split_files))
     if cfg.docker:
         steps.append(Step(4, "docker", [[
@@ -217,8 +222,8 @@ def plan(cfg: PipelineConfig) -> list[Step]:
     batch = ["--batch-size", str(cfg.eval_batch_size or prof["eval_batch_size"])]
     # local models only: the LLM's server answers whole
     stop = ["--stop-repeats", str(cfg.eval_stop_repeats)] if cfg.eval_stop_repeats else []
-    ev = [PY, "docker/unsloth-paper/scripts/eval_function_call.py", *lim, *batch]
-    bf = [PY, "-m", "fctune.bfcl", "run", "--categories", "non_live", *batch] + (
+    ev = fctune_cmd("eval", *lim, *batch)
+    bf = fctune_cmd("bfcl", "run", "--categories", "non_live", *batch) + (
         ["--limit", str(prof["bfcl_limit"])] if prof["bfcl_limit"] else []) + (
         ["--sample", str(cfg.bfcl_sample)] if cfg.bfcl_sample else [])
     eval_cmds = []
@@ -239,8 +244,8 @@ def plan(cfg: PipelineConfig) -> list[Step]:
             eval_cmds.append((f"paper-{name}-ft-bfcl", bf + who, {}))
         if cfg.roundtrip == "on" or (cfg.roundtrip == "auto" and prof["roundtrip"]):
             # after the model's own evaluation: the served model is compared with it row by row
-            rt = [PY, "-m", "fctune.roundtrip", "--adapter", f"paper_approach/adapters/{name}", "--label",
-                  f"paper-{name}-ft", "--gguf-type", prof["roundtrip_gguf"], *lim]
+            rt = fctune_cmd("roundtrip", "--adapter", f"paper_approach/adapters/{name}", "--label",
+                            f"paper-{name}-ft", "--gguf-type", prof["roundtrip_gguf"], *lim)
             if cfg.bfcl:
                 rt += ["--bfcl-sample", str(cfg.bfcl_sample or prof["bfcl_limit"] or 30)]
             eval_cmds.append((f"paper-{name}-ft-roundtrip", rt, {}))
@@ -259,8 +264,8 @@ def plan(cfg: PipelineConfig) -> list[Step]:
         if cfg.bfcl:
             eval_cmds.append(("llm-bfcl", bf + llm_who, {}))
     if cfg.fledgling:
-        fl = [PY, "fledgling/run_pipeline.py", "--phase", str(cfg.phase),
-              "--llm-backend", "existing" if llm == "none" else llm, *batch, *stop]
+        fl = fctune_cmd("fledgling", "--phase", str(cfg.phase), "--llm-backend", "existing" if llm == "none" else llm,
+                        *batch, *stop)
         if llm_model and llm != "none":
             fl += ["--llm-model", llm_model]
         if cfg.profile == "smoke":
@@ -294,8 +299,7 @@ def plan(cfg: PipelineConfig) -> list[Step]:
     steps.append(Step(6, "evaluate", [[c] for c in eval_cmds], workers=workers, after=after,
                       inputs=split_files + adapters,
                       outputs=[str(result_paths(results, lb, s)[0]) for lb in labels for s in SUITES]))
-    steps.append(Step(7, "compare", [[("compare", [PY, "comparison_framework/compare_approaches.py", "--phase",
-                                                   str(cfg.phase)], {})]],
+    steps.append(Step(7, "compare", [[("compare", fctune_cmd("compare", "--phase", str(cfg.phase)), {})]],
                       inputs=[results, "fledgling/eval_results", "paper_approach/served_results",
                               "comparison_framework/gates.yaml"],
                       outputs=[f"comparison_framework/reports/phase{cfg.phase}_comparison.json"]))

@@ -11,6 +11,7 @@ import pytest
 from fctune.commands import COMMANDS, config_of, main, resolve
 from fctune.config import parse_config
 from fctune.pipeline import PipelineConfig, plan
+from fctune.suite_specs import SUITES
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -53,13 +54,13 @@ def test_documented_scripts_are_the_commands_entry_points(name):
         assert f"from {module} import " in text and "def " not in text, p
 
 
-def _target(argv: list[str]) -> str:
-    """The command that a pipeline command line runs."""
-    if argv[1] == "-m":
-        return next(n for n, c in COMMANDS.items() if c.target.split(":")[0] in (argv[2], argv[2] + ".__main__"))
-    if argv[1].startswith("comparison_framework/test_"):
-        return "suites"
-    return next(n for n, c in COMMANDS.items() if c.script == argv[1])
+def _command(argv: list[str]) -> tuple[str, list[str]]:
+    """The command a pipeline command line runs, and the arguments its config parses."""
+    assert argv[1:3] == ["-m", "fctune"] and argv[3] in COMMANDS, shlex.join(argv)  # the package, not a shim path
+    name, args = argv[3], argv[4:]
+    if name == "bfcl" and args[:1] == ["run"] or name == "suites" and args[:1] and args[0] in SUITES:
+        args = args[1:]  # the subcommand or suite name, then the config's own arguments
+    return name, args
 
 
 @pytest.mark.parametrize("profile", ["smoke", "full"])
@@ -68,11 +69,9 @@ def test_every_command_line_the_pipeline_builds_parses(profile):
              for g in s.groups for _, argv, _ in g if argv[0] == str(sys.executable) or argv[0].endswith("python")]
     assert len(lines) >= 12
     for argv in lines:
-        cls, presets = config_of(_target(argv))
+        name, args = _command(argv)
+        cls, presets = config_of(name)
         assert cls is not None, shlex.join(argv)
-        args = argv[3:] if argv[1] == "-m" else argv[2:]
-        if args[:1] == ["run"] and _target(argv) == "bfcl":
-            args = args[1:]
         try:
             parse_config(cls, args, presets=presets)
         except SystemExit as e:

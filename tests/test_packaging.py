@@ -217,7 +217,7 @@ def test_dry_run_lists_every_step():
     assert out.returncode == 0, out.stderr
     for name in ("prerequisites", "dataset", "test_splits", "train", "evaluate", "compare"):
         assert f" {name} [" in out.stdout
-    assert "fctune.bfcl run" in out.stdout and "fledgling/run_pipeline.py" in out.stdout
+    assert "-m fctune bfcl run" in out.stdout and "-m fctune fledgling" in out.stdout
 
 
 def test_ci_runs_exactly_the_readme_test_command():
