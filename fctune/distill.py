@@ -1,7 +1,7 @@
 """Self-distillation: training targets the base model already writes, so fine-tuning keeps what the base could do.
 
-Why: a fine-tune that learns templated requests by heart forgets single calls its base could make (issue 50:
-7-15 points lost on BFCL simple/multiple by every recipe tried). The usual remedy is to train on the base model's own
+Why: a fine-tune that learns templated requests by heart forgets single calls its base could make (RESULTS.md:
+every recipe tried lost points on BFCL simple and multiple). The usual remedy is to train on the base model's own
 correct answers: where the base, answering a training prompt greedily, already makes the gold call (the lenient
 reading: any shape it writes), the row's target becomes the base's own call, argument values as the base wrote them,
 and training renders it in the declared call format like any other; everywhere else (wrong answers, no-call,

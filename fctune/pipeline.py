@@ -45,8 +45,8 @@ PY = sys.executable
 PROFILES = {
     # CPU-sized: offline data, SmolLM2 for both paper models, smoke training, a few rows of each suite. A model's five
     # suites (8 rows each) are one batch of 40: on a CPU they share one pass and finished rows leave the batch, and a
-    # decoding step costs mostly the reading of the weights (one model's suites: 104 s of decoding against 199 s in
-    # batches of 8, the same answers; BENCHMARKS.md).
+    # decoding step costs mostly the reading of the weights, so one wide batch costs about half of narrow ones (the
+    # same answers; BENCHMARKS.md).
     "smoke": {"source": "offline", "train_preset": "smoke", "eval_limit": 8, "bfcl_limit": 5, "eval_batch_size": 40,
               "roundtrip": False, "roundtrip_gguf": "f16"},
     # The paper's run: hub data (offline fallback recorded), Phi-4-mini and Llama-3.1-8B, full hyperparameters.
@@ -92,9 +92,8 @@ class PipelineConfig:
         "min": 1, "help": "local backend batch (default: by profile)"})
     eval_stop_repeats: int = field(default=0, metadata={"min": 0, "help": (
         "local evaluations of the suites and tracks: stop an answer once its last N tokens repeat one block verbatim, "
-        "scored as cut (evaluate's --stop-repeats); 0 = off. On the CPU main job, at 64, it stopped 6 of the 62 "
-        "answers (of 152) that ran to the budget and saved 3.9% of the local evaluations' time, changing no verdict "
-        "(BENCHMARKS.md)")})
+        "scored as cut (evaluate's --stop-repeats); 0 = off (on the main job it saves little and changes answers; "
+        "BENCHMARKS.md)")})
     eval_workers: int | None = field(default=None, metadata={
         "min": 1, "help": "evaluation commands run side by side, each on cores / N threads (default: 2 on a machine "
                           "without GPUs and with 2 or more cores, else 1: GPU jobs would share one GPU's memory)"})
@@ -276,14 +275,14 @@ def plan(cfg: PipelineConfig) -> list[Step]:
             fl += ["--eval-limit", str(limit)]
         if cfg.fledgling_test_size:
             fl += ["--test-size", str(cfg.fledgling_test_size)]
-    # On a CPU, two evaluations side by side on one core each did 1.37x the work of one on both cores (the 2-core
-    # machine, BENCHMARKS.md): decoding a 135M model does not keep two cores busy. The longest (Fledgling: its
+    # On a CPU, two evaluations side by side on one core each do more work than one on both cores (BENCHMARKS.md):
+    # decoding a 135M model does not keep two cores busy. The longest (Fledgling: its
     # own evaluations and training) starts first; a round trip waits for its model's own evaluation.
     workers = cfg.eval_workers or (2 if not gpus and (os.cpu_count() or 1) >= 2 else 1)
     if cfg.fledgling:
-        if workers > 1:  # Fledgling's chain was the main job's critical path while the other worker idled (4 of
-            # 15 min): after its training, the final model's track and shared-suite evaluations go side by side,
-            # the longer first (five shared suites against two tracks: 166-204 s against 154-197 s, BENCHMARKS.md)
+        if workers > 1:  # Fledgling's chain is the main job's critical path while the other worker idles: after
+            # its training, the final model's track and shared-suite evaluations go side by side, the longer (five
+            # shared suites against two tracks) first
             eval_cmds += [("fledgling", [*fl, "--stage", "gate"], {}),
                           *((f"fledgling-{st}", [*fl, "--stage", st], {}) for st in ("shared", "re_eval"))]
         else:

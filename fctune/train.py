@@ -51,8 +51,8 @@ PRESETS = {
 
 # Padding-free batches (Unsloth's default) lay a batch's rows end to end and attend within each row: no compute on
 # padding, but on a GPU without flash-attn's varlen kernels that attention is slower than a padded batch's causal
-# kernel: with rows of equal length (nothing to remove) they trained 8% slower on an H200 (Phi-4-mini and
-# Llama-3.2-1B, bf16 and 4-bit; BENCHMARKS.md). So they are chosen only where padding would cost more than that.
+# kernel, which shows with rows of equal length (nothing to remove; BENCHMARKS.md). So they are chosen only where
+# padding would cost more than that.
 PADDING_FREE_MIN_SAVING = 0.10
 
 
@@ -142,13 +142,10 @@ class TrainConfig:
         "help": "without packing, Unsloth only: rows of a batch laid end to end with no padding (true) or padded to "
                 "the batch's longest (false); auto = padded when padding would be under "
                 f"{int(PADDING_FREE_MIN_SAVING * 100)}% of a batch's tokens, else padding-free (its attention costs "
-                "more: on an H200 without flash-attn, padding-free batches of equal rows trained 8% slower, "
-                "BENCHMARKS.md)", "choices": ["auto", "true", "false"]})
+                "more on a GPU without flash-attn; BENCHMARKS.md)", "choices": ["auto", "true", "false"]})
     prefetch_batches: str = field(default="auto", metadata={
         "help": "collate and copy the next optimizer step's batches on a background thread while the GPU works on "
-                "this one (auto = on GPU; on an H200, Llama-3.2-1B, faster than without in five runs of seven, 1-6% "
-                "slower in the other two; Phi-4-mini and 8B within 1.3% either way, BENCHMARKS.md); off, they are "
-                "made between steps, the GPU idle meanwhile",
+                "this one (auto = on GPU; BENCHMARKS.md); off, they are made between steps, the GPU idle meanwhile",
         "choices": ["auto", "true", "false"]})
     gradient_checkpointing: str = field(default="auto", metadata={
         "help": "recompute activations (auto = on GPU)", "choices": ["auto", "true", "false"]})
@@ -246,7 +243,7 @@ def adapter_name(cfg: TrainConfig) -> str:
 def version_id(cfg: TrainConfig, data_hash: str) -> str:
     """Derived from base model + data + training config: same inputs, same id. Fields that change how the run is
     logged, saved or batched but not what it learns are left out (padding_free: the same rows and loss, laid out
-    differently; the loss curves agreed within 0.002 on an H200; prefetch_batches: the same batches, made earlier)."""
+    differently, the same loss curve within rounding; prefetch_batches: the same batches, made earlier)."""
     keys = {k: v for k, v in config_to_dict(cfg).items()
             if k not in ("output_dir", "name", "resume", "logging_steps", "eval_steps", "save_steps",
                          "save_total_limit", "step_metrics", "padding_free", "prefetch_batches")}
@@ -433,7 +430,7 @@ def train(cfg: TrainConfig) -> dict:
         from fctune.render import PromptRenderer
 
         ensure_pad_token(tokenizer)
-        # the one renderer the evaluation uses too: train and test prompts are the same bytes (issue 19)
+        # the one renderer the evaluation uses too: train and test prompts are the same bytes
         renderer = PromptRenderer(tokenizer, cfg.prompt_format)
         # tags the base cannot write (untrained rows) are fed as text unless told otherwise: the labels then use
         # pieces the model knows, and the saved tokenizer (the adapter's) reads them so when it is evaluated
@@ -637,14 +634,14 @@ def _make_trainer(cfg, settings, backend, model, tokenizer, train_ds, val_ds, ck
 
 def choose_loss(backend: str, trainable_token_ids: list, step_metrics: bool) -> tuple[bool, str]:
     """Whether a run's loss is the model's own cross-entropy rather than TRL's fused LM head, and why. The two are
-    the same mean over the label tokens (loss curves equal to 3 decimals on the H200); they differ in what else
+    the same mean over the label tokens (the same loss curves within rounding); they differ in what else
     they cost or allow."""
     if trainable_token_ids:
         return True, "trainable token rows (TRL's head reads lm_head.weight itself and would skip them)"
     if backend == "unsloth" and not step_metrics:
         # Unsloth's forward fuses the LM head and the cross-entropy itself, with one host-device sync a step; TRL's
         # head picks the label positions with boolean masks, four more syncs a step (sync trace, Llama-3.2-1B),
-        # which a launch-bound step pays: 0.90x raw Unsloth's speed against 0.99x (BENCHMARKS.md, issue 23)
+        # which a launch-bound step pays (BENCHMARKS.md)
         return True, "Unsloth fuses the LM head and the loss (one host sync a step; TRL's head costs four more)"
     if step_metrics:
         return False, "its per-step entropy and token accuracy were asked for (--step-metrics)"
@@ -658,7 +655,7 @@ class TrainingDiverged(UserError, RuntimeError):
 def divergence_guard():
     """A callback that stops training at the first logged non-finite loss or gradient norm. One NaN gradient makes
     every later weight NaN; without the guard such a run trains on, saves an adapter that writes "!!!!" and is
-    scored as a model that never answers (issue 20's first Qwen run). ``train`` raises after the stop."""
+    scored as a model that never answers. ``train`` raises after the stop."""
     import math
 
     from transformers import TrainerCallback
@@ -774,7 +771,7 @@ def sft_trainer_class(model_loss: bool = False, step_metrics: bool = False):
 
     Why a quiet default: TRL's ``compute_loss`` turns each step's entropy, token accuracy and token count into
     Python numbers (``.item()``), and every such read makes the CPU wait for the GPU to finish the step so far. The
-    quiet trainers compute the same loss (equal to 3 decimals over 10 steps on the H200) and keep the token count on
+    quiet trainers compute the same loss and keep the token count on
     the device until a logging step reads it once. (TRL's head still makes the CPU wait where it selects the label
     positions with boolean masks; Unsloth's own loss waits once a step: hence ``choose_loss``.)
     """
@@ -790,9 +787,8 @@ def sft_trainer_class(model_loss: bool = False, step_metrics: bool = False):
         the model: a LoRA model has many modules (1,337 for a 16-layer Llama with all seven projections wrapped)
         and the stock Trainer walks them all four times a step, in ``model.train()``, in the parameter count
         behind ``floating_point_ops``, in ``clip_grad_norm_(model.parameters())`` and in ``model.zero_grad()``. On
-        a 2-core CPU that is 7-13 ms of Python a step (benchmarks/trainer_host_cost.py, stock steps against these,
-        in the seventh and fourteenth sessions; ``zero_grad`` alone 1.3 ms),
-        which a launch-bound GPU step (Llama-3.2-1B, ~160 ms) cannot hide. Every figure is the stock one: same
+        small host that is milliseconds of Python a step (benchmarks/trainer_host_cost.py measures it), which a
+        launch-bound GPU step cannot hide. Every figure is the stock one: same
         mode, same clipping, same FLOP count, the same gradients cleared.
         ``lean_steps = False`` on an instance gives the stock steps back (for side-by-side measurements); so does
         ``numpy_rows = False`` for the rows' format (get_train_dataloader). ``prefetch_batches`` (set from the
@@ -809,9 +805,8 @@ def sft_trainer_class(model_loss: bool = False, step_metrics: bool = False):
 
         def get_train_dataloader(self):
             # TRL's collator makes each row's tensors with torch.tensor(row["input_ids"]): from a Python list that
-            # reads the ints one by one (1.9 ms for a batch of 4 x 2048 tokens on a 2-core CPU; 4-7 ms a step on the
-            # H200 host under the profiler, the GPU idle meanwhile: benchmarks/results/h200_2026-11-30_s10), from a
-            # numpy array it is one copy (0.1 ms). The same values: datasets' numpy format gives int64, as
+            # reads the ints one by one, milliseconds a step while the GPU idles; from a numpy array it is one
+            # copy. The same values: datasets' numpy format gives int64, as
             # torch.tensor() of a list of ints does. Other columns (packing's seq_lengths) stay as they were.
             ds = self.train_dataset
             if self.numpy_rows and isinstance(ds, datasets.Dataset) and ds.format["type"] is None:
@@ -821,9 +816,9 @@ def sft_trainer_class(model_loss: bool = False, step_metrics: bool = False):
 
         def get_batch_samples(self, epoch_iterator, num_batches, device):
             # The Trainer makes the next step's batches (collation, then the copy to the GPU) after queueing this
-            # step's optimizer update, and the GPU, done with its queue, idles meanwhile (Llama-3.2-1B on an H200:
-            # 2-6 ms a step under the profiler). Made on a thread, one step's batches ahead, they are ready when
-            # the step starts. The same batches in the same order: the thread only calls next() earlier.
+            # step's optimizer update, and the GPU, done with its queue, idles meanwhile. Made on a thread, one step's
+            # batches ahead, they are ready when the step starts. The same batches in the same order: the thread
+            # only calls next() earlier.
             if not self.prefetch_batches:
                 return super().get_batch_samples(epoch_iterator, num_batches, device)
             if self._prefetched is None or self._prefetched.source is not epoch_iterator:

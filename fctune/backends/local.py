@@ -6,47 +6,38 @@ the assistant turn. Three engines (:data:`ENGINES`):
 
 - ``padded``: batches of prompts of similar length, padded on the left, one ``generate()`` call each. A batch
   runs until its longest answer ends, so one answer that never stops holds every row of its batch for the whole
-  budget (on BFCL on an H200, the GPU was busy 10% of the time).
+  budget.
 - ``static``: the same batches over a static KV cache of one size for the whole call; on a GPU transformers then
   compiles the decoding step (``torch.compile``, mode "reduce-overhead": CUDA graphs), which removes the per-token
-  cost of launching a small model's hundreds of kernels from Python (a step of SmolLM2-135M took ~50 ms on an H200
-  whether it carried 64 rows or 256). To keep one compiled shape, a short last batch is filled up to
-  ``batch_size`` with copies of its last prompt (their answers are dropped) and the cache length is rounded up
-  (:func:`static_cache_length`); so that few batches are short, the evaluation loop hands this engine the rows of
-  consecutive splits or BFCL categories in one call (``--pool-tasks auto``, :func:`fctune.evaluate.task_groups`).
+  cost of launching a small model's hundreds of kernels from Python. To keep one compiled shape, a short last batch
+  is filled up to ``batch_size`` with copies of its last prompt (their answers are dropped) and the cache length is
+  rounded up (:func:`static_cache_length`); so that few batches are short, the evaluation loop hands this engine the
+  rows of consecutive splits or BFCL categories in one call (``--pool-tasks auto``,
+  :func:`fctune.evaluate.task_groups`).
   The first batch pays the compilation. On a CPU nothing is compiled (transformers compiles only on accelerators):
   the same batches and cache, eager.
 - ``continuous``: transformers' continuous batching (``init_continuous_batching``): a finished answer leaves the
   batch at the next step and a waiting prompt takes its place, keys and values live in a paged cache, and no row
-  is padded; answers come out in the order they finish. Not the default: on an H200 it was 1.08x padded:64 on
-  BFCL (answers mostly ran to the budget, so there was little to reclaim) and its cache took 125 GiB. In bf16 on
-  that GPU the engines agreed on 142 of 500 answers, and padded batches on only 235 of 500 with themselves between
-  two runs (continuous: 500 of 500); on the CPU in fp32 the engines give the same tokens (tested).
+  is padded; answers come out in the order they finish. Not the default: where answers mostly run to the budget
+  there is little to reclaim, and its cache is sized from the GPU's free memory. In bf16 the engines (and padded
+  batches between two runs) may give different tokens; on the CPU in fp32 they give the same (tested).
 
-On a CPU the padded engine keeps each layer's keys and values in a buffer with room to grow
-(:func:`preallocated_cache`) instead of transformers' DynamicCache, which concatenates the whole cache into a new
-tensor at every step: the same values, so the same tokens (tested), in 15% less time a decoding step for
-SmolLM2-135M (8 rows, 600-token prompts, one thread: 77.6 against 91.6 ms; the concatenation was 30% of a step) and
-in 0.85x the time on a main-job suite (benchmarks/results/cpu_main_job/kv_cache_cpu.json). Not used on a GPU, where
-it has not been measured.
+On a CPU, where reading the weights dominates a decoding step, the padded engine also:
 
-On a CPU the padded and static engines also hand a model with grouped KV heads (SmolLM2: 3 for 9 query heads) to
-torch's attention as it is (:func:`grouped_kv_sdpa`): transformers' SDPA attention copies the keys and values out to
-one per query head in every layer at every step whenever a mask is passed, which a left-padded batch always does.
-And the padded engine prefills each prompt of a CPU batch on its own (:meth:`LocalBackend._prefill_each_row`)
-instead of the whole batch padded to its longest prompt: the same keys and values where the mask lets attention
-see them, so the same tokens (tested), for two thirds of the prefill's tokens on the main job's suites.
+- keeps each layer's keys and values in a buffer with room to grow (:func:`preallocated_cache`) instead of
+  transformers' DynamicCache, which concatenates the whole cache into a new tensor at every step;
+- hands a model with grouped KV heads (SmolLM2: 3 for 9 query heads) to torch's attention as it is
+  (:func:`grouped_kv_sdpa`), where transformers' SDPA attention copies the keys and values out to one per query head
+  in every layer at every step whenever a mask is passed, which a left-padded batch always does;
+- prefills each prompt of a batch on its own (:meth:`LocalBackend._prefill_each_row`) instead of the whole batch
+  padded to its longest prompt;
+- lets finished rows leave a batch (:meth:`LocalBackend._decode_leaving`): it decodes in segments of
+  ``ROWS_LEAVE_EVERY`` steps, and between segments the rows that ended (a stop token, their budget, a loop stopped)
+  are dropped from the batch and its cache. Each row may then have its own budget, so the evaluation loop answers
+  consecutive suites of different budgets in one pass (``--pool-tasks``) and their rows share wide batches.
 
-Also on a CPU, the padded engine lets finished rows leave a batch (:meth:`LocalBackend._decode_leaving`): it decodes
-in segments of ``ROWS_LEAVE_EVERY`` steps, and between segments the rows that ended (a stop token, their budget, a
-loop stopped) are dropped from the batch and its cache. Each row may then have its own budget, so the evaluation
-loop answers consecutive suites of different budgets in one pass (``--pool-tasks``) and their rows share wide
-batches. On a 2-core AMD EPYC (AVX2, fp32, one thread) a decoding step cost 84 ms for one row, 256 ms for 8 and
-375 ms for 32: reading the weights dominates, so a wide batch whose finished rows leave it costs about half of
-narrow batches that each run to their longest answer (the main job's five suites for one model, one batch of 40:
-104 s of decoding against 199 s in batches of 8 suite by suite, the same 40 answers; a batch of 40 whose rows all
-stay took 204 s; benchmarks/cpu_rows_leave.py). In fp32 a row's tokens do not depend on the rows beside it
-(tested); in bf16 they may, as they already depend on --batch-size.
+Each gives the same tokens as the plain path (tested); BENCHMARKS.md has what each saves. In fp32 a row's tokens do
+not depend on the rows beside it (tested); in bf16 they may, as they already depend on --batch-size.
 """
 
 from __future__ import annotations
@@ -73,8 +64,7 @@ ENGINES = {  # the local backend's decoding engines (module docstring); --engine
                   "its place (paged KV cache sized from free GPU memory)",
 }
 # The static cache's length: the next power of two, at least STATIC_CACHE_MIN, so that the calls of a run (one per
-# task) mostly share one length: a new length recompiles the decoding step (measured on an H200 with SmolLM2-135M:
-# ~27 s the first time, ~45 s for the second length).
+# task) mostly share one length: a new length recompiles the decoding step, which costs tens of seconds.
 STATIC_CACHE_MIN = 2048
 
 
@@ -138,10 +128,9 @@ def grouped_kv_sdpa(module, query, key, value, attention_mask, dropout: float = 
     ``scaled_dot_product_attention`` with ``enable_gqa`` instead of repeating them per query head.
 
     transformers repeats them (``repeat_kv``) unless the mask is None, because on CUDA a mask sends a grouped call to
-    the slow math kernel; torch's CPU kernel takes both and gives the same values bit for bit (tested). A decoding
-    step of SmolLM2-135M (8 left-padded rows, ~820-token prompts, fp32, one thread, a 2-core AMD EPYC) spent most of
-    its 0.44 s writing those copies: 30 layers x 2 x 15 MB. Every other call (no mask, one KV head per query head, a
-    position bias, attention weights asked for, not a CPU) is transformers' own."""
+    the slow math kernel; torch's CPU kernel takes both and gives the same values bit for bit (tested), without
+    writing those copies (most of a small model's decoding step on a CPU). Every other call (no mask, one KV head per
+    query head, a position bias, attention weights asked for, not a CPU) is transformers' own."""
     import torch
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
