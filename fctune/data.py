@@ -21,8 +21,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fctune.backends import LLM_BACKEND_HELP, LLM_BACKENDS
 from fctune.errors import UserError
-from fctune.evaluate import LLM_BACKENDS
 from fctune.formats import RowError, detect_format, read_row
 from fctune.formats.hermes import CONFIGS as HERMES_CONFIGS
 from fctune.io import DataFileError, iter_jsonl, read_json
@@ -385,9 +385,9 @@ class PrepareConfig:
         "min": 0, "max": 1, "help": "share of train rows whose function and parameter names are replaced by random "
                                     "identifiers (Hammer's masking; validation and test rows are never masked)"})
     query_writer: str = field(default="none", metadata={
-        "help": "offline engine: reword the requests of single-turn call rows with an LLM endpoint (llamacpp = a local "
-                "llama.cpp server for --query-writer-model, openai, azure); a rewrite is kept only if every value "
-                "is still in it", "choices": ["none", *LLM_BACKENDS]})
+        "help": "offline engine: reword the requests of single-turn call rows with an LLM endpoint, the model "
+                "--query-writer-model (" + LLM_BACKEND_HELP + "); a rewrite is kept only if every value is still in "
+                "it", "choices": ["none", *LLM_BACKENDS]})
     query_writer_model: str | None = field(default=None, metadata={
         "help": "the query writer's model (llamacpp: GGUF or offline name, default qwen2.5-coder-0.5b-instruct; "
                 "openai: model name; azure: deployment)"})
@@ -402,7 +402,8 @@ class PrepareConfig:
 
 def _rewrite(examples: list[Example], cfg: PrepareConfig) -> tuple[list[Example], dict]:
     """Reword engine requests through an fctune backend (retries, errors recorded); see fctune.offline.query_writer."""
-    from fctune.evaluate import EvalConfig, make_backend
+    from fctune.backends import make_backend
+    from fctune.evaluate import EvalConfig
     from fctune.models import OFFLINE_LLM
     from fctune.offline.query_writer import rewrite_queries
 

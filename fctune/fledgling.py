@@ -27,9 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fctune import tracking
+from fctune.backends import LLM_BACKEND_HELP, LLM_BACKENDS
 from fctune.config import run_metadata
 from fctune.errors import UserError
-from fctune.evaluate import LLM_BACKENDS, result_paths
+from fctune.evaluate import result_paths
 from fctune.io import write_json_atomic
 from fctune.models import OFFLINE_LLM
 
@@ -59,9 +60,9 @@ class FledglingConfig:
     test_size: int | None = field(default=None, metadata={"min": 1, "help": "override the phase's val/test sizes"})
     seed: int = field(default=42, metadata={"help": "seed"})
     llm_backend: str = field(default="auto", metadata={
-        "help": "auto = azure if AZURE_OPENAI_ENDPOINT is set, openai if OPENAI_BASE_URL or OPENAI_API_KEY is, "
-                "else llamacpp (local GGUF); existing = reuse LLM track results already in eval_results/ (made "
-                "elsewhere on the same splits, checked by hash)",
+        "help": "the LLM baseline's backend: auto = azure if AZURE_OPENAI_ENDPOINT is set, openai if "
+                "OPENAI_BASE_URL or OPENAI_API_KEY is, else llamacpp; " + LLM_BACKEND_HELP + "; existing = reuse LLM "
+                "track results already in eval_results/ (made elsewhere on the same splits, checked by hash)",
         "choices": ["auto", *LLM_BACKENDS, "existing"]})
     llm_model: str | None = field(default=None, metadata={
         "help": "deployment / model name / GGUF for the LLM (default from .env, or qwen2.5-coder-0.5b-instruct, the "
@@ -129,13 +130,13 @@ def resolve_llm(cfg: FledglingConfig) -> tuple[str, str, str]:
     """(backend, model, why) for the LLM baseline."""
     if cfg.llm_backend == "existing":
         return "existing", cfg.llm_model or "", "reusing LLM results already in eval_results/"
-    from fctune.evaluate import auto_llm_backend
+    from fctune.backends import auto_llm_backend
 
     if cfg.llm_backend != "auto":
         b, why = cfg.llm_backend, f"--llm-backend {cfg.llm_backend}"
     else:
         b, why = auto_llm_backend()
-    from fctune.evaluate import API_MODEL_ENV
+    from fctune.backends import API_MODEL_ENV
 
     env = API_MODEL_ENV.get(b)
     model = cfg.llm_model or (os.environ.get(env) if env else OFFLINE_LLM)

@@ -9,9 +9,10 @@ import pytest
 from fctune import evaluate as evaluate_module
 from fctune import formats as formats_module
 from fctune import suites as suites_module
+from fctune.backends import BackendSpec
 from fctune.backends.base import Generation
 from fctune.data import convert_rows
-from fctune.evaluate import BackendSpec, EvalConfig, evaluate
+from fctune.evaluate import EvalConfig, evaluate
 from fctune.formats import FormatSpec, RowError, detect_format
 from fctune.pipeline import PipelineConfig, plan
 from fctune.render import format_hermes_calls
