@@ -147,8 +147,10 @@ def test_killed_training_resumes_from_checkpoint(tmp_path, tiny_model_dir):
                             start_new_session=True)
     ckpts = out / "r" / "checkpoints"
     deadline = time.time() + 240
-    while time.time() < deadline and not list(ckpts.glob("checkpoint-4/trainer_state.json")):
-        time.sleep(0.5)
+    # any finished checkpoint: a given one (say checkpoint-4) lives only until save_total_limit rotates it away, and
+    # a poll that misses it would wait while the run finishes
+    while time.time() < deadline and not list(ckpts.glob("checkpoint-*/trainer_state.json")):
+        time.sleep(0.1)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert list(ckpts.glob("checkpoint-*")), "no checkpoint before the kill"
