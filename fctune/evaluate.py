@@ -35,6 +35,7 @@ from fctune.io import (
     write_json_atomic,
     write_jsonl_atomic,
 )
+from fctune.suite_specs import SUITES
 from fctune.tool_tokens import REPAIRS
 
 log = logging.getLogger(__name__)
@@ -54,9 +55,7 @@ def predictions_path(results_dir, label: str, suite: str) -> Path:
 
 
 def _suite_names() -> list[str]:
-    from fctune.suite_specs import SUITES  # imported when a config is made: the suites are declared there, once
-
-    return list(SUITES)
+    return list(SUITES)  # read when a config is made: a suite registered at run time is a default too
 
 
 
@@ -247,8 +246,6 @@ def split_files(cfg: EvalConfig) -> dict[str, Path]:
             raise UserError(f"split files not found: {missing}")
         return out
     out = {}
-    from fctune.suite_specs import SUITES
-
     for s in cfg.suites:
         if s not in SUITES:
             raise UserError(f"unknown suite {s!r}; known: {', '.join(SUITES)}")

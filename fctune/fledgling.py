@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fctune import tracking
-from fctune.backends import LLM_BACKEND_HELP, LLM_BACKENDS
+from fctune.backends import AUTO_LLM_HELP, LLM_BACKEND_HELP, LLM_BACKENDS
 from fctune.config import run_metadata
 from fctune.errors import UserError
 from fctune.evaluate import result_paths
@@ -60,9 +60,8 @@ class FledglingConfig:
     test_size: int | None = field(default=None, metadata={"min": 1, "help": "override the phase's val/test sizes"})
     seed: int = field(default=42, metadata={"help": "seed"})
     llm_backend: str = field(default="auto", metadata={
-        "help": "the LLM baseline's backend: auto = azure if AZURE_OPENAI_ENDPOINT is set, openai if "
-                "OPENAI_BASE_URL or OPENAI_API_KEY is, else llamacpp; " + LLM_BACKEND_HELP + "; existing = reuse LLM "
-                "track results already in eval_results/ (made elsewhere on the same splits, checked by hash)",
+        "help": f"the LLM baseline's backend: {AUTO_LLM_HELP}; {LLM_BACKEND_HELP}; existing = reuse LLM track "
+                "results already in eval_results/ (made elsewhere on the same splits, checked by hash)",
         "choices": ["auto", *LLM_BACKENDS, "existing"]})
     llm_model: str | None = field(default=None, metadata={
         "help": "deployment / model name / GGUF for the LLM (default from .env, or qwen2.5-coder-0.5b-instruct, the "

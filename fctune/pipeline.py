@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fctune.backends import API_MODEL_ENV, LLM_BACKEND_HELP, LLM_BACKENDS, auto_llm_backend
+from fctune.backends import API_MODEL_ENV, AUTO_LLM_HELP, LLM_BACKEND_HELP, LLM_BACKENDS, auto_llm_backend
 from fctune.errors import UserError
 from fctune.evaluate import EvalConfig, default_label, result_paths, with_model
 from fctune.io import write_json_atomic
@@ -61,9 +61,9 @@ class PipelineConfig:
         "help": "family=model pairs, e.g. phi=microsoft/Phi-4-mini-instruct llama=/models/llama (default: by profile)"})
     gpus: str = field(default="auto", metadata={"help": "GPU ids to use (e.g. 0,1,2,3), 'auto' or 'none'"})
     llm: str = field(default="auto", metadata={
-        "help": "the LLM baseline's backend: auto = azure / openai when .env names one, else llamacpp; "
-                + LLM_BACKEND_HELP + "; none skips it (its results come from elsewhere, e.g. an endpoint evaluated "
-                "on another machine on the same splits)", "choices": ["auto", *LLM_BACKENDS, "none"]})
+        "help": f"the LLM baseline's backend: {AUTO_LLM_HELP}; {LLM_BACKEND_HELP}; none skips it (its results "
+                "come from elsewhere, e.g. an endpoint evaluated on another machine on the same splits)",
+        "choices": ["auto", *LLM_BACKENDS, "none"]})
     llm_model: str | None = field(default=None, metadata={"help": "LLM model / deployment / GGUF (default by backend)"})
     bfcl: bool = field(default=False, metadata={"help": "also run BFCL non-live for every model"})
     bfcl_sample: int | None = field(default=None, metadata={"min": 1,

@@ -143,6 +143,10 @@ API_MODEL_ENV = {name: b.model_env for name, b in BACKENDS.items() if b.model_en
 LLM_BACKEND_HELP = "; ".join(f"{name} = {b.help}" for name, b in BACKENDS.items() if b.endpoint)
 
 
+AUTO_LLM_HELP = ("auto = azure if AZURE_OPENAI_ENDPOINT is set, openai if OPENAI_BASE_URL or OPENAI_API_KEY is, else "
+                 "llamacpp")  # what auto_llm_backend() decides
+
+
 def auto_llm_backend() -> tuple[str, str]:
     """Which LLM endpoint .env names: (backend, why). Azure first, then any OpenAI-compatible one, else llama.cpp."""
     if os.environ.get("AZURE_OPENAI_ENDPOINT"):
