@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-r"""One fresh clone's main job as a record under benchmarks/results/cpu_main_job/ (issue 23, table 4).
+r"""One fresh clone's main job as a record under benchmarks/results/cpu_main_job/ (BENCHMARKS.md, table 8).
 
     git clone REPO /tmp/X && cd /tmp/X && s=$(date +%s); FCTUNE_CACHE=/tmp/X_cache ./run_phase1_experiment.sh \
         > /tmp/X.log 2>&1; echo "rc=$? wall=$(( $(date +%s)-s ))" > /tmp/X.done
@@ -36,7 +36,7 @@ def job_spans(log: str) -> dict:
 
 
 def step_use(timings: dict) -> dict:
-    """Per step with command times (timings.json since the seventeenth session): how many commands ran at once at
+    """Per step with command times (timings.json since the 2026-12-01 run): how many commands ran at once at
     most, the sum of their seconds (the step's work, in worker-seconds) and the worker-seconds left idle. The sum over
     the peak is the least the step could take with that many workers, whatever the order."""
     use = {}

@@ -4,7 +4,7 @@ backend (the packaged SmolLM2-135M, optionally with an adapter) on a main job's 
 main-job worker runs it, in turns (A B C ... A B C ...):
 
 * ``suites:8``: suite by suite, batches of 8, every batch decoded until its longest answer ends (the engine until
-  the eighteenth session);
+  the 2026-12-01 run);
 * ``pooled:8+leave``: the five suites in one pass, batches of 8, finished rows leaving (each row cut at its own
   suite's budget);
 * ``pooled:40``: one pass, one batch of 40, no row leaving;

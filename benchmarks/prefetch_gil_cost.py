@@ -2,7 +2,7 @@
 """Can a thread hide a batch's making from a host-bound training loop? A CPU proxy for the 1B shape's launch-bound
 steps: the main thread dispatches OPS small torch ops (each releases Python's GIL while it runs, as a kernel launch
 does), and one batch of train_throughput.py's shape (4 x 2048 rows read as numpy from the Arrow dataset, TRL's
-collator, a torch DataLoader: the trainer's path since the tenth session) is made either after the ops (inline), on
+collator, a torch DataLoader: the trainer's path since the 2026-11-30 run) is made either after the ops (inline), on
 a waiting thread started with them (fctune.train.PrefetchedBatches' way), or by a persistent DataLoader worker
 process, the main thread only taking it over after the ops (``dataloader_num_workers=1``, no shared GIL).
 ``hidden_ms`` = inline - threaded: what the thread saved the main thread (negative: it cost more than making the

@@ -15,12 +15,12 @@ carry no padding here), as the raw loop's; ``--extra trainer+padding_free`` adds
 
 The project's trainer and raw Unsloth run in ONE process on ONE model (loaded and given LoRA by fctune.train's own
 ``load_unsloth`` + ``attach_lora``, which are Unsloth's ``from_pretrained`` + ``get_peft_model``), in interleaved
-blocks: raw loop (without and, since the thirteenth session, with bf16 autocast), trainer with its default
-(``step_metrics`` off; on Unsloth, since the seventh session, the model's own fused loss), trainer with
+blocks: raw loop (without and, since the 2026-12-01 run, with bf16 autocast), trainer with its default
+(``step_metrics`` off; on Unsloth, since the 2026-11-30 run, the model's own fused loss), trainer with
 ``--step-metrics`` (TRL's loss head and its per-step metrics), then again,
-``ROUNDS`` times (since the eighth session the order turns by one each round); each block starts from the same
+``ROUNDS`` times (since the 2026-11-30 run the order turns by one each round); each block starts from the same
 LoRA weights and optimizer state (fresh), so the blocks' loss curves are comparable step by step and a drift of
-the machine falls on every stack alike. Since the twelfth session a block starts from the model exactly as loaded
+the machine falls on every stack alike. Since the 2026-12-01 run a block starts from the model exactly as loaded
 (``ModelState``: before it, every trainer block after a process's first ran without accelerate's autocast).
 A block is ``WARMUP`` untimed steps then ``TIMED`` timed ones. A raw step is forward + backward + AdamW step, closed by
 ``torch.cuda.synchronize()``; a trainer step is the time from one step's end to the next (the Trainer's data
@@ -114,7 +114,7 @@ class ModelState:
     (``_is_accelerate_prepared``); a later Trainer on the same model then skips the wrapping. With only ``forward``
     restored, every trainer block after a process's first ran without autocast, which no real run (one Trainer per
     model) does: on Phi-4-mini bf16 (LoRA weights in fp32) the first block was 18-20% faster than the rest, and its
-    loss curve 0.13 apart, in five sessions (found in the twelfth; BENCHMARKS.md). Why the dtype: TRL's SFTTrainer
+    loss curve 0.13 apart, in five runs (BENCHMARKS.md). Why the dtype: TRL's SFTTrainer
     casts a quantized model's LoRA weights to bf16 when it is built, so without it a raw block after the first
     trainer trained bf16 weights where a fresh raw run trains fp32 ones."""
 
@@ -256,7 +256,7 @@ def _trainer_block(cfg, settings, model, tok, ds, tweaks=None, seen=None, probe=
                    **options) -> tuple[list[float], list[float]]:
     """The project's trainer (fctune.train._make_trainer) for WARMUP + TIMED steps on the same rows. ``tweaks``
     (ablation mode) changes one thing: "no_clip" (max_grad_norm 0), "no_amp" (no autocast around the forward),
-    "model_loss" (the model's own loss, the default on Unsloth since the seventh session, as with trainable token
+    "model_loss" (the model's own loss, the default on Unsloth since the 2026-11-30 run, as with trainable token
     rows), "trl_head" (TRL's fused loss head, the quiet one, the default before), "stock_steps"
     (the stock Trainer's steps, which walk the whole model three times a step: ``lean_steps = False``),
     "loader_worker" (the batches collated in one data-loader worker process instead of between steps), "list_rows"
@@ -299,7 +299,7 @@ def _trainer_block(cfg, settings, model, tok, ds, tweaks=None, seen=None, probe=
     choose_class = fctune_train.sft_trainer_class
     if "model_loss" in tweaks:  # the model's own loss (Unsloth's fused cross-entropy) instead of TRL's loss head
         fctune_train.sft_trainer_class = lambda model_loss=False, step_metrics=False: choose_class(True, step_metrics)
-    if "trl_head" in tweaks:  # TRL's fused loss head, nothing read back (Unsloth's default until the seventh session)
+    if "trl_head" in tweaks:  # TRL's fused loss head, nothing read back (Unsloth's default until the 2026-11-30 run)
         fctune_train.sft_trainer_class = lambda model_loss=False, step_metrics=False: choose_class(False, False)
     settings = dict(settings)
     if "fused_adamw" in tweaks:
@@ -324,9 +324,9 @@ def _trainer_block(cfg, settings, model, tok, ds, tweaks=None, seen=None, probe=
         trainer.accelerator.native_amp = False
     if "stock_steps" in tweaks:
         trainer.lean_steps = False
-    if "list_rows" in tweaks:  # the rows read as Python lists, as before the tenth session (numpy_rows)
+    if "list_rows" in tweaks:  # the rows read as Python lists, as before the 2026-11-30 run (numpy_rows)
         trainer.numpy_rows = False
-    if "no_prefetch" in tweaks:  # as before the eleventh session
+    if "no_prefetch" in tweaks:  # as before the 2026-12-01 run
         trainer.prefetch_batches = False
     if "loader_worker" in tweaks:  # read before the data loader is built, in train()
         trainer.args.dataloader_num_workers = 1
@@ -433,29 +433,29 @@ ABLATION = {  # what the Trainer does that the raw loop does not, one thing at a
     "trainer-clip": {"trainer": {}, "tweaks": ["no_clip"]},
     "trainer-autocast": {"trainer": {}, "tweaks": ["no_amp"]},
     # padded batches / Unsloth's padding-free ones (one row of 4 x 2048 with position ids): since fctune's auto rule
-    # pads rows that need no padding (these), "trainer" is the first; before it, it was the second. (The fourth
-    # session measured "trainer-padding_free" by switching Unsloth's automatic padding-free off, which leaves TRL's
+    # pads rows that need no padding (these), "trainer" is the first; before it, it was the second. (A 2026-11-30
+    # run measured "trainer-padding_free" by switching Unsloth's automatic padding-free off, which leaves TRL's
     # padded batches, as padding_free=false does.)
     "trainer-padding_free": {"trainer": {"padding_free": "false"}},
     "trainer+padding_free": {"trainer": {"padding_free": "true"}},
-    "trainer+model_loss": {"trainer": {}, "tweaks": ["model_loss"]},  # the default since the seventh session
+    "trainer+model_loss": {"trainer": {}, "tweaks": ["model_loss"]},  # the default since the 2026-11-30 run
     "trainer+trl_head": {"trainer": {}, "tweaks": ["trl_head"]},
     # the stock Trainer's per-step walks over the model (model.train(), the FLOP count, clipping over every
-    # parameter), which the project's trainer skips since the seventh session; and collation off the step's thread
+    # parameter), which the project's trainer skips since the 2026-11-30 run; and collation off the step's thread
     "trainer-lean": {"trainer": {}, "tweaks": ["stock_steps"]},
     "trainer+loader_worker": {"trainer": {}, "tweaks": ["loader_worker"]},
     # the rows' tokens read as Python lists, which TRL's collator turns into tensors one int at a time (the default
-    # until the tenth session, whose GPU-idle trace found the GPU waiting 4-6 ms a step for it)
+    # until the 2026-11-30 run, whose GPU-idle trace found the GPU waiting 4-6 ms a step for it)
     "trainer-numpy_rows": {"trainer": {}, "tweaks": ["list_rows"]},
     "raw+trainer_batch": {"raw": {}, "trainer_batch": True},
-    # what a Trainer's batch carries under Unsloth that the raw loop's does not (fourteenth session, read from
+    # what a Trainer's batch carries under Unsloth that the raw loop's does not (2026-12-01, read from
     # unsloth_zoo.loss_utils._unsloth_get_batch_samples; not yet run): new tensors each step with torch.compile's
     # dynamic-sequence marks, and the label-token count passed to the loss; with autocast, as the trainer runs
     "raw+autocast+batch_marks": {"raw": {"autocast": True, "marks": True}},
     "raw+autocast+num_items": {"raw": {"autocast": True, "num_items": True}},
-    # the two waits the tenth session's GPU-idle trace left (a step's batch, the optimizer's host time): the next
-    # step's batches made on a thread while the GPU runs (the default since the eleventh session, whose runs measured
-    # it as "trainer+prefetch"), and one fused AdamW kernel (raw loop too; mixed in the eleventh session, not taken)
+    # the two waits the 2026-11-30 run's GPU-idle trace left (a step's batch, the optimizer's host time): the next
+    # step's batches made on a thread while the GPU runs (the default since the 2026-12-01 run, whose runs measured
+    # it as "trainer+prefetch"), and one fused AdamW kernel (raw loop too; mixed in the 2026-12-01 run, not taken)
     "trainer-prefetch": {"trainer": {}, "tweaks": ["no_prefetch"]},
     "trainer+fused_adamw": {"trainer": {}, "tweaks": ["fused_adamw"]},
     "raw+fused_adamw": {"raw": {"fused": True}},
@@ -463,7 +463,7 @@ ABLATION = {  # what the Trainer does that the raw loop does not, one thing at a
 
 # raw Unsloth is timed with and without bf16 autocast: every Trainer run autocasts (accelerate, --bf16), so the raw
 # loop with autocast is the like-for-like baseline; where a model's LoRA weights are fp32 (Phi-4-mini bf16) the raw
-# loop without it trains them in fp32 and is 16% slower (thirteenth session). "unsloth" keeps its name (every
+# loop without it trains them in fp32 and is 16% slower (2026-12-01). "unsloth" keeps its name (every
 # earlier record's baseline).
 PAIRED = {"unsloth": ABLATION["raw"], "raw+autocast": ABLATION["raw+autocast"], "fctune": ABLATION["trainer"],
           "fctune+step_metrics": {"trainer": {"step_metrics": True}}}
@@ -550,8 +550,8 @@ class SyncTrace:
         warnings.simplefilter("always")  # every occurrence, not once per place
 
         def show(message, category, filename, lineno, file=None, line=None):
-            # only torch's "called a synchronizing CUDA operation": other warnings raised meanwhile (the seventh
-            # session's run counted torch.utils.checkpoint's, 16 a step, and the debug mode's own) are not syncs
+            # only torch's "called a synchronizing CUDA operation": other warnings raised meanwhile (a 2026-11-30
+            # run counted torch.utils.checkpoint's, 16 a step, and the debug mode's own) are not syncs
             if "synchroniz" in str(message):
                 frames = traceback.format_stack()[:-1]  # without this function
                 self.stacks["".join(frames[-12:])] += 1
@@ -627,7 +627,7 @@ class GpuIdle:
         self.table = self.prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=40)
 
 
-# the tenth session's question: what the default trainer (the model's own loss, lean steps) still does that the raw
+# the 2026-11-30 run's question: what the default trainer (the model's own loss, lean steps) still does that the raw
 # loop does not — clipping and autocast are the two left
 HOSTPROFILE_VARIANTS = ("raw", "trainer", "trainer-clip", "trainer-autocast")
 
@@ -641,10 +641,10 @@ def host_profile(args) -> None:
 
     The torch.profiler runs come last, after the other runs of every variant: a profiler session can leave CUDA's
     profiling interface (CUPTI) attached, which slows every later kernel launch's host time (pytorch/pytorch#144455).
-    Until the fourteenth session each variant ran all four kinds in turn, so every variant after the first was timed
-    after a profiler session: the tenth session's cProfile texts show the same 6,016 ``torch.mm`` calls taking 0.124 s
+    Until the 2026-12-01 run each variant ran all four kinds in turn, so every variant after the first was timed
+    after a profiler session: the 2026-11-30 run's cProfile texts show the same 6,016 ``torch.mm`` calls taking 0.124 s
     (raw, first), 0.169 s (second) and 0.193 s (third) of host time, as such a leftover would — though the host
-    alone moved the same calls between 0.126 and 0.206 s in the seventh session, before any profiler ran, so it is
+    alone moved the same calls between 0.126 and 0.206 s in the 2026-11-30 run, before any profiler ran, so it is
     not shown to be the cause. ``TEARDOWN_CUPTI=1`` (unless set) asks the profiler to detach CUPTI at each session's
     end as well."""
     import cProfile
@@ -747,7 +747,7 @@ def one(args) -> list[dict]:
 
     def show_round(blocks: dict) -> None:
         # every complete round's records so far, so a run stopped by the budget keeps the rounds it finished ("all"
-        # reads the last of these lines; three of the fourteenth session's five device calls lost whole runs)
+        # reads the last of these lines; three of the 2026-12-01 run's five device calls lost whole runs)
         print("ROUND " + json.dumps(records(blocks)), flush=True)
 
     if args.stack == "unsloth":  # the paired stacks, plus any ablation variants asked for (--extra)

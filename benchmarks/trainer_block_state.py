@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Does every trainer block of ``train_throughput.py`` start like a real run? On the CPU, a tiny bf16 model (LoRA
 weights in fp32, as on a bf16 GPU model) trained for a few steps by the project's trainer, BLOCKS times on one model,
-each block started two ways: as the benchmark did until the twelfth session (the LoRA weights' values and the
+each block started two ways: as the benchmark did until the 2026-12-01 run (the LoRA weights' values and the
 model's ``forward`` put back), and with ``ModelState.restore()`` (also accelerate's mark of a prepared model and
 the weights' dtype). A real run builds one Trainer per model, so every block should train as the first does: wrapped
 in accelerate's autocast, with the first block's losses. The CPU needs native bf16 (AVX512_BF16 / AMX) for the
@@ -24,7 +24,7 @@ STEPS, ROWS, SEQ = 6, 12, 32
 
 
 def put_back_values_and_forward(model, state: ModelState) -> None:
-    """The benchmark's restore before the twelfth session: the LoRA weights' values and the ``forward`` attributes."""
+    """The benchmark's restore before the 2026-12-01 run: the LoRA weights' values and the ``forward`` attributes."""
     import torch
 
     with torch.no_grad():

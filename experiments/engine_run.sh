@@ -20,6 +20,7 @@
 #   wait [SECONDS]  report the jobs until all are done or SECONDS pass
 #   pack            results, logs and adapter metadata into $OUT (the weights of job PACK_ADAPTER in pieces)
 # DISTILL=1: each fine-tune trains on its rows after fctune distill (the base's own right answers as targets).
+# SD_BS: the self-distillation's batch (64).
 # Sizes and recipe: TRAIN_ROWS (16000), EPOCHS (1), MASK (0.25), LR (1e-4), ATTN (eager), BS (16), GA (1); BFCL's
 # engine and batch: BF_ENGINE (the evaluation's default, padded), BF_BS (64); MIX
 # (the engine's row shares changed, e.g. "clarify=0.02 no_call=0.12"; default: the engine's ENGINE_MIX).
@@ -40,7 +41,7 @@
 # the two trainings at batch 4 x 4 fit beside each other and the two evaluations of the base); then `wait` and
 # `JOBS=... pack`. Estimated: about 25 device minutes in all; qbase and qnone alone about 13.
 # A run that diverges (the trainer's guard stops it at the first non-finite loss, exit 2) is trained again once in
-# fp32 under NAME-fp32, so one bad numeric path does not cost the session's only GPU slot.
+# fp32 under NAME-fp32, so one bad numeric path does not cost the day's only GPU slot.
 set -euo pipefail
 REPO=$(pwd)
 export PYTHONPATH=/tmp/site HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false \
@@ -131,7 +132,7 @@ case "$1" in
     esac
     if [ -n "${DISTILL:-}${sd:-}" ]; then  # self-distillation: rows the base already answers right take its own answer
       python3 -m fctune.distill --model $model --train-file $d/hermes_train.jsonl --output-dir ${d}_sd \
-        --batch-size 64 && d=${d}_sd
+        --batch-size "${SD_BS:-64}" && d=${d}_sd
     fi
     name=$fam-$v; rc=0
     "${TR[@]}" --model $model --name $name --train-file $d/hermes_train.jsonl --val-file $d/hermes_val.jsonl || rc=$?

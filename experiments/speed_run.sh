@@ -14,71 +14,38 @@
 #   restart0      GPU 0's queue again with this tree's training code (used once, to add a trainer variant)
 #   wait SECONDS  report the queues until both are done or SECONDS pass
 #   pack          results, logs and evaluation run folders into $OUT/results.tgz
-# As run on 2026-11-30 (BENCHMARKS.md): 8 calls of `stash .gpu_exp/s23/cN`, then `setup`, TRAIN_BUDGET=520
-# TF_BUDGET=0 EVAL_SAMPLE=100 `start`, `wait`, `pack`; the budget ended with Phi-4-mini's first block, the third
-# evaluation repeats and the fp32 comparison unrun (the eval figures were rebuilt with eval_engines.py --collect).
-# Second session (2026-11-30, results/h200_2026-11-30_s3): 8 `stash` calls, then `setup`, EVAL_SAMPLE=100 `ablate`
+# Device calls behind the results BENCHMARKS.md cites, by results folder (benchmarks/results/):
+# h200_2026-11-30_s3: 8 `stash` calls, then `setup`, EVAL_SAMPLE=100 `ablate`
 # (the ablation showed the raw loop never armed Unsloth's checkpointing; fixed in train_throughput.py), `waitfile`,
 # then TRAIN_BUDGET=540 TF_BUDGET=420 `trainall`, `wait`, `pack`. trainall's GPU 1 queue never started: its waiting
 # loop is a plain background subshell and died with the call (the setsid'd jobs live on); Phi-4-mini 4-bit and the
 # 1B transformers stack were then run by hand in one foreground call. 8B did not fit.
-# Fourth session (results/h200_2026-11-30_s4): 10 `stash .gpu_exp/s23/dN` calls (20 MiB pieces: the tracked tree had
+# h200_2026-11-30_s4: 10 `stash .gpu_exp/s23/dN` calls (20 MiB pieces: the tracked tree had
 # grown to 40 MB, and a call carries 64 MiB with it), `setup`, then BUDGET=960 SHAPES0="phi-4-mini llama-3.2-1b"
 # EXTRA="trainer-padding_free trainer+model_loss" EVAL_RUNS="padded:64 static:256 static:64" EVAL_REPEATS=2 `s4`,
 # `wait` calls back to back, and the folders tarred into $OUT in one file (a call brings back only a few files). A
 # first machine was lost to a pause of over 30 s between calls; keep a `wait` in flight while reading results.
-# Fifth session (results/h200_2026-11-30_s5): the same 10 `stash` calls, `setup`, BUDGET=960 `s5`, `wait` calls; the
+# h200_2026-11-30_s5: the same 10 `stash` calls, `setup`, BUDGET=960 `s5`, `wait` calls; the
 # queues' "done" marks were then written outside their setsid'd jobs and died with the call (now inside), so GPU 1's
 # follow-up (two more static:256 repeats, then the fp32 sample) was started by hand once it was idle, and the folders
 # tarred by hand (eng_more too). 28 of 30 device minutes.
-# Sixth session (results/h200_2026-11-30_s6): the same 10 `stash` calls, `setup` and BUDGET=1000 `s7` in one call, three
-# `wait` calls back to back, `pack`; everything ran (23 of 30 device minutes). The fifth session's prepared `s6` (the 1B
+# h200_2026-11-30_s6: the same 10 `stash` calls, `setup` and BUDGET=1000 `s7` in one call, three
+# `wait` calls back to back, `pack`; everything ran (23 of 30 device minutes). The prepared `s6` (the 1B
 # queue alone) is folded into s7's GPU 0. Then, on a 1-GPU machine (nvidia-h200), 10 `stash` calls and `setup` +
 # BUDGET=240 `quiet1b` in one call (6 device minutes).
-# Seventh session (results/h200_2026-11-30_s7): a quiet nvidia-h200 (one GPU); the same 10 `stash` calls, `setup` and
-# BUDGET=420 `lean` in one call, then `hostprofile`, TAG=lean2 EXTRA=trainer-lean `lean`, PRECISION=4bit
-# `hostprofile`, TAG=phi SHAPES=phi-4-mini EXTRA=trainer-lean `lean`, back to back; then on a second machine 10
-# `stash` calls and `setup` + TAG=model_loss PRECISIONS=bf16 EXTRA=trainer+model_loss BUDGET=200 `lean` (28 minutes).
-# Eighth session (results/h200_2026-11-30_s8): 10 `stash` calls, `setup` + TAG=default_1b PRECISIONS="4bit bf16"
-# EXTRA=trainer+trl_head BUDGET=400 `lean` in one call; the machine went back during a pause; on a second, 10 `stash`
-# calls, `setup` + TAG=default_8b_bf16 SHAPES=llama-3.1-8b PRECISIONS=bf16 EXTRA="" BUDGET=440 `lean`, then TAG=
-# default_8b_4bit (4bit, EXTRA=trainer+trl_head, BUDGET=420) and TAG=default_1b_r2 (1B, BUDGET=330) back to back (25 min).
-# Ninth session (results/h200_2026-11-30_s9): a pack without the GGUF (wheels and tokenizer, 5 pieces of 19 MiB: the
-# tracked tree is 43 MiB), 5 `stash` calls, `setup` + STEPS=40 ROUNDS=4 TAG=r40_1b_bf16 SHAPES=llama-3.2-1b
-# PRECISIONS=bf16 EXTRA=trainer+trl_head BUDGET=420 `lean`, then the same for 4bit; on a second machine `hostprofile`
-# (failed: no prepared shape on a fresh machine) and Phi-4-mini (out of BUDGET=200 while preparing its shape); on a
-# third, 5 `stash`, `setup` + TAG=phi_default_bf16
-# SHAPES=phi-4-mini PRECISIONS=bf16 EXTRA=trainer+trl_head BUDGET=380 `lean`, then PRECISIONS=4bit (27 minutes).
-# Tenth session (results/h200_2026-11-30_s10): 5 `stash` calls, `setup` + BUDGET=200 `hostprofile` (now with the GPU's
-# idle time, torch.profiler) + STEPS=40 ROUNDS=4 TAG=r40_1b_clip_amp PRECISIONS=bf16 EXTRA="trainer-clip
-# trainer-autocast" `lean` in one call (the profile's files did not come back: too many; the action tars them since),
-# `hostprofile` again; on a second machine 5 `stash`, `setup` + TAG=r40_1b_numpy PRECISIONS="bf16 4bit"
-# EXTRA=trainer-numpy_rows BUDGET=420 `lean` (4-bit out of budget), VARIANTS="raw trainer trainer-numpy_rows"
-# `hostprofile`; on a third, 5 `stash`, `setup` + STEPS=16 TAG=r16_1b_prefetch_fused EXTRA=trainer+prefetch+fused_adamw
-# BUDGET=165 `lean`, out of the session's device time before its first figure (30 minutes).
-# Eleventh session (results/h200_2026-12-01_s11): 5 `stash` calls, `setup` + STEPS=40 ROUNDS=4 TAG=r40_1b_variants
-# SHAPES=llama-3.2-1b PRECISIONS=bf16 EXTRA="trainer+prefetch trainer+fused_adamw trainer+prefetch+fused_adamw
-# raw+fused_adamw trainer+gc_frozen" BUDGET=430 `lean` in one call, then back to back the same `lean` for 4bit
-# (without gc_frozen), ROUNDS=6 bf16 and ROUNDS=5 4bit with trainer+prefetch (27 minutes, one machine). Prefetching
-# became the trainer's default; the variants are now trainer-prefetch, trainer+fused_adamw and raw+fused_adamw.
-# Twelfth session (results/h200_2026-12-01_s12): 5 `stash` calls, `setup` + TAG=phi_prefetch SHAPES=phi-4-mini
-# PRECISIONS="bf16 4bit" EXTRA=trainer-prefetch BUDGET=500 `lean` in one call, then back to back TAG=8b_prefetch_bf16
-# and TAG=8b_prefetch_4bit (SHAPES=llama-3.1-8b, BUDGET=540) and STEPS=40 ROUNDS=4 TAG=r40_1b_prefetch_default
-# (llama-3.2-1b; 4-bit out of BUDGET=480); a last call found a fresh machine (26 minutes). Found afterwards: trainer
-# blocks after a process's first had run without accelerate's autocast (train_throughput.ModelState since).
-# Thirteenth session (results/h200_2026-12-01_s13): 5 `stash` calls, `setup` + TAG=phi_bf16_fixed SHAPES=phi-4-mini
+# h200_2026-12-01_s13: 5 `stash` calls, `setup` + TAG=phi_bf16_fixed SHAPES=phi-4-mini
 # PRECISIONS=bf16 EXTRA="raw+autocast trainer-prefetch" BUDGET=470 `lean` in one call (the benchmark corrected), then
 # back to back STEPS=40 ROUNDS=4 TAG=r40_1b_fixed SHAPES=llama-3.2-1b PRECISIONS="4bit bf16" (bf16 out of BUDGET=540),
 # TAG=r40_1b_bf16_fixed (bf16, BUDGET=330), TAG=phi_4bit_fixed (Phi-4-mini 4bit, BUDGET=420) and TAG=r40_1b_bf16_fixed2
 # (EXTRA=raw+autocast, BUDGET=270), all with the same EXTRA unless said (28 minutes, one machine). raw+autocast is one
 # of the paired stacks since (train_throughput.PAIRED), so EXTRA no longer needs it.
-# Fourteenth session (results/h200_2026-12-01_s14): 5 `stash` calls, `setup` + STEPS=40 ROUNDS=6 TAG=r40_1b_autocast
+# h200_2026-12-01_s14: 5 `stash` calls, `setup` + STEPS=40 ROUNDS=6 TAG=r40_1b_autocast
 # SHAPES=llama-3.2-1b PRECISIONS=bf16 BUDGET=420 `lean` (out of budget, nothing kept); the machine went back during a
 # pause; on a second, 5 `stash`, `setup` + STEPS=40 ROUNDS=4 TAG=r40_1b_autocast2 (same shape) EXTRA=trainer-autocast
 # BUDGET=430 `lean`, then TAG=r40_1b_bf16_r3 EXTRA="" BUDGET=300 (then the default's six variants: out of budget);
 # a third machine, the same as r40_1b_autocast2 with BUDGET=300 (out of budget). Since, a stopped configuration keeps
 # its completed rounds and EXTRA="" means none (30 minutes).
-# Fifteenth session (results/h200_2026-12-01_s15): a new pack (the same recipe, below), 5 `stash` calls, `setup` +
+# h200_2026-12-01_s15: a new pack (the same recipe, below), 5 `stash` calls, `setup` +
 # STEPS=40 ROUNDS=4 TAG=r40_1b_batch SHAPES=llama-3.2-1b PRECISIONS=bf16 EXTRA="raw+autocast+batch_marks
 # raw+autocast+num_items" BUDGET=360 `lean` in one call (376 s with the setup), then back to back TAG=r40_1b_numitems2
 # (EXTRA=raw+autocast+num_items, BUDGET=300), VARIANTS="raw raw+autocast trainer" BUDGET=240 `hostprofile`, and
@@ -111,7 +78,7 @@ case "$1" in
   start)
     mkdir -p $J
     cd /tmp/b
-    # each queue under its own budget, so both end inside the session's device time
+    # each queue under its own budget, so both end inside the device time
     (CUDA_VISIBLE_DEVICES=0 setsid nohup bash -c "
        python3 benchmarks/train_throughput.py all --dir /tmp/shapes --tokenizer /tmp/pk/tok --stacks unsloth \
          --out $J/train_unsloth.jsonl --budget-s ${TRAIN_BUDGET:-720};
@@ -160,7 +127,7 @@ case "$1" in
          --out $J/train_transformers.jsonl --budget-s ${TF_BUDGET:-480};
        echo finished > $J/gpu2.done" < /dev/null > $J/gpu2.log 2>&1) &
     sleep 10; ps aux | grep -c "[t]rain_throughput" ;;
-  s4)  # fourth session, one deadline for both queues (BUDGET seconds from now):
+  s4)  # the h200_2026-11-30_s4 run: one deadline for both queues (BUDGET seconds from now):
         # GPU 0: the unsloth stack on Llama-3.2-1B and Phi-4-mini, bf16 and 4-bit, with three ablation variants
         #        interleaved (trainer with padded batches, trainer with the model's own loss, the raw loop on the
         #        trainer's padding-free batch), then Llama-3.1-8B 4-bit if time is left;
@@ -192,7 +159,7 @@ case "$1" in
        echo finished > $J/gpu1.done" \
        < /dev/null > $J/gpu1.log 2>&1) &
     sleep 20; ls $J; tail -n 2 $J/gpu0.log $J/gpu1.log ;;
-  s5)  # fifth session, one deadline for both queues (BUDGET seconds from now):
+  s5)  # the h200_2026-11-30_s5 run: one deadline for both queues (BUDGET seconds from now):
         # GPU 0: the unsloth stack on Llama-3.1-8B (4-bit, then bf16; the committed trainer: padded batches by
         #        --padding-free auto), then raw transformers + peft on Phi-4-mini and Llama-3.1-8B while time is left;
         # GPU 1: the evaluation engines on ALL of BFCL non-live (the issue's 1,240 rows): padded:64 once, static:256
@@ -215,7 +182,7 @@ case "$1" in
          --shapes llama-3.2-1b --precisions 4bit bf16 --out $J/train_unsloth_1b.jsonl --budget-s $left;
        echo finished > $J/gpu1.done" < /dev/null > $J/gpu1.log 2>&1) &
     sleep 20; ls $J; tail -n 2 $J/gpu0.log $J/gpu1.log ;;
-  s7)  # sixth session, one deadline (BUDGET seconds from now):
+  s7)  # the h200_2026-11-30_s6 run: one deadline (BUDGET seconds from now):
         # GPU 0: Llama-3.2-1B bf16 and 4-bit, the unsloth stack, timed per block (--sync block: no per-step
         #        synchronization, as in a real run), then per step again (--sync step);
         # GPU 1: ALL of BFCL non-live (1,240 rows): padded:64 (today's), static:256 with the categories pooled into
@@ -247,11 +214,11 @@ case "$1" in
       > "$OUT/quiet.log" 2>&1 || true
     grep '^{' "$OUT/quiet.log" || tail -5 "$OUT/quiet.log"
     nvidia-smi --query-gpu=index,name --format=csv,noheader; nproc ;;
-  lean)  # seventh session, a quiet 1-GPU host, in the foreground, records straight into $OUT: SHAPES (default
+  lean)  # a quiet 1-GPU host, in the foreground, records straight into $OUT: SHAPES (default
          # llama-3.2-1b) x PRECISIONS (default bf16 4bit), the unsloth stack timed in blocks of STEPS (8) steps,
          # ROUNDS (3) rounds, with EXTRA variants
-         # interleaved (unset: the trainer without prefetching and without autocast; EXTRA="" none: before the
-         # fourteenth session an empty EXTRA meant the default); no configuration starts after BUDGET seconds (which
+         # interleaved (unset: the trainer without prefetching and without autocast; EXTRA="" none); no
+         # configuration starts after BUDGET seconds (which
          # count the shape's preparation on a fresh machine, ~10 s), and one still running then is stopped (its
          # process killed) and recorded with the rounds it completed ("partial"; before, nothing of it was kept)
     mkdir -p "$OUT" && cp -r "$REPO"/{fctune,benchmarks} /tmp/b/ && cd /tmp/b
@@ -267,7 +234,7 @@ case "$1" in
                 # and the GPU's idle time of the raw loop and trainer VARIANTS), files tarred into $OUT/profile.tgz
                 # (a call brings back only a handful of files)
     mkdir -p "$OUT" && cp -r "$REPO"/{fctune,benchmarks} /tmp/b/ && cd /tmp/b
-    # on a fresh machine the shape is not there yet (the ninth session's call failed on that)
+    # on a fresh machine the shape is not there yet (a call on a fresh machine failed on that)
     [ -d "/tmp/shapes/${SHAPE:-llama-3.2-1b}" ] || python3 benchmarks/train_throughput.py prepare --dir /tmp/shapes \
       --tokenizer /tmp/pk/tok --shapes "${SHAPE:-llama-3.2-1b}" > "$OUT/prepare.log" 2>&1
     rm -rf /tmp/profile  # a second call on the same machine starts clean

@@ -218,7 +218,7 @@ def _die_with_parent() -> None:
 def parallel_slots(served_by: str | None) -> int | None:
     """How many requests llama-server decoded side by side for a run whose metadata says ``served_by``
     (LlamaServer.served_by); None where another server answered. More than one slot makes greedy answers depend on
-    which requests happened to share a batch, so two runs can differ by a few rows (BENCHMARKS.md, section 3)."""
+    which requests happened to share a batch, so two runs can differ by a few rows (BENCHMARKS.md, table 7)."""
     found = re.fullmatch(r"llama\.cpp llama-server \(.*\), (\d+) parallel slot\(s\)", served_by or "")
     return int(found.group(1)) if found else None
 
