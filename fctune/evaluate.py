@@ -117,7 +117,7 @@ class EvalConfig:
                                                                       "requests share a batch, 1 repeats them)"})
     llama_server: str = field(default="auto", metadata={
         "help": "llamacpp backend, completions mode: cpp = llama.cpp's llama-server, which decodes --max-concurrency "
-                "requests side by side (1.5x llama-cpp-python's rate at 4 on 2 cores); python = llama-cpp-python's "
+                "requests side by side (faster than one at a time: BENCHMARKS.md table 7); python = llama-cpp-python's "
                 "server, one request at a time; auto = cpp where scripts/bootstrap.sh built it (the chat modes always "
                 "use python, whose handler returns tool_calls)", "choices": ["auto", "cpp", "python"]})
     request_timeout_s: float = field(default=60.0, metadata={"gt": 0, "help": "API backends: per-request timeout"})

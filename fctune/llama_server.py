@@ -4,8 +4,7 @@ offline LLM baseline and is the real peer of the OpenAI-backend tests. Two serve
 - ``cpp``: llama.cpp's own ``llama-server``, built by ``scripts/bootstrap.sh`` from the same llama.cpp source as
   the Python wheel (cached binary, path in ``.venv/.fctune-llama-server``; ``FCTUNE_LLAMA_SERVER`` names another).
   It decodes ``parallel`` requests side by side in one batch (slots, continuous batching), so an evaluation's
-  ``--max-concurrency N`` no longer waits in line (on 2 cores: 1.5x llama-cpp-python's rate at 1 slot, more at 4;
-  BENCHMARKS.md).
+  ``--max-concurrency N`` no longer waits in line (BENCHMARKS.md, table 7).
 - ``python``: ``llama-cpp-python[server]``, which answers one request at a time (requests in flight wait in line).
   Used where no ``llama-server`` binary is there, and for an exported model's chat handler (fctune.serve), which
   only it can load; the choice and why are in the log and in every run's metadata (``served_by``).
@@ -284,7 +283,7 @@ class LlamaServer:
     def command(self) -> list[str]:
         if self.engine == "cpp":
             # each slot gets n_ctx tokens of context; -t: cores_to_use() for decoding and, by default, for prompts;
-            # -fa off: flash attention ('auto' turns it on here) made 2-core CPU evaluation 1.26x slower; -b 512:
+            # -fa off: flash attention ('auto' turns it on) made CPU evaluation slower at every width; -b 512:
             # the prompt batch of llama-cpp-python's server (BENCHMARKS.md)
             return [self.binary, "-m", self.gguf, "--host", "127.0.0.1", "--port", str(self.port),
                     "-c", str(self.n_ctx * self.parallel), "-np", str(self.parallel),

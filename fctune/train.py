@@ -131,7 +131,7 @@ class TrainConfig:
         "min": 16, "help": "longest sequence in tokens (longer rows are cut)"})
     precision: str = field(default="auto", metadata={
         "help": "auto = bf16 on a GPU that has it (else fp16), fp32 on CPU; bf16 is accepted on a CPU with native "
-                "bf16 (1.19x on the SmolLM2 smoke run here, loss differs in the 2nd decimal: BENCHMARKS.md)",
+                "bf16 (faster there, but its loss differs from fp32's in the 2nd decimal: BENCHMARKS.md, table 8)",
         "choices": ["auto", "bf16", "fp16", "fp32"]})
     quantization: str = field(default="auto", metadata={
         "help": "base weights: auto = 4-bit on GPU, none on CPU", "choices": ["auto", "4bit", "none"]})
