@@ -20,7 +20,8 @@
 #   wait [SECONDS]  report the jobs until all are done or SECONDS pass
 #   pack            results, logs and adapter metadata into $OUT (the weights of job PACK_ADAPTER in pieces)
 # DISTILL=1: each fine-tune trains on its rows after fctune distill (the base's own right answers as targets).
-# SD_BS: the self-distillation's batch (64).
+# SD_BS: the self-distillation's batch (64). QW=1: the engine's requests reworded in-process by the base model
+# (--query-writer local; the data step then waits for `assemble`, and `start` waits up to 5 minutes for it).
 # Sizes and recipe: TRAIN_ROWS (16000), EPOCHS (1), MASK (0.25), LR (1e-4), ATTN (eager), BS (16), GA (1); BFCL's
 # engine and batch: BF_ENGINE (the evaluation's default, padded), BF_BS (64); MIX
 # (the engine's row shares changed, e.g. "clarify=0.02 no_call=0.12"; default: the engine's ENGINE_MIX).
@@ -71,11 +72,15 @@ case "$1" in
       > $J/data.log 2>&1 &)
     sleep 2; cat $J/data.log ;;
   _data)  # the top's PYTHONPATH would hide the copied package: this one adds it
-    cd /tmp/e; export PYTHONPATH=/tmp/site:/tmp/e; N=${TRAIN_ROWS:-16000}
+    cd /tmp/e; export PYTHONPATH=/tmp/site:/tmp/e; N=${TRAIN_ROWS:-16000}; qw=()
+    if [ -n "${QW:-}" ]; then  # requests reworded in-process by the base model: the data waits for the assembled GGUF
+      while [ ! -f "$QWEN" ] || [ -n "$(ls /tmp/models/qwen.part-* 2>/dev/null)" ]; do sleep 5; done
+      qw=(--query-writer local --query-writer-model "$QWEN" --query-writer-batch-size 128)
+    fi
     for m in 0 "${MASK:-0.25}"; do
       python3 paper_approach/prepare_hermes_dataset.py --source offline --train-size "$N" --val-size 200 \
-        --test-size 200 --tokenizer none --mask-names "$m" ${MIX:+--mix $MIX} --output-dir paper_approach/datasets_m$m \
-        > $J/prepare_m$m.log 2>&1 &
+        --test-size 200 --tokenizer none --mask-names "$m" ${MIX:+--mix $MIX} "${qw[@]}" \
+        --output-dir paper_approach/datasets_m$m > $J/prepare_m$m.log 2>&1 &
     done
     wait
     mkdir -p paper_approach/datasets && cp paper_approach/datasets_m0/* paper_approach/datasets/

@@ -21,7 +21,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fctune.backends import LLM_BACKEND_HELP, LLM_BACKENDS
+from fctune.backends import BACKEND_HELP, BACKENDS
 from fctune.errors import UserError
 from fctune.formats import RowError, detect_format, read_row
 from fctune.formats.hermes import CONFIGS as HERMES_CONFIGS
@@ -385,12 +385,14 @@ class PrepareConfig:
         "min": 0, "max": 1, "help": "share of train rows whose function and parameter names are replaced by random "
                                     "identifiers (Hammer's masking; validation and test rows are never masked)"})
     query_writer: str = field(default="none", metadata={
-        "help": "offline engine: reword the requests of single-turn call rows with an LLM endpoint, the model "
-                "--query-writer-model (" + LLM_BACKEND_HELP + "); a rewrite is kept only if every value is still in "
-                "it", "choices": ["none", *LLM_BACKENDS]})
+        "help": "offline engine: reword the requests of single-turn call rows with a model, --query-writer-model, "
+                "through a backend (" + BACKEND_HELP + "; local runs it in this process, batched: on a GPU no server "
+                "is needed); a rewrite is kept only if every value is still in it", "choices": ["none", *BACKENDS]})
     query_writer_model: str | None = field(default=None, metadata={
-        "help": "the query writer's model (llamacpp: GGUF or offline name, default qwen2.5-coder-0.5b-instruct; "
-                "openai: model name; azure: deployment)"})
+        "help": "the query writer's model (local, llamacpp: hub id, folder, GGUF or offline name, default "
+                "qwen2.5-coder-0.5b-instruct; openai: model name; azure: deployment)"})
+    query_writer_batch_size: int = field(default=32, metadata={
+        "min": 1, "help": "local query writer: requests per generate() call"})
     query_writer_base_url: str | None = field(default=None, metadata={"help": "openai: endpoint (default from .env)"})
     query_writer_share: float = field(default=1.0, metadata={
         "min": 0, "max": 1, "help": "share of the eligible rows sent to the query writer"})
@@ -409,9 +411,9 @@ def _rewrite(examples: list[Example], cfg: PrepareConfig) -> tuple[list[Example]
 
     if not any(e.metadata.get("row_kind") for e in examples):
         raise UserError(f"--query-writer rewords the offline engine's rows; --source {cfg.source} has none")
-    model = cfg.query_writer_model or (OFFLINE_LLM if cfg.query_writer == "llamacpp" else None)
+    model = cfg.query_writer_model or (OFFLINE_LLM if BACKENDS[cfg.query_writer].local_model else None)
     ecfg = EvalConfig(backend=cfg.query_writer, model=model, base_url=cfg.query_writer_base_url, max_new_tokens=160,
-                      results_dir=cfg.output_dir, request_timeout_s=300)
+                      results_dir=cfg.output_dir, request_timeout_s=300, batch_size=cfg.query_writer_batch_size)
     backend = make_backend(ecfg)
     try:
         out, counts = rewrite_queries(examples, backend, cfg.query_writer_share, cfg.seed)
@@ -419,8 +421,8 @@ def _rewrite(examples: list[Example], cfg: PrepareConfig) -> tuple[list[Example]
     finally:
         backend.close()
     return out, {"backend": cfg.query_writer, "model": model, "share": cfg.query_writer_share,
-                 "endpoint": {k: v for k, v in identity.items() if k in ("model", "served_by", "model_description",
-                                                                        "endpoint_host")}, **counts}
+                 "writer": {k: v for k, v in identity.items() if k in ("model", "served_by", "model_description",
+                                                                        "endpoint_host", "device", "dtype")}, **counts}
 
 
 def _first_skip(res: LoadResult) -> str:

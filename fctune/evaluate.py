@@ -21,6 +21,7 @@ from pathlib import Path
 
 from fctune.backends import (
     API_MODEL_ENV,
+    BACKEND_HELP,
     BACKENDS,
     make_backend,
 )
@@ -65,7 +66,7 @@ class EvalConfig:
     """Evaluate one model (local, with an optional adapter, or an OpenAI-compatible endpoint) on suites."""
 
     backend: str = field(default="local", metadata={
-        "help": "; ".join(f"{name} ({b.help})" for name, b in BACKENDS.items()), "choices": list(BACKENDS)})
+        "help": BACKEND_HELP, "choices": list(BACKENDS)})
     model: str | None = field(default=None, metadata={
         "help": "local / llamacpp: hub id, folder, .gguf or 'smollm2' (the default); openai: model name (default "
                 "OPENAI_MODEL from .env); azure: deployment (default AZURE_OPENAI_DEPLOYMENT)"})

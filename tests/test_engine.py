@@ -241,6 +241,27 @@ def test_requests_reworded_by_a_real_llm_are_kept_only_when_verified(tmp_path):
             assert e.messages[0].content != e.metadata["template_text"] and verify_example(e) is None
 
 
+@pytest.mark.slow
+def test_a_local_query_writer_rewords_in_process_and_is_recorded(tmp_path):
+    """--query-writer local: the packaged SmolLM2 answers the rewrite requests in this process, batched; every kept
+    rewrite still carries every value, and the counts and the writer's identity are in dataset_stats.json."""
+    from fctune.schema import read_examples
+
+    stats = prepare(PrepareConfig(source="offline", train_size=20, val_size=5, test_size=5, seed=4,
+                                  output_dir=str(tmp_path), tokenizer="none", query_writer="local",
+                                  query_writer_model="smollm2", query_writer_share=0.1, query_writer_batch_size=8))
+    q = stats["query_writer"]
+    assert q["backend"] == "local" and q["model"] == "smollm2" and q["asked"] >= 2
+    assert q["writer"]["device"] == "cpu" and q["writer"]["model"]
+    rejected = sum(v for k, v in q.items() if k.startswith("rejected_"))
+    assert q.get("rewritten", 0) + rejected + q.get("errors", 0) == q["asked"]
+    assert q.get("errors", 0) == 0
+    rows = [e for s in ("train", "val", "test") for e in read_examples(tmp_path / f"hermes_{s}.jsonl")]
+    for e in rows:
+        if e.metadata.get("query_writer"):
+            assert e.messages[0].content != e.metadata["template_text"] and verify_example(e) is None
+
+
 def test_splits_keep_the_engine_mix(tmp_path):
     stats = prepare(PrepareConfig(source="offline", train_size=300, val_size=60, test_size=60, seed=6,
                                   output_dir=str(tmp_path), tokenizer="none"))

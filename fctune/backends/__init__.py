@@ -141,6 +141,8 @@ API_MODEL_ENV = {name: b.model_env for name, b in BACKENDS.items() if b.model_en
 
 # The LLM baseline's backends, in one help text for every option that chooses one
 LLM_BACKEND_HELP = "; ".join(f"{name} = {b.help}" for name, b in BACKENDS.items() if b.endpoint)
+# Every backend, for the options that take any of them (--backend, --query-writer)
+BACKEND_HELP = "; ".join(f"{name} = {b.help}" for name, b in BACKENDS.items())
 
 
 AUTO_LLM_HELP = ("auto = azure if AZURE_OPENAI_ENDPOINT is set, openai if OPENAI_BASE_URL or OPENAI_API_KEY is, else "
