@@ -26,6 +26,7 @@ from fctune.errors import UserError
 from fctune.formats import RowError, detect_format, read_row
 from fctune.formats.hermes import CONFIGS as HERMES_CONFIGS
 from fctune.io import DataFileError, iter_jsonl, read_json
+from fctune.offline.engine import KINDS as ENGINE_KINDS
 from fctune.schema import Example
 
 log = logging.getLogger(__name__)
@@ -378,8 +379,8 @@ class PrepareConfig:
     tokenizer: str = field(default="smollm2", metadata={
         "help": "model whose tokenizer and chat template measure token lengths ('none' to skip)"})
     mix: list[str] = field(default_factory=list, metadata={
-        "help": "offline engine: row-kind shares to change, KIND=SHARE (single, choose, parallel_same, parallel_multi, "
-                "multi_turn, clarify, no_call, catalog); the rest keep their defaults (fctune.offline.engine)"})
+        "help": "offline engine: row-kind shares to change, KIND=SHARE (" + ", ".join((*ENGINE_KINDS, "catalog"))
+                + "); the rest keep their defaults (fctune.offline.engine.ENGINE_MIX; implied is 0 unless asked)"})
     catalog_size: int = field(default=3000, metadata={"min": 10, "help": "offline engine: generated functions"})
     mask_names: float = field(default=0.0, metadata={
         "min": 0, "max": 1, "help": "share of train rows whose function and parameter names are replaced by random "

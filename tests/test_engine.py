@@ -12,7 +12,7 @@ from fctune.decontam import ContaminationError, bfcl_reference, check_contaminat
 from fctune.errors import UserError
 from fctune.masking import mask_example, mask_share
 from fctune.offline.engine import ENGINE_MIX, KINDS, EngineReport, generate_engine_examples, verify_example
-from fctune.offline.schemagen import build_catalog
+from fctune.offline.schemagen import build_catalog, words
 from fctune.schema import ToolCall, write_examples
 
 
@@ -92,7 +92,7 @@ def test_row_kinds_in_the_stated_proportions():
     total = sum(ENGINE_MIX.values())
     for kind, w in ENGINE_MIX.items():
         assert abs(share[kind] / n - w / total) < 0.025, (kind, share[kind] / n, w)
-    assert set(share) == set(KINDS) | {"catalog"}
+    assert set(share) == {k for k, w in ENGINE_MIX.items() if w > 0}  # implied is off by default
     # every kind is what it says
     by = {k: [e for e in rows if e.metadata["row_kind"] == k] for k in share}
     assert all(len(e.tools) == 1 for e in by["single"])
@@ -260,6 +260,29 @@ def test_a_local_query_writer_rewords_in_process_and_is_recorded(tmp_path):
     for e in rows:
         if e.metadata.get("query_writer"):
             assert e.messages[0].content != e.metadata["template_text"] and verify_example(e) is None
+
+
+def test_implied_rows_give_an_enum_value_without_its_parameter_name():
+    """--mix implied=SHARE: the value is a word before the entity ("business flights"), the parameter is not named,
+    the call carries the value, and the row passes the same checks as every other kind."""
+    report = EngineReport()
+    rows = generate_engine_examples(80, seed=3, mix={"implied": 1.0}, catalog_size=400, report=report)
+    assert len(rows) >= 40 and set(report.written) == {"implied"}
+    for e in rows:
+        name = e.metadata["implied"]
+        value = e.expected.tool_calls[0].arguments[name]
+        text = e.messages[0].content
+        assert verify_example(e) is None
+        assert str(value).lower() in text.lower(), (text, value)
+        assert words(name).lower() not in text.lower(), (text, name)
+
+
+def test_the_default_mix_is_unchanged_by_the_implied_kind():
+    """implied has share 0 by default: the default rows are the rows of the mix without it."""
+    without = {k: v for k, v in ENGINE_MIX.items() if k != "implied"}
+    a = generate_engine_examples(60, seed=5, catalog_size=300)
+    b = generate_engine_examples(60, seed=5, mix=without, catalog_size=300)
+    assert [e.to_dict() for e in a] == [e.to_dict() for e in b]
 
 
 def test_splits_keep_the_engine_mix(tmp_path):

@@ -20,7 +20,7 @@ from fctune.schema import Example, Expected, Message
 log = logging.getLogger(__name__)
 # single-turn call rows only: a multi-turn row's later turns refer to the first one's words, and a clarify or
 # no-call row's point is what its text leaves out, which a rewrite could fill in
-KINDS = ("single", "choose", "parallel_same", "parallel_multi")
+KINDS = ("single", "choose", "parallel_same", "parallel_multi", "implied")
 INSTRUCTION = (
     "Rewrite the request below as a natural message a user would send to an assistant. Keep every value exactly as "
     "written: numbers, names, codes, dates, e-mail addresses, and lists. Do not add or drop any value, do not answer "
