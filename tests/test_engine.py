@@ -93,6 +93,7 @@ def test_row_kinds_in_the_stated_proportions():
     for kind, w in ENGINE_MIX.items():
         assert abs(share[kind] / n - w / total) < 0.025, (kind, share[kind] / n, w)
     assert set(share) == {k for k, w in ENGINE_MIX.items() if w > 0}  # implied is off by default
+    assert set(ENGINE_MIX) == set(KINDS) | {"catalog"}  # every kind has a stated share, zero or not
     # every kind is what it says
     by = {k: [e for e in rows if e.metadata["row_kind"] == k] for k in share}
     assert all(len(e.tools) == 1 for e in by["single"])
