@@ -13,7 +13,7 @@ from fctune.errors import UserError
 from fctune.masking import mask_example, mask_share
 from fctune.offline.engine import ENGINE_MIX, KINDS, EngineReport, generate_engine_examples, verify_example
 from fctune.offline.schemagen import build_catalog, words
-from fctune.schema import ToolCall, write_examples
+from fctune.schema import Example, Expected, Message, ToolCall, ToolSpec, write_examples
 
 
 def _specs(catalog):
@@ -83,6 +83,26 @@ def test_verification_drops_invented_values_and_bad_types():
     assert verify_example(e) == "schema_invalid"
     e.expected.tool_calls = [ToolCall("not_offered", call.arguments)]
     assert verify_example(e) == "call_to_unoffered_tool"
+
+
+def test_a_rewrite_may_leave_a_schema_default_unsaid_and_nothing_else():
+    """The query writer's check (schema_defaults=True): an argument equal to its parameter's default may go unsaid;
+    any other unsaid value, or a default-valued one in the engine's own check, still drops the row."""
+    tool = ToolSpec("get_weather", "", {"type": "object", "required": ["city"], "properties": {
+        "city": {"type": "string"}, "units": {"type": "string", "enum": ["celsius", "fahrenheit"],
+                                                "default": "celsius"}}})
+
+    def row(text, args):
+        return Example(id="r", messages=[Message("user", text)], tools=[tool],
+                       expected=Expected("tool_calls", [ToolCall("get_weather", args)]), metadata={})
+
+    implied = row("What's the weather like in Paris?", {"city": "Paris", "units": "celsius"})
+    assert verify_example(implied, schema_defaults=True) is None
+    assert verify_example(implied) == "value_not_in_text"
+    other = row("What's the weather like in Paris?", {"city": "Paris", "units": "fahrenheit"})
+    assert verify_example(other, schema_defaults=True) == "value_not_in_text"
+    invented = row("What's the weather like?", {"city": "Paris", "units": "celsius"})
+    assert verify_example(invented, schema_defaults=True) == "value_not_in_text"
 
 
 def test_row_kinds_in_the_stated_proportions():

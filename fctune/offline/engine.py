@@ -147,9 +147,12 @@ def _traceable(value, text: str, numbers: list[float]) -> bool:
     return False
 
 
-def verify_example(ex: Example) -> str | None:
+def verify_example(ex: Example, schema_defaults: bool = False) -> str | None:
     """Why ``ex`` must be dropped (``None``: it is sound). Every call, in context and expected, must name an
-    offered tool, validate against its schema, and use only values that the conversation before it says."""
+    offered tool, validate against its schema, and use only values that the conversation before it says.
+    ``schema_defaults``: an argument equal to its parameter's schema default may also go unsaid — a request worded by
+    a person (or the query writer) leaves a default implied ("the weather in Paris" for units=celsius), and the
+    call still carries it; the engine's own rows say every value, so they are checked without it."""
     import jsonschema
 
     tools = {t.name: t for t in ex.tools}
@@ -171,7 +174,10 @@ def verify_example(ex: Example) -> str | None:
         except jsonschema.ValidationError:
             return "schema_invalid"
         low, numbers = context.lower(), _numbers_in(context)
+        props = spec.parameters.get("properties", {})
         for name, value in call.arguments.items():
+            if schema_defaults and "default" in props.get(name, {}) and props[name]["default"] == value:
+                continue
             if not _traceable(value, low, numbers):
                 return "value_not_in_text"
             if isinstance(value, bool) and words(name).lower() not in low:

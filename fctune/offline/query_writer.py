@@ -1,10 +1,11 @@
-"""Requests reworded by an LLM endpoint, verified like every generated row (off by default).
+"""Requests reworded by a model, verified like every generated row (off by default).
 
-The engine's requests come from templates; an LLM (the local llama.cpp server, Azure or any OpenAI-compatible
-endpoint, through fctune's backends with their retries) rewrites the user turn of single-turn call rows in its
-own words. A rewrite is kept only when the row still passes :func:`fctune.offline.engine.verify_example` (every
-value of every call is in the new text); otherwise the template text stays and the row is counted as rejected.
-A failed request is counted as an error, never kept. Which endpoint and model, and the counts, are recorded in
+The engine's requests come from templates; a model (in this process, on the local llama.cpp server, Azure or any
+OpenAI-compatible endpoint, through fctune's backends with their retries) rewrites the user turn of single-turn call
+rows in its own words. A rewrite is kept only when the row still passes :func:`fctune.offline.engine.verify_example`
+(every value of every call is in the new text, or is its parameter's schema default, which a person's request leaves
+implied); otherwise the template text stays and the row is counted as rejected. A failed request is counted as an
+error, never kept. Which endpoint and model, and the counts, are recorded in
 ``dataset_stats.json``.
 """
 
@@ -61,7 +62,7 @@ def rewrite_queries(examples: list[Example], backend, share: float = 1.0, seed: 
             continue
         new = copy.deepcopy(e)
         new.messages[0].content = text
-        why = verify_example(new)
+        why = verify_example(new, schema_defaults=True)  # a rewrite may leave a default implied
         if why:
             counts[f"rejected_{why}"] += 1
             continue
