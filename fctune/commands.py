@@ -62,9 +62,9 @@ COMMANDS: dict[str, Command] = {
     "fledgling": Command("fctune.fledgling:main", "the Fledgling approach: LLM first, decision gate, two tracks",
                          "fledgling/run_pipeline.py",
                          config="fctune.fledgling:FledglingConfig"),
-    "repair-tokens": Command("fctune.tool_tokens:main", "check a model's tool-call tag tokens; feed untrained ones as "
-                             "text (tokenizer, and the GGUF llama.cpp serves)",
-                             config="fctune.tool_tokens:RepairConfig"),
+    "repair-tokens": Command("fctune.repair_tokens:main", "check a model's tool-call tag tokens; repair untrained ones "
+                             "(fed as text, or their rows fitted; tokenizer, and the GGUF llama.cpp serves)",
+                             config="fctune.repair_tokens:RepairConfig"),
     "llama-server": Command("fctune.llama_server:main", "start llama.cpp's OpenAI-compatible server for a GGUF"),
 }
 

@@ -15,8 +15,11 @@ Repairs (:data:`REPAIRS`): ``text`` feeds the tags as the ordinary pieces they a
 ``_call``, ``>``), whose rows are trained: the tokenizer no longer matches them whole (the ids stay in the vocabulary,
 so nothing else moves), in the prompt as in what the model writes, and the GGUF that llama.cpp serves is a copy whose
 tag tokens are typed NORMAL instead of USER_DEFINED or CONTROL (a few bytes changed), so llama.cpp tokenizes them as
-text too. No weight changes. ``auto`` repairs exactly where detection finds untrained tags; ``none`` leaves the
-tokenizer as the model ships it.
+text too. No weight changes. ``fit`` (:mod:`fctune.tag_fit`) keeps the tokenizer and fits the tags' own rows instead,
+every other weight frozen. ``auto`` repairs with text exactly where detection finds untrained tags: on the same
+BFCL rows the fitted rows lost the parallel calls and the abstention that the text-fed model keeps (RESULTS.md), since
+two rows fitted on a few dozen answers learn those answers' habits rather than how the model reads its own format.
+``none`` leaves the tokenizer as the model ships it.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ REPAIRS = {
     "auto": "text where the call format's tag tokens have untrained rows, else none",
     "text": "the tag tokens are no longer matched whole: they are read and written as their text pieces, whose rows "
             "are trained (tokenizer, and the GGUF llama.cpp serves: its tags typed NORMAL)",
+    "fit": "the tag tokens' embedding rows fitted on the data engine's rows, every other weight frozen (the "
+           "tokenizer as shipped; rows cached, a few KB; the GGUF llama.cpp serves gets them too)",
     "none": "the tokenizer as the model ships it",
 }
 REPAIR_VERSION = 1  # part of a repaired GGUF's cache name: bump when the repair changes
@@ -283,13 +288,20 @@ def resolve_repair(choice: str, check: TagCheck) -> str:
 
 
 def record(check: TagCheck, repair: str, tags: list[str] | None = None) -> dict:
-    """What metadata keeps of the check and the repair applied."""
+    """What metadata keeps of the check and the repair applied (the fit adds ``fitted``: the rows' provenance)."""
     return {"check": asdict(check), "repair": repair, "tags_as_text": list(tags or [])}
 
 
 def sentence(info: dict | None) -> str | None:
     """The report's sentence about a model's repaired tags; None where nothing was repaired."""
-    if not info or info.get("repair") in (None, "none") or not info.get("tags_as_text"):
+    if not info or info.get("repair") in (None, "none"):
+        return None
+    if info["repair"] == "fit" and info.get("fitted"):
+        fitted = info["fitted"]
+        return (f"its tool-call tags {' and '.join(fitted['tags'])}, whose embedding rows are untrained, given rows "
+                f"fitted by fctune (the rows of {fitted['rows_changed']} tokens changed, every other weight frozen; "
+                "--repair-tokens none keeps them)")
+    if not info.get("tags_as_text"):
         return None
     return (f"its tool-call tags {' and '.join(info['tags_as_text'])}, whose embedding rows are untrained, fed as text "
             "by fctune (no weight changed; --repair-tokens none keeps them)")
@@ -297,8 +309,18 @@ def sentence(info: dict | None) -> str | None:
 
 def repair_tokenizer(choice: str, tokenizer, check: TagCheck, adapter: str | None = None) -> tuple[object, dict]:
     """The tokenizer to use under ``--repair-tokens choice`` and what metadata records of it; logs the check's line.
-    An adapter is evaluated with the tokenizer it was trained with: ``auto`` repairs nothing there."""
+    An adapter is evaluated with the tokenizer it was trained with: ``auto`` repairs nothing there. ``fit`` leaves
+    the tokenizer as it is; the caller applies the rows (:mod:`fctune.tag_fit`)."""
     repair = "none" if adapter and choice == "auto" else resolve_repair(choice, check)
+    if repair == "fit":
+        if adapter:
+            raise UserError("--repair-tokens fit repairs a base model; an adapter is evaluated with the tokenizer and "
+                            "rows it was trained with (--repair-tokens auto or none)")
+        if not check.untrained:
+            raise UserError(f"--repair-tokens fit: {check.model} has no untrained tag of its call format "
+                            f"({check.how or 'its tags have rows of their own'}); nothing to fit")
+        log.warning("%s; repaired: their rows fitted (--repair-tokens fit)", check.line())
+        return tokenizer, record(check, "fit")
     tags = list(check.tags) if repair == "text" else []
     if tags:
         tokenizer = text_tags_tokenizer(tokenizer, tags)
@@ -309,68 +331,3 @@ def repair_tokenizer(choice: str, tokenizer, check: TagCheck, adapter: str | Non
     elif tags:
         log.info("%s: tags %s fed as text (--repair-tokens %s)", check.model, ", ".join(tags), choice)
     return tokenizer, record(check, repair, tags)
-
-
-# -- fctune repair-tokens --------------------------------------------------------------------------------------------
-@dataclass
-class RepairConfig:
-    """Check a model's tool-call tags and write the repaired tokenizer (and, for a GGUF, the repaired file)."""
-
-    model: str = field(default="qwen2.5-coder-0.5b-instruct", metadata={
-        "help": "hub id, folder, .gguf or a packaged name (default: the offline LLM stand-in)"})
-    repair: str = field(default="auto", metadata={"help": "; ".join(f"{k} = {v}" for k, v in REPAIRS.items()),
-                                                   "choices": list(REPAIRS)})
-    prompt_format: str = field(default="auto", metadata={
-        "help": "which prompt's call format to check: the chat template's (native) or the Hermes prompt's",
-        "choices": ["auto", "native", "hermes"]})
-    output_dir: str = field(default="repaired_tokens", metadata={
-        "help": "where the repaired tokenizer (tokenizer/) and repair.json go; a repaired GGUF is cached beside the "
-                "model conversions ($FCTUNE_CACHE/models) and named in repair.json"})
-
-
-def repair_tokens(cfg: RepairConfig) -> dict:
-    from fctune.config import run_metadata
-    from fctune.io import write_json_atomic
-    from fctune.models import cache_dir, load_causal_lm, load_tokenizer, resolve_model
-    from fctune.parse import declared_call_format
-    from fctune.render import PromptRenderer
-
-    ref = resolve_model(cfg.model)
-    tokenizer = load_tokenizer(cfg.model)
-    fmt = declared_call_format(PromptRenderer(tokenizer, cfg.prompt_format))
-    if ref.kind == "gguf":
-        check = detect_gguf(ref.location, tokenizer, fmt, cfg.model)
-    else:  # the rows are read from the loaded model (on the CPU)
-        check = detect_model(load_causal_lm(cfg.model), tokenizer, fmt, cfg.model)
-    repaired, info = repair_tokenizer(cfg.repair, tokenizer, check)
-    out = Path(cfg.output_dir)
-    if info["tags_as_text"]:
-        repaired.save_pretrained(out / "tokenizer")
-        info["tokenizer"] = str(out / "tokenizer")
-        if ref.kind == "gguf":
-            path, info["gguf"] = repaired_gguf(ref.location, [check.tags[t] for t in info["tags_as_text"]],
-                                               cache_dir() / "models")
-            info["gguf_path"] = str(path)
-    info["model_description"] = ref.description
-    write_json_atomic(out / "repair.json", {**info, "run": run_metadata(cfg)})
-    return info
-
-
-def _summary(info: dict) -> str:
-    check = info["check"]
-    if not info["tags_as_text"]:
-        return (f"{check['model']}: nothing repaired ({check['how']}; untrained tags: "
-                f"{', '.join(check['untrained']) or 'none'}); see repair.json")
-    return (f"{check['model']}: tags {', '.join(info['tags_as_text'])} fed as text; tokenizer in {info['tokenizer']}"
-            + (f", GGUF {info['gguf_path']}" if info.get("gguf_path") else ""))
-
-
-def main(argv=None) -> int:
-    """The command line (``fctune repair-tokens``)."""
-    from fctune.cli import run_script
-
-    return run_script(RepairConfig, repair_tokens, argv, summary=_summary)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -31,6 +31,8 @@ from fctune.errors import UserError
 from fctune.io import OutputLock, sha256_file, sha256_json, write_json_atomic
 from fctune.tool_tokens import REPAIRS
 
+TRAIN_REPAIRS = [k for k in REPAIRS if k != "fit"]
+
 log = logging.getLogger(__name__)
 
 # Every linear projection of the attention and MLP blocks; Phi-3/Phi-4 fuse them (qkv_proj, gate_up_proj).
@@ -156,9 +158,9 @@ class TrainConfig:
                 "usual first change when a bf16 run's loss turns NaN", "choices": ["auto", "eager", "sdpa"]})
     repair_tokens: str = field(default="auto", metadata={
         "help": "tool-call tags the base model cannot write (added tokens with untrained embedding rows, found by "
-                "fctune.tool_tokens): " + "; ".join(f"{k} = {v}" for k, v in REPAIRS.items())
-                + ". Repaired, the labels hold no such token, so --backend unsloth can train the model", "choices":
-                list(REPAIRS)})
+                "fctune.tool_tokens): " + "; ".join(f"{k} = {v}" for k, v in REPAIRS.items() if k in TRAIN_REPAIRS)
+                + ". Repaired, the labels hold no such token, so --backend unsloth can train the model (fit repairs a "
+                "model for evaluation and serving: its rows are not part of an adapter)", "choices": TRAIN_REPAIRS})
     trainable_tokens: str = field(default="auto", metadata={
         "help": "also train the embedding rows of these tokens: auto = the added tokens in the labels that the base "
                 "model cannot tell apart (one output-embedding row shared, as Qwen2.5-Coder-0.5B's <tool_call> and "
@@ -212,7 +214,7 @@ def resolved_settings(cfg: TrainConfig, backend: str) -> dict:
     else:
         precision = cfg.precision
     if not cuda and precision != "fp32":
-        from fctune.backends.local import cpu_has_native_bf16
+        from fctune.config import cpu_has_native_bf16
 
         # bf16 on a CPU is only worth it (and only fast) with native bf16 instructions (AVX512_BF16 / AMX); fp16
         # has no CPU kernels worth the name

@@ -10,6 +10,7 @@ import pytest
 from fctune.formats.bfcl import load_category
 from fctune.models import OFFLINE_LLM, load_tokenizer, resolve_model
 from fctune.parse import parse_tool_calls
+from fctune.tag_fit import SHIPPED
 from fctune.tool_tokens import (
     detect_gguf,
     detect_model,
@@ -122,13 +123,13 @@ def test_llama_cpp_reads_the_repaired_gguf_as_the_repaired_tokenizer_does(qwen_t
 @pytest.mark.slow
 def test_the_stand_in_served_repaired_writes_a_real_call_in_its_declared_format(tmp_path):
     """The same BFCL row through the project's llama.cpp server: as the model ships it writes no tag (fenced JSON,
-    no call in the strict reading); repaired (the default) it writes <tool_call> itself and the strict reading
-    reads the call."""
+    no call in the strict reading); repaired (text, the default, and fit, with the rows shipped for the stand-in)
+    it writes <tool_call> itself and the strict reading reads the call."""
     from fctune.evaluate import EvalConfig, make_backend
 
     row = load_category("simple_python", limit=1)[0]
     out = {}
-    for repair in ("none", "auto"):
+    for repair in ("none", "auto", "fit"):
         backend = make_backend(EvalConfig(backend="llamacpp", model=OFFLINE_LLM, max_new_tokens=96,
                                           max_concurrency=1, repair_tokens=repair,
                                           results_dir=str(tmp_path / repair)))
@@ -142,7 +143,12 @@ def test_the_stand_in_served_repaired_writes_a_real_call_in_its_declared_format(
     assert none_ident["tool_tokens"]["repair"] == "none" and "<tool_call>" not in none_answer.output
     assert auto_ident["tool_tokens"]["tags_as_text"] == TAGS and auto_ident["tool_tokens"]["gguf"]["bytes_changed"] == 8
     assert auto_ident["model_description"] == none_ident["model_description"]
-    parsed = parse_tool_calls(auto_answer.output)
-    assert "<tool_call>" in auto_answer.output and parsed.shape == "hermes_tags", auto_answer.output
-    assert parsed.calls, auto_answer.output
-    assert parsed.calls[0].name == row.expected.tool_calls[0].name
+    fit_ident, fit_answer = out["fit"]
+    assert fit_ident["tool_tokens"]["repair"] == "fit" and fit_ident["tool_tokens"]["tags_as_text"] == []
+    assert fit_ident["tool_tokens"]["fitted"]["path"].startswith(str(SHIPPED))  # applied in a second, not fitted
+    assert set(fit_ident["tool_tokens"]["gguf"]["tensors"]) == {"token_embd.weight", "output.weight"}
+    for answer in (auto_answer, fit_answer):
+        parsed = parse_tool_calls(answer.output)
+        assert "<tool_call>" in answer.output, answer.output
+        assert parsed.shape == "hermes_tags" and parsed.calls, answer.output
+        assert parsed.calls[0].name == row.expected.tool_calls[0].name

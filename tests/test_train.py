@@ -428,15 +428,15 @@ def test_padding_free_batches_only_where_padding_costs_more():
 
 def test_cpu_precision_bf16_only_with_native_bf16(monkeypatch):
     # on a CPU, bf16 is accepted where the CPU has native bf16 instructions and refused by name elsewhere; fp16 never
-    from fctune.backends import local
+    from fctune import config
     from fctune.errors import UserError
     from fctune.train import TrainConfig, resolved_settings
 
-    monkeypatch.setattr(local, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(config, "cpu_has_native_bf16", lambda: True)
     assert resolved_settings(TrainConfig(precision="bf16"), "transformers")["precision"] == "bf16"
     with pytest.raises(UserError, match="fp16 needs a GPU;"):
         resolved_settings(TrainConfig(precision="fp16"), "transformers")
-    monkeypatch.setattr(local, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(config, "cpu_has_native_bf16", lambda: False)
     with pytest.raises(UserError, match="bf16 needs a GPU or a CPU with native bf16"):
         resolved_settings(TrainConfig(precision="bf16"), "transformers")
     assert resolved_settings(TrainConfig(), "transformers")["precision"] == "fp32"  # the default stays fp32 on CPU

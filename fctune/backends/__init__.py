@@ -93,6 +93,15 @@ def _repaired_gguf(cfg, ref, common: dict) -> tuple[str, dict | None]:
     if not check.tags and cfg.repair_tokens != "text":
         return ref.location, None
     tok, info = repair_tokenizer(cfg.repair_tokens, renderer.tokenizer, check)
+    if info["repair"] == "fit":  # rows fitted on the dequantized model (once, cached), written into a GGUF copy
+        from fctune.models import load_causal_lm
+        from fctune.tag_fit import fit_dtype, fitted_gguf, fitted_rows, summary
+
+        rows, meta = fitted_rows(lambda: load_causal_lm(ref.spec, dtype=fit_dtype()), renderer.tokenizer, check,
+                                 ref.location, renderer.mode)
+        path, info["gguf"] = fitted_gguf(ref.location, rows, meta, cache_dir() / "models")
+        info["fitted"] = summary(meta)
+        return str(path), info
     if not info["tags_as_text"]:
         return ref.location, info
     common["renderer"] = PromptRenderer(tok, renderer.mode)

@@ -156,20 +156,13 @@ def _register_grouped_kv_sdpa() -> str:
     return GROUPED_KV_SDPA
 
 
-def cpu_has_native_bf16() -> bool:
-    """True on CPUs with AVX512-BF16 or AMX (Linux: read from /proc/cpuinfo)."""
-    from fctune.config import cpu_info
-
-    info = cpu_info()
-    return bool(info.get("avx512_bf16") or info.get("amx_bf16"))
-
-
 class LocalBackend:
     def __init__(self, model: str, adapter: str | None = None, max_new_tokens: int = 256, batch_size: int = 8,
                  prompt_format: str | None = None, device: str = "auto", dtype: str = "auto", engine: str = "padded",
                  stop_repeats: int = 0, repair_tokens: str = "auto"):
         import torch
 
+        from fctune.config import cpu_has_native_bf16
         from fctune.models import ensure_pad_token, load_causal_lm, load_tokenizer, resolve_model, stop_token_ids
         from fctune.render import PromptRenderer
 
@@ -226,6 +219,12 @@ class LocalBackend:
                 ensure_pad_token(self.tokenizer)
                 self.tokenizer.padding_side = "left"
                 self.renderer = PromptRenderer(self.tokenizer, fmt)
+            if self.tool_tokens["repair"] == "fit":  # the tokenizer stays; the tags get rows of their own
+                from fctune.tag_fit import apply_rows, fitted_rows, summary
+
+                rows, meta = fitted_rows(lambda: self.model, self.tokenizer, check, self.model_ref.location, fmt)
+                apply_rows(self.model, rows)
+                self.tool_tokens["fitted"] = summary(meta)
         self.stop_ids = stop_token_ids(self.tokenizer)
         self.dtype = str(tdtype).replace("torch.", "")
         self.load_s = round(time.time() - t0, 2)
