@@ -23,13 +23,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from fctune.errors import UserError
-from fctune.tool_tokens import TagCheck, gguf_layout, text_tags_tokenizer
+from fctune.tool_tokens import TagCheck, edited_gguf, text_tags_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -388,50 +387,34 @@ def fitted_gguf(path: str | Path, rows: dict, rows_meta: dict, cache: Path) -> t
     from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
     from gguf.quants import dequantize, quantize
 
-    from fctune.io import sha256_file, write_json_atomic
     from fctune.models import content_digest
 
     src = Path(path)
-    rows_digest = hashlib.sha256(rows["input"].numpy().tobytes() + rows["output"].numpy().tobytes()).hexdigest()[:12]
-    out = cache / f"{src.stem}-{content_digest(src)}-fitrows-{rows_digest}-r{FIT_VERSION}.gguf"
-    meta_path = out.with_suffix(".json")
-    if out.exists() and meta_path.exists():
-        return out, json.loads(meta_path.read_text())
-    t0 = time.time()
-    layout = gguf_layout(src)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-    shutil.copyfile(src, tmp)
-    written, error = {}, {}
-    for tensor, which in (("token_embd.weight", "input"), ("output.weight", "output")):
-        info = layout["tensors"].get(tensor)
-        if info is None:
-            continue
-        qtype = GGMLQuantizationType(info["type"])
-        dim = info["shape"][0]
-        block, block_bytes = GGML_QUANT_SIZES[qtype]
-        row_bytes = dim // block * block_bytes
-        values = rows[which].numpy().astype(np.float32)
-        try:
-            packed = quantize(values, qtype)
-        except NotImplementedError as e:
-            tmp.unlink(missing_ok=True)
-            raise UserError(f"{src}: {tensor} is {qtype.name}, which the gguf package cannot quantize ({e}); "
-                            "use --repair-tokens text for this file") from e
-        error[tensor] = float(np.abs(dequantize(packed, qtype).reshape(values.shape) - values).max())
-        with open(tmp, "r+b") as f:
+
+    def write_rows(f, layout) -> dict:
+        written, error, changed = {}, {}, 0
+        for tensor, which in (("token_embd.weight", "input"), ("output.weight", "output")):
+            info = layout["tensors"].get(tensor)
+            if info is None:
+                continue
+            qtype = GGMLQuantizationType(info["type"])
+            block, block_bytes = GGML_QUANT_SIZES[qtype]
+            row_bytes = info["shape"][0] // block * block_bytes
+            values = rows[which].numpy().astype(np.float32)
+            try:
+                packed = quantize(values, qtype)
+            except NotImplementedError as e:
+                raise UserError(f"{src}: {tensor} is {qtype.name}, which the gguf package cannot quantize ({e}); "
+                                "use --repair-tokens text for this file") from e
+            error[tensor] = float(np.abs(dequantize(packed, qtype).reshape(values.shape) - values).max())
             for k, i in enumerate(rows["ids"]):
                 f.seek(info["offset"] + i * row_bytes)
                 f.write(packed[k].tobytes())
-        written[tensor] = qtype.name
-    tmp.replace(out)
-    meta = {"repair": "fit", "source": str(src), "source_sha256_16": content_digest(src), "token_ids": rows["ids"],
-            "tensors": written, "max_abs_quantization_error": error, "rows": rows_meta.get("path"),
-            "bytes_changed": sum(len(rows["ids"]) * (layout["tensors"][t]["shape"][0] //
-                                                     GGML_QUANT_SIZES[GGMLQuantizationType[q]][0] *
-                                                     GGML_QUANT_SIZES[GGMLQuantizationType[q]][1])
-                                 for t, q in written.items()),
-            "file_bytes": out.stat().st_size, "seconds": round(time.time() - t0, 2), "sha256": sha256_file(out)[:16],
-            "fit_version": FIT_VERSION}
-    write_json_atomic(meta_path, meta)
-    return out, meta
+            written[tensor] = qtype.name
+            changed += row_bytes * len(rows["ids"])
+        return {"repair": "fit", "token_ids": rows["ids"], "tensors": written, "max_abs_quantization_error": error,
+                "rows": rows_meta.get("path"), "bytes_changed": changed, "fit_version": FIT_VERSION}
+
+    digest = hashlib.sha256(rows["input"].numpy().tobytes() + rows["output"].numpy().tobytes()).hexdigest()[:12]
+    return edited_gguf(src, cache / f"{src.stem}-{content_digest(src)}-fitrows-{digest}-r{FIT_VERSION}.gguf",
+                       write_rows)

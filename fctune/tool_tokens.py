@@ -236,32 +236,50 @@ def text_tags_tokenizer(tokenizer, tags: list[str]):
     return repaired
 
 
-def repaired_gguf(path: str | Path, token_ids: list[int], cache: Path) -> tuple[Path, dict]:
-    """A copy of the GGUF whose ``token_ids`` are typed NORMAL (llama.cpp then tokenizes them as text), cached by the
-    source's content and the ids; returns (path, provenance). Made once: a file copy and a few bytes written."""
+def edited_gguf(src: Path, out: Path, edit) -> tuple[Path, dict]:
+    """A cached copy of the GGUF ``src`` at ``out``, changed in place by ``edit(file, layout) -> dict`` (what it
+    changed, kept as the copy's provenance beside it): made once, in a temporary file renamed onto ``out`` only once
+    the edit succeeded, so a failed or interrupted edit leaves nothing a later run would take for a repaired file."""
     import time
 
     from fctune.io import sha256_file, write_json_atomic
     from fctune.models import content_digest
 
-    src = Path(path)
-    digest = content_digest(src)
-    ids = sorted(set(token_ids))
-    out = cache / f"{src.stem}-{digest}-text{'-'.join(map(str, ids))}-r{REPAIR_VERSION}.gguf"
     meta_path = out.with_suffix(".json")
     if out.exists() and meta_path.exists():
         return out, json.loads(meta_path.read_text())
     t0 = time.time()
     layout = gguf_layout(src)
-    tt = layout.get("token_type")
-    if tt is None:
-        raise UserError(f"{src}: the GGUF has no tokenizer.ggml.token_type array; its tags cannot be retyped")
-    size = struct.calcsize(tt["format"])
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
     shutil.copyfile(src, tmp)
-    before = {}
-    with open(tmp, "r+b") as f:
+    try:
+        with open(tmp, "r+b") as f:
+            changed = edit(f, layout)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    tmp.replace(out)
+    meta = {**changed, "source": str(src), "source_sha256_16": content_digest(src), "file_bytes": out.stat().st_size,
+            "seconds": round(time.time() - t0, 2), "sha256": sha256_file(out)[:16]}
+    write_json_atomic(meta_path, meta)
+    return out, meta
+
+
+def repaired_gguf(path: str | Path, token_ids: list[int], cache: Path) -> tuple[Path, dict]:
+    """A copy of the GGUF whose ``token_ids`` are typed NORMAL (llama.cpp then tokenizes them as text), cached by the
+    source's content and the ids; returns (path, provenance). Made once: a file copy and a few bytes written."""
+    from fctune.models import content_digest
+
+    src = Path(path)
+    ids = sorted(set(token_ids))
+
+    def retype(f, layout) -> dict:
+        tt = layout.get("token_type")
+        if tt is None:
+            raise UserError(f"{src}: the GGUF has no tokenizer.ggml.token_type array; its tags cannot be retyped")
+        size = struct.calcsize(tt["format"])
+        before = {}
         for i in ids:
             if not 0 <= i < tt["count"]:
                 raise UserError(f"{src}: token id {i} is outside its vocabulary of {tt['count']}")
@@ -269,13 +287,11 @@ def repaired_gguf(path: str | Path, token_ids: list[int], cache: Path) -> tuple[
             (before[i],) = struct.unpack(tt["format"], f.read(size))
             f.seek(tt["offset"] + i * size)
             f.write(struct.pack(tt["format"], 1))  # NORMAL
-    tmp.replace(out)
-    meta = {"repair": "text", "source": str(src), "source_sha256_16": digest, "token_ids": ids,
-            "token_types_before": before, "token_type_after": "NORMAL (1)", "bytes_changed": size * len(ids),
-            "file_bytes": out.stat().st_size, "seconds": round(time.time() - t0, 2),
-            "sha256": sha256_file(out)[:16], "repair_version": REPAIR_VERSION}
-    write_json_atomic(meta_path, meta)
-    return out, meta
+        return {"repair": "text", "token_ids": ids, "token_types_before": before, "token_type_after": "NORMAL (1)",
+                "bytes_changed": size * len(ids), "repair_version": REPAIR_VERSION}
+
+    out = cache / f"{src.stem}-{content_digest(src)}-text{'-'.join(map(str, ids))}-r{REPAIR_VERSION}.gguf"
+    return edited_gguf(src, out, retype)
 
 
 def resolve_repair(choice: str, check: TagCheck) -> str:
