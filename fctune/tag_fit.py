@@ -93,6 +93,13 @@ def _self_targets(model, pieces, text_renderer, examples, max_new_tokens: int = 
     return out, counts
 
 
+def _targets(features: dict) -> tuple[list[int], list[int]]:
+    """The positions whose next token is an assistant token, and those tokens: where the loss is taken."""
+    ids, mask = features["input_ids"], features["assistant_masks"]
+    pos = [i for i in range(len(ids) - 1) if mask[i + 1]]
+    return pos, [ids[i + 1] for i in pos]
+
+
 def _features(renderer, examples, max_length: int) -> list[dict]:
     out = []
     for e in examples:
@@ -146,10 +153,9 @@ def _measure(rows: _Rows, feats: list[dict]) -> dict:
     false, other = 0, 0
     with torch.no_grad():
         for f in feats:
-            ids, mask = f["input_ids"], f["assistant_masks"]
-            pos = [i for i in range(len(ids) - 1) if mask[i + 1]]
-            gold = torch.tensor([ids[i + 1] for i in pos])
-            logits = rows.logits_at(ids, pos).cpu()
+            pos, nxt = _targets(f)
+            gold = torch.tensor(nxt)
+            logits = rows.logits_at(f["input_ids"], pos).cpu()
             total += torch.nn.functional.cross_entropy(logits, gold, reduction="sum").item()
             n += len(pos)
             pick = logits.argmax(1)
@@ -173,23 +179,22 @@ def _text_nats_per_row(model, renderer, examples, max_length: int) -> float:
 
     total, rows = 0.0, 0
     with torch.no_grad():
+        dev = model.get_input_embeddings().weight.device
         for f in _features(renderer, examples, max_length):
-            ids, mask = f["input_ids"], f["assistant_masks"]
-            pos = [i for i in range(len(ids) - 1) if mask[i + 1]]
-            dev = model.get_input_embeddings().weight.device
-            hidden = model.get_decoder()(input_ids=torch.tensor([ids], device=dev)).last_hidden_state[0, pos]
+            pos, nxt = _targets(f)
+            hidden = model.get_decoder()(input_ids=torch.tensor([f["input_ids"]], device=dev)).last_hidden_state[0, pos]
             logits = model.get_output_embeddings()(hidden).float().cpu()
-            total += torch.nn.functional.cross_entropy(logits, torch.tensor([ids[i + 1] for i in pos]),
-                                                       reduction="sum").item()
+            total += torch.nn.functional.cross_entropy(logits, torch.tensor(nxt), reduction="sum").item()
             rows += 1
     return round(total / max(rows, 1), 3)
 
 
 def fit_tag_rows(model, tokenizer, check: TagCheck, prompt_format: str = "auto",
                  settings: FitSettings | None = None) -> tuple[dict, dict]:
-    """Fit the rows of ``check.tags`` on a loaded model (left unchanged); returns (rows, provenance), rows being
-    ``{"ids", "input", "output"}`` float32 tensors on the CPU."""
+    """Fit the rows of ``check.tags`` on a loaded model (its weights left as they are, its parameters frozen);
+    returns (rows, provenance), rows being ``{"ids", "input", "output"}`` float32 tensors on the CPU."""
     import torch
+    from tqdm import tqdm
 
     from fctune.render import PromptRenderer
 
@@ -236,17 +241,14 @@ def fit_tag_rows(model, tokenizer, check: TagCheck, prompt_format: str = "auto",
     gen = torch.Generator().manual_seed(settings.seed)
     curve = []
     model.eval()
-    from tqdm import tqdm
-
     bar = tqdm(total=settings.epochs * len(train), desc="fitting tag rows", unit="row")
     for epoch in range(settings.epochs):
         order = torch.randperm(len(train), generator=gen).tolist()
         run, k = 0.0, 0
         for j in order:
-            ids_j, mask = train[j]["input_ids"], train[j]["assistant_masks"]
-            pos = [i for i in range(len(ids_j) - 1) if mask[i + 1]]
-            gold = torch.tensor([ids_j[i + 1] for i in pos], device=emb_in.device)
-            loss = torch.nn.functional.cross_entropy(rows.logits_at(ids_j, pos), gold)
+            pos, nxt = _targets(train[j])
+            loss = torch.nn.functional.cross_entropy(rows.logits_at(train[j]["input_ids"], pos),
+                                                     torch.tensor(nxt, device=emb_in.device))
             opt.zero_grad()
             loss.backward()
             opt.step()
