@@ -284,13 +284,13 @@ def git_commit(cwd=None) -> str | None:
         return None
 
 
-@functools.cache
 def cpu_has_native_bf16() -> bool:
     """True on CPUs with AVX512-BF16 or AMX (Linux: read from /proc/cpuinfo)."""
     info = cpu_info()
     return bool(info.get("avx512_bf16") or info.get("amx_bf16"))
 
 
+@functools.cache
 def cpu_info() -> dict:
     """The CPU's model name and the vector extensions that move this project's CPU speed (from Linux's
     /proc/cpuinfo; None where it cannot be read): the same code ran the main job 3x slower on an AVX2-only CPU."""

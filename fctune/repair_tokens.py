@@ -33,10 +33,10 @@ class RepairConfig:
         "help": "where repair.json (and, for text, the repaired tokenizer/) go; fitted rows and repaired GGUFs are "
                 "cached beside the model conversions ($FCTUNE_CACHE/models) and named in repair.json"})
     fit_train_rows: int = field(default=_FIT.train_rows, metadata={
-        "help": "fit: data-engine rows the tag rows are fitted on (evaluation's --repair-tokens fit uses the "
+        "min": 1, "help": "fit: data-engine rows the tag rows are fitted on (evaluation's --repair-tokens fit uses the "
                 "defaults of these five; rows fitted with others are in the GGUF named in repair.json)"})
-    fit_epochs: int = field(default=_FIT.epochs, metadata={"help": "fit: passes over those rows"})
-    fit_lr: float = field(default=_FIT.lr, metadata={"help": "fit: Adam's learning rate on the tag rows"})
+    fit_epochs: int = field(default=_FIT.epochs, metadata={"min": 1, "help": "fit: passes over those rows"})
+    fit_lr: float = field(default=_FIT.lr, metadata={"gt": 0, "help": "fit: Adam's learning rate on the tag rows"})
     fit_seed: int = field(default=_FIT.seed, metadata={"help": "fit: seed of the engine rows and their order"})
     fit_targets: str = field(default=_FIT.targets, metadata={
         "help": "fit: the answers fitted on: gold (the engine's) or self (the model's own greedy answers with its "
@@ -45,14 +45,11 @@ class RepairConfig:
 
 def repair_tokens(cfg: RepairConfig) -> dict:
     from fctune.config import run_metadata
-    from fctune.errors import UserError
     from fctune.io import write_json_atomic
     from fctune.models import cache_dir, load_causal_lm, load_tokenizer, resolve_model
     from fctune.parse import declared_call_format
     from fctune.render import PromptRenderer
 
-    if cfg.fit_train_rows < 1 or cfg.fit_epochs < 1 or not cfg.fit_lr > 0:
-        raise UserError("--fit-train-rows and --fit-epochs must be at least 1 and --fit-lr above 0")
     ref = resolve_model(cfg.model)
     tokenizer = load_tokenizer(cfg.model)
     renderer = PromptRenderer(tokenizer, cfg.prompt_format)

@@ -93,6 +93,11 @@ def _self_targets(model, pieces, text_renderer, examples, max_new_tokens: int = 
     return out, counts
 
 
+def _tied(model) -> bool:
+    """Whether the input and output embeddings are one tensor (then one row per tag serves both)."""
+    return model.get_output_embeddings().weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
+
+
 def _targets(features: dict) -> tuple[list[int], list[int]]:
     """The positions whose next token is an assistant token, and those tokens: where the loss is taken."""
     ids, mask = features["input_ids"], features["assistant_masks"]
@@ -207,7 +212,7 @@ def fit_tag_rows(model, tokenizer, check: TagCheck, prompt_format: str = "auto",
     ids = [check.tags[t] for t in tags]
     emb_in = model.get_input_embeddings().weight
     emb_out = model.get_output_embeddings().weight
-    tied = emb_out is emb_in or emb_out.data_ptr() == emb_in.data_ptr()
+    tied = _tied(model)
     pieces = text_tags_tokenizer(tokenizer, tags)
     piece_ids = [pieces(t, add_special_tokens=False)["input_ids"] for t in tags]
     with torch.no_grad():
@@ -284,7 +289,7 @@ def apply_rows(model, rows: dict) -> None:
     with torch.no_grad():
         for k, i in enumerate(rows["ids"]):
             emb_in[i] = rows["input"][k].to(emb_in.device, emb_in.dtype)
-            if emb_out.data_ptr() != emb_in.data_ptr():
+            if not _tied(model):
                 emb_out[i] = rows["output"][k].to(emb_out.device, emb_out.dtype)
 
 
